@@ -1,1 +1,32 @@
-"""bids_hrf.glm."""
+"""First-level GLM: designs, canonical or per-parcel HRFs, contrasts, fixed effects."""
+
+from bids_hrf.glm.contrasts import (
+    ContrastResult,
+    ContrastSpec,
+    clean_label,
+    contrast_matrix,
+    default_contrasts,
+    expression_names,
+    load_contrasts,
+    parse_contrast,
+)
+from bids_hrf.glm.design import check_events, make_design
+from bids_hrf.glm.first_level import FirstLevelFit, fit_first_level
+from bids_hrf.glm.fixed_effects import conjunction_tmin, fixed_effects
+
+__all__ = [
+    "ContrastResult",
+    "ContrastSpec",
+    "FirstLevelFit",
+    "check_events",
+    "clean_label",
+    "conjunction_tmin",
+    "contrast_matrix",
+    "default_contrasts",
+    "expression_names",
+    "fit_first_level",
+    "fixed_effects",
+    "load_contrasts",
+    "make_design",
+    "parse_contrast",
+]

@@ -1,0 +1,385 @@
+"""Command-line parser (BIDS Apps convention) and up-front validation of every setting.
+
+Problems are collected and reported all at once, one line each, naming the argument or
+file and the fix, before any work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from bids_hrf import __version__
+from bids_hrf.config import DEFAULT_ATLAS, DEFAULT_SPACE, HRF_METHODS, Config, make_config
+from bids_hrf.errors import (
+    BidsHrfError,
+    NoInputError,
+    OutputError,
+    UsageError,
+    ValidationErrors,
+)
+
+PLUGINS = ("Linear", "MultiProc", "SLURM", "SLURMGraph", "SGE", "PBS", "LSF", "Legacy",
+           "IPython", "Debug")
+_TEMPLATEFLOW_RE = re.compile(r"^[A-Za-z0-9]+:[A-Za-z0-9]+(:[A-Za-z0-9]+)*$")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises :class:`UsageError` (exit 64) instead of exiting with 2."""
+
+    def error(self, message: str):  # noqa: D102
+        raise UsageError(f"bids-hrf: {message}", fix="see 'bids-hrf --help'")
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be > 0")
+    return value
+
+
+def _nonneg_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be >= 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be >= 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``bids-hrf`` argument parser."""
+    p = _Parser(
+        prog="bids-hrf",
+        description="Hemodynamic analysis of fMRIPrep derivatives: HRF estimation "
+                    "(JDE-VEM, sparse deconvolution, canonical, FIR), GLM and group analysis, "
+                    "written as BIDS-Derivatives with HTML reports.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("bids_dir", type=Path, help="the raw BIDS dataset (read only)")
+    p.add_argument("output_dir", type=Path,
+                   help="where derivatives are written (may be BIDS_DIR/derivatives/<name>)")
+    p.add_argument("analysis_level", choices=["participant", "group"], help="level to run")
+    p.add_argument("--version", action="version", version=f"bids-hrf {__version__}")
+
+    g = p.add_argument_group("inputs")
+    g.add_argument("--derivatives", nargs="+", type=Path, default=None, metavar="DIR",
+                   help="fMRIPrep derivatives (default BIDS_DIR/derivatives/fmriprep)")
+    g.add_argument("--participant-label", "--participant_label", nargs="+", default=None,
+                   metavar="LABEL", help="participants to analyse (with or without 'sub-')")
+    g.add_argument("--task", nargs="+", default=None, help="tasks to analyse (default: all)")
+    g.add_argument("--space", default=DEFAULT_SPACE, help="fMRIPrep output space")
+    g.add_argument("--bids-filter-file", type=Path, default=None, metavar="FILE",
+                   help="JSON of pybids filters, e.g. {\"bold\": {\"acquisition\": \"mb\"}}")
+    g.add_argument("--bids-database-dir", type=Path, default=None, metavar="DIR",
+                   help="pybids database folder to reuse between runs")
+
+    g = p.add_argument_group("parcellation")
+    g.add_argument("--atlas", default=DEFAULT_ATLAS,
+                   help="a label NIfTI file, a TemplateFlow atlas (e.g. "
+                        "'Schaefer2018:400Parcels7Networks') or 'data-driven:N'")
+    g.add_argument("--atlas-labels", type=Path, default=None, metavar="TSV",
+                   help="labels of an atlas file (columns index, name[, network])")
+    g.add_argument("--min-parcel-voxels", type=_positive_int, default=5,
+                   help="parcels with fewer voxels in the brain mask are dropped")
+
+    g = p.add_argument_group("denoising")
+    g.add_argument("--confounds", default="simple",
+                   help="preset (simple, scrubbing, compcor, minimal, none) or a comma-"
+                        "separated list of confound columns")
+    g.add_argument("--fd-threshold", type=_positive_float, default=0.5,
+                   help="framewise displacement (mm) above which volumes are scrubbed")
+    g.add_argument("--dummy-scans", default="auto",
+                   help="non-steady-state volumes to drop: a number or 'auto'")
+    g.add_argument("--high-pass", type=_nonneg_float, default=0.01, metavar="HZ",
+                   help="high-pass cut-off (cosine drift model); 0 disables")
+    g.add_argument("--smoothing-fwhm", type=_nonneg_float, default=None, metavar="MM",
+                   help="spatial smoothing before the voxel-wise GLM")
+
+    g = p.add_argument_group("HRF estimation")
+    g.add_argument("--hrf-method", choices=HRF_METHODS, default="canonical",
+                   help="how HRFs are obtained")
+    g.add_argument("--hrf-model", default="spm",
+                   help="canonical HRF: spm, glover, spm+derivative, spm+derivative+dispersion, "
+                        "glover+derivative, glover+derivative+dispersion")
+    g.add_argument("--hrf-duration", type=_positive_float, default=25.0, metavar="S",
+                   help="length of estimated HRFs (JDE-VEM, FIR, sparse)")
+    g.add_argument("--hrf-dt", type=_positive_float, default=None, metavar="S",
+                   help="HRF sampling step (default: a divisor of TR near 0.5 s)")
+    g.add_argument("--noise-model", choices=["ar1", "ols"], default="ar1",
+                   help="first-level noise model")
+    g.add_argument("--no-estimate-hrf", dest="estimate_hrf", action="store_false",
+                   default=True, help="JDE-VEM/sparse: keep the canonical HRF fixed")
+    g.add_argument("--estimate-hrf", dest="estimate_hrf", action="store_true",
+                   help="JDE-VEM/sparse: estimate each parcel's HRF (default)")
+
+    g = p.add_argument_group("JDE-VEM (--hrf-method jde-vem)")
+    g.add_argument("--jde-beta", type=_nonneg_float, default=1.0,
+                   help="initial spatial interaction of the Ising prior")
+    g.add_argument("--jde-sigma-h", type=_positive_float, default=0.1,
+                   help="initial HRF prior variance")
+    g.add_argument("--jde-hrf-hyperprior", type=_positive_float, default=1000.0,
+                   help="rate of the exponential hyperprior on the HRF variance")
+    g.add_argument("--jde-iter-min", type=_positive_int, default=5, help="minimum iterations")
+    g.add_argument("--jde-iter-max", type=_positive_int, default=100, help="maximum iterations")
+    g.add_argument("--no-zero-constraint", dest="zero_constraint", action="store_false",
+                   default=True, help="do not pin the HRF's first and last samples to 0")
+
+    g = p.add_argument_group("sparse deconvolution (--hrf-method sparse)")
+    g.add_argument("--sparse-criterion", default="bic",
+                   choices=["bic", "aic", "mad", "mad_update", "ut", "lut", "factor", "pcg",
+                            "eigval"], help="regularisation choice")
+    g.add_argument("--sparse-group", type=_nonneg_float, default=0.0,
+                   help="weight of the L2,1 spatial grouping (0: voxel-wise L1)")
+    g.add_argument("--sparse-block", action="store_true",
+                   help="block model: estimate innovation signals")
+    g.add_argument("--stability-surrogates", type=int, default=0, metavar="N",
+                   help="stability selection with N surrogates (0: off)")
+
+    g = p.add_argument_group("GLM")
+    g.add_argument("--contrasts", type=Path, default=None, metavar="FILE.json",
+                   help='contrasts as {"label": "expression over trial_type names"}')
+
+    g = p.add_argument_group("group level")
+    g.add_argument("--group-model", default=None,
+                   help="one-sample (default), two-sample:COLUMN[:COV1,COV2], paired:COLUMN, "
+                        "or a BIDS Stats Models-style JSON file")
+    g.add_argument("--networks", type=Path, default=None, metavar="TSV",
+                   help="parcel -> network table for connectivity summaries")
+
+    g = p.add_argument_group("execution")
+    g.add_argument("--nprocs", "--n-cpus", type=_positive_int, default=None,
+                   help="processes (default: all CPUs)")
+    g.add_argument("--omp-nthreads", type=_positive_int, default=1,
+                   help="threads per process for numerical libraries")
+    g.add_argument("--mem-gb", type=_positive_float, default=None,
+                   help="memory limit given to the scheduler")
+    g.add_argument("--plugin", default=None, help=f"nipype plugin ({', '.join(PLUGINS)})")
+    g.add_argument("--plugin-args", default=None, metavar="JSON",
+                   help="nipype plugin arguments as JSON, e.g. '{\"sbatch_args\": \"-p short\"}'")
+    g.add_argument("-w", "--work-dir", type=Path, default=None,
+                   help="working directory (reused to resume an interrupted run)")
+    g.add_argument("--no-report", dest="write_report", action="store_false", default=True,
+                   help="skip the HTML reports")
+    g.add_argument("--stop-on-first-crash", action="store_true",
+                   help="stop at the first failing step")
+    g.add_argument("-v", "--verbose", action="count", default=0,
+                   help="more messages (-vv: debug, with tracebacks)")
+    return p
+
+
+def _load_json_file(path: Path, what: str, errors: list[BidsHrfError]) -> Any:
+    if not path.is_file():
+        errors.append(NoInputError(f"{what} {path} does not exist", fix="give an existing file"))
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        errors.append(UsageError(f"{what} {path} is not valid JSON ({exc})",
+                                 fix="fix the JSON syntax"))
+        return None
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _is_within(path: Path, parent: Path) -> bool:
+    try:
+        path.resolve().relative_to(parent.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """Build and validate a :class:`Config` from parsed arguments (all problems at once)."""
+    errors: list[BidsHrfError] = []
+    bids_filters: dict = {}
+    if args.bids_filter_file is not None:
+        loaded = _load_json_file(args.bids_filter_file, "--bids-filter-file", errors)
+        if loaded is not None and not isinstance(loaded, dict):
+            errors.append(UsageError(f"--bids-filter-file {args.bids_filter_file} must hold a "
+                                     "JSON object such as {\"bold\": {...}}"))
+        elif loaded is not None:
+            bids_filters = loaded
+    contrasts: dict = {}
+    if args.contrasts is not None:
+        loaded = _load_json_file(args.contrasts, "--contrasts", errors)
+        if loaded is not None:
+            if isinstance(loaded, (dict, list)) and loaded:
+                contrasts = loaded if isinstance(loaded, dict) else {"__list__": loaded}
+            else:
+                errors.append(UsageError(f"--contrasts {args.contrasts} must hold a non-empty "
+                                         "JSON object {\"label\": \"expression\"}"))
+    plugin_args: dict = {}
+    if args.plugin_args:
+        try:
+            plugin_args = json.loads(args.plugin_args)
+            if not isinstance(plugin_args, dict):
+                raise ValueError("not an object")
+        except ValueError as exc:
+            errors.append(UsageError(f"--plugin-args is not a JSON object ({exc})",
+                                     fix="e.g. --plugin-args '{\"sbatch_args\": \"-p short\"}'"))
+    method_options = {
+        "estimate_hrf": args.estimate_hrf,
+        "jde_beta": args.jde_beta, "jde_sigma_h": args.jde_sigma_h,
+        "jde_hrf_hyperprior": args.jde_hrf_hyperprior, "jde_iter_min": args.jde_iter_min,
+        "jde_iter_max": args.jde_iter_max, "zero_constraint": args.zero_constraint,
+        "sparse_criterion": args.sparse_criterion, "sparse_group": args.sparse_group,
+        "sparse_block": args.sparse_block, "stability_surrogates": args.stability_surrogates,
+    }
+    nprocs = args.nprocs or max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                else (os.cpu_count() or 1))
+    config = make_config(
+        args.bids_dir, args.output_dir, args.analysis_level,
+        derivatives=args.derivatives, participant_label=args.participant_label,
+        task=args.task, space=args.space, bids_filters=bids_filters,
+        atlas=args.atlas, atlas_labels=args.atlas_labels,
+        min_parcel_voxels=args.min_parcel_voxels, confounds=args.confounds,
+        fd_threshold=args.fd_threshold, dummy_scans=args.dummy_scans,
+        high_pass=args.high_pass, smoothing_fwhm=args.smoothing_fwhm or None,
+        hrf_method=args.hrf_method, hrf_model=args.hrf_model,
+        hrf_duration=args.hrf_duration, hrf_dt=args.hrf_dt, noise_model=args.noise_model,
+        contrasts=contrasts, contrasts_file=args.contrasts, method_options=method_options,
+        group_model=args.group_model, networks=args.networks, work_dir=args.work_dir,
+        database_path=args.bids_database_dir, nprocs=nprocs, omp_nthreads=args.omp_nthreads,
+        mem_gb=args.mem_gb, plugin=args.plugin, plugin_args=plugin_args,
+        verbose=args.verbose, stop_on_first_crash=args.stop_on_first_crash,
+        write_report=args.write_report,
+    )
+    validate_config(config, errors)
+    return config
+
+
+def validate_config(config: Config, errors: list[BidsHrfError] | None = None) -> None:
+    """Check a configuration against the file system; raise all problems at once.
+
+    Parameters
+    ----------
+    config : Config
+        The configuration to check.
+    errors : list, optional
+        Problems already found (e.g. while parsing), reported together.
+
+    Raises
+    ------
+    BidsHrfError
+        One problem, or :class:`ValidationErrors` listing several.
+    """
+    errors = list(errors or [])
+    bids = config.bids_dir
+    if not bids.is_dir():
+        errors.append(NoInputError(f"BIDS_DIR {bids} does not exist or is not a folder",
+                                   fix="give the path of the raw BIDS dataset"))
+    elif not (bids / "dataset_description.json").is_file():
+        errors.append(NoInputError(f"BIDS_DIR {bids} has no dataset_description.json",
+                                   fix="point BIDS_DIR at the root of a BIDS dataset"))
+    out = config.output_dir
+    if bids.is_dir():
+        if out.resolve() == bids.resolve():
+            errors.append(UsageError("OUTPUT_DIR is BIDS_DIR: bids-hrf never writes into the "
+                                     "raw dataset",
+                                     fix=f"use e.g. {bids / 'derivatives' / 'bids_hrf'}"))
+        elif _is_within(out, bids) and not _is_within(out, bids / "derivatives"):
+            errors.append(UsageError(f"OUTPUT_DIR {out} is inside BIDS_DIR but not under "
+                                     "its derivatives/ folder",
+                                     fix=f"use e.g. {bids / 'derivatives' / 'bids_hrf'}"))
+        elif any(_is_within(out, d) or out.resolve() == d.resolve()
+                 for d in config.fmriprep_dirs if d.exists()):
+            errors.append(UsageError(f"OUTPUT_DIR {out} is inside the fMRIPrep derivatives",
+                                     fix="give a folder of its own to bids-hrf"))
+    anchor = _nearest_existing(out)
+    if anchor.exists() and not anchor.is_dir():
+        errors.append(OutputError(f"OUTPUT_DIR {out}: {anchor} is a file, not a folder",
+                                  fix="choose another OUTPUT_DIR"))
+    elif not os.access(anchor, os.W_OK | os.X_OK):
+        errors.append(OutputError(f"OUTPUT_DIR {out} cannot be created or written "
+                                  f"({anchor} is not writable)",
+                                  fix="choose a writable OUTPUT_DIR or fix its permissions"))
+    work = config.effective_work_dir
+    work_anchor = _nearest_existing(work)
+    if not os.access(work_anchor, os.W_OK | os.X_OK):
+        errors.append(OutputError(f"work directory {work} is not writable",
+                                  fix="give a writable folder with -w/--work-dir"))
+    if config.analysis_level == "participant":
+        for d in config.derivatives:
+            if not d.is_dir():
+                errors.append(NoInputError(f"--derivatives {d} does not exist",
+                                           fix="give the fMRIPrep output folder"))
+        errors.extend(_check_analysis_options(config))
+    else:
+        if config.networks is not None and not config.networks.is_file():
+            errors.append(NoInputError(f"--networks {config.networks} does not exist",
+                                       fix="give a TSV with columns name, network"))
+    if config.plugin is not None and config.plugin not in PLUGINS:
+        errors.append(UsageError(f"--plugin {config.plugin} is not a nipype plugin",
+                                 fix=f"use one of {', '.join(PLUGINS)}"))
+    if errors:
+        raise errors[0] if len(errors) == 1 else ValidationErrors(errors)
+
+
+def _check_analysis_options(config: Config) -> list[BidsHrfError]:
+    errors: list[BidsHrfError] = []
+    atlas = config.atlas
+    if atlas.startswith("data-driven"):
+        _, _, n = atlas.partition(":")
+        if n and (not n.isdigit() or int(n) < 2):
+            errors.append(UsageError(f"--atlas {atlas}: N must be an integer >= 2",
+                                     fix="e.g. --atlas data-driven:100"))
+    elif atlas.endswith((".nii", ".nii.gz")) or os.sep in atlas or Path(atlas).exists():
+        if not Path(atlas).is_file():
+            errors.append(NoInputError(f"--atlas file {atlas} does not exist",
+                                       fix="give a label NIfTI file, a TemplateFlow atlas "
+                                           "name or data-driven:N"))
+    elif not _TEMPLATEFLOW_RE.match(atlas):
+        errors.append(UsageError(f"--atlas {atlas!r} is neither a file, a TemplateFlow atlas "
+                                 "(Atlas:desc, e.g. Schaefer2018:400Parcels7Networks) nor "
+                                 "data-driven:N", fix="see 'bids-hrf --help'"))
+    if config.atlas_labels is not None and not config.atlas_labels.is_file():
+        errors.append(NoInputError(f"--atlas-labels {config.atlas_labels} does not exist",
+                                   fix="give a TSV with columns index, name"))
+    dummy = config.dummy_scans
+    if dummy != "auto" and not (dummy.isdigit()):
+        errors.append(UsageError(f"--dummy-scans {dummy!r} must be 'auto' or a number >= 0",
+                                 fix="e.g. --dummy-scans 4"))
+    try:
+        from bids_hrf.confounds import parse_confounds_spec
+
+        parse_confounds_spec(config.confounds)
+    except ValueError as exc:
+        errors.append(UsageError(f"--confounds {config.confounds!r}: {exc}"))
+    try:
+        from bids_hrf.hrf.basis import normalize_hrf_model
+
+        normalize_hrf_model(config.hrf_model)
+    except ValueError as exc:
+        errors.append(UsageError(f"--hrf-model {config.hrf_model!r}: {exc}"))
+    if config.contrasts:
+        try:
+            from bids_hrf.glm.contrasts import load_contrasts
+
+            spec = config.contrasts.get("__list__", config.contrasts)
+            load_contrasts(spec)
+        except ValueError as exc:
+            errors.append(UsageError(f"--contrasts {config.contrasts_file}: {exc}",
+                                     fix="write {\"label\": \"cond_a - cond_b\"}"))
+    opts = config.method_options
+    if opts.get("jde_iter_min", 1) > opts.get("jde_iter_max", 100):
+        errors.append(UsageError("--jde-iter-min is larger than --jde-iter-max",
+                                 fix="lower --jde-iter-min or raise --jde-iter-max"))
+    if opts.get("stability_surrogates", 0) < 0:
+        errors.append(UsageError("--stability-surrogates must be >= 0"))
+    return errors

@@ -1,0 +1,171 @@
+"""One frozen configuration object, built from the command line or the Python API.
+
+The configuration is passed down explicitly (no module reads global state). Its hash, taken
+over the settings that change results, is recorded in ``dataset_description.json`` so that
+two outputs made with different settings can be told apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+HRF_METHODS = ("canonical", "fir", "jde-vem", "sparse")
+DEFAULT_SPACE = "MNI152NLin2009cAsym"
+DEFAULT_ATLAS = "data-driven:100"
+
+# Settings that do not change any number in the outputs: left out of the configuration hash,
+# so that jobs over different participants (a SLURM array) share one dataset_description.json.
+_NOT_HASHED = {
+    "bids_dir",
+    "output_dir",
+    "analysis_level",
+    "participant_label",
+    "work_dir",
+    "nprocs",
+    "omp_nthreads",
+    "mem_gb",
+    "plugin",
+    "plugin_args",
+    "verbose",
+    "stop_on_first_crash",
+    "database_path",
+    "write_report",
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of one run of bids_hrf.
+
+    Parameters mirror the command-line options (see ``bids-hrf --help``); paths are
+    absolute. Build one with :func:`make_config`, which fills defaults and validates.
+    """
+
+    bids_dir: Path
+    output_dir: Path
+    analysis_level: str
+    derivatives: tuple[Path, ...] = ()
+    participant_label: tuple[str, ...] = ()
+    task: tuple[str, ...] = ()
+    space: str = DEFAULT_SPACE
+    bids_filters: dict = field(default_factory=dict)
+    atlas: str = DEFAULT_ATLAS
+    atlas_labels: Path | None = None
+    min_parcel_voxels: int = 5
+    confounds: str = "simple"
+    dummy_scans: str = "auto"
+    fd_threshold: float = 0.5
+    high_pass: float = 0.01
+    smoothing_fwhm: float | None = None
+    hrf_method: str = "canonical"
+    hrf_model: str = "spm"
+    hrf_duration: float = 25.0
+    hrf_dt: float | None = None
+    noise_model: str = "ar1"
+    contrasts: dict = field(default_factory=dict)
+    contrasts_file: Path | None = None
+    method_options: dict = field(default_factory=dict)
+    group_model: str | None = None
+    networks: Path | None = None
+    work_dir: Path | None = None
+    database_path: Path | None = None
+    nprocs: int = 1
+    omp_nthreads: int = 1
+    mem_gb: float | None = None
+    plugin: str | None = None
+    plugin_args: dict = field(default_factory=dict)
+    verbose: int = 0
+    stop_on_first_crash: bool = False
+    write_report: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the configuration as JSON-ready plain types."""
+        out = {}
+        for key, value in asdict(self).items():
+            if isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, tuple):
+                value = [str(v) for v in value]
+            out[key] = value
+        return out
+
+    def results_dict(self) -> dict[str, Any]:
+        """Return the settings that change results (those recorded and hashed)."""
+        return {k: v for k, v in self.to_dict().items() if k not in _NOT_HASHED}
+
+    def config_hash(self) -> str:
+        """Return a short hash of the settings that change results."""
+        payload = json.dumps(self.results_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+    @property
+    def fmriprep_dirs(self) -> tuple[Path, ...]:
+        """The derivatives folders searched for preprocessed data."""
+        return self.derivatives or (self.bids_dir / "derivatives" / "fmriprep",)
+
+    @property
+    def effective_work_dir(self) -> Path:
+        """The nipype working directory (stable per output folder, so reruns resume)."""
+        if self.work_dir is not None:
+            return self.work_dir
+        digest = hashlib.sha1(str(self.output_dir).encode()).hexdigest()[:10]
+        return Path(tempfile.gettempdir()) / f"bids_hrf_work_{digest}"
+
+
+def config_field_names() -> list[str]:
+    """Return the names of all configuration fields."""
+    return [f.name for f in fields(Config)]
+
+
+def make_config(bids_dir: str | os.PathLike, output_dir: str | os.PathLike,
+                analysis_level: str, **options: Any) -> Config:
+    """Build a :class:`Config` from plain values, as the Python API entry point.
+
+    Parameters
+    ----------
+    bids_dir, output_dir : path-like
+        Raw BIDS dataset and output folder.
+    analysis_level : {"participant", "group"}
+        What to run.
+    **options
+        Any :class:`Config` field, with plain Python types (lists for tuples,
+        strings for paths).
+
+    Returns
+    -------
+    Config
+        The validated configuration (see :func:`bids_hrf.cli.parser.validate_config`
+        for the checks against the file system).
+    """
+    unknown = set(options) - set(config_field_names())
+    if unknown:
+        raise TypeError(f"unknown configuration option(s): {', '.join(sorted(unknown))}")
+    conv: dict[str, Any] = {}
+    for key, value in options.items():
+        if value is None:
+            if key in ("participant_label", "task", "derivatives"):
+                value = ()
+            elif key in ("bids_filters", "contrasts", "method_options", "plugin_args"):
+                value = {}
+        if key in ("derivatives",) and value:
+            value = tuple(Path(v).absolute() for v in value)
+        elif key in ("participant_label", "task") and value:
+            value = tuple(str(v) for v in value)
+        elif key in ("atlas_labels", "contrasts_file", "networks", "work_dir",
+                     "database_path") and value is not None:
+            value = Path(value).absolute()
+        conv[key] = value
+    if "participant_label" in conv:
+        conv["participant_label"] = tuple(
+            lab[4:] if lab.startswith("sub-") else lab for lab in conv["participant_label"]
+        )
+    if "dummy_scans" in conv:
+        conv["dummy_scans"] = str(conv["dummy_scans"])
+    return Config(bids_dir=Path(bids_dir).absolute(), output_dir=Path(output_dir).absolute(),
+                  analysis_level=analysis_level, **conv)

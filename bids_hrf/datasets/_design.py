@@ -1,0 +1,295 @@
+"""Ground truth of the simulation: HRFs, active parcels and voxels, amplitudes, group effects.
+
+Pure: a :class:`~bids_hrf.datasets._geometry.Geometry`, the design choices and a random
+generator in, a :class:`SyntheticTruth` out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ._geometry import Geometry
+from ._signals import double_gamma_hrf, hrf_time
+
+DELAY_S = 1.5  # time-to-peak shift of the delayed parcel in the second group
+ACTIVE_FRACTION = 0.6  # fraction of an active parcel's voxels that respond
+BASE_AMPLITUDE = 1.0  # percent signal change at the peak of the response to a 1-s event
+SUBJECT_AMPLITUDE_SD = 0.15  # relative between-subject variation of amplitudes
+LATENT_WEIGHT = 0.2  # standard deviation (percent) of shared connectivity fluctuations
+
+_CONDITION_NETWORKS = {"aud": "Auditory", "vis": "Visual", "motor": "Somatomotor"}
+_FALLBACK_NETWORKS = ["Visual", "Auditory", "Somatomotor", "Frontoparietal"]
+
+
+@dataclass
+class SyntheticTruth:
+    """What the simulation planted.
+
+    Attributes
+    ----------
+    hrf : pandas.DataFrame
+        ``time`` (s, every 0.1 s from 0 to 32) and one column per parcel name: the HRF
+        (unit peak) of the first group (or of everyone when there are no groups).
+    hrf_by_group : dict of str to pandas.DataFrame
+        Same table for each group (differs from ``hrf`` for the delayed parcel).
+    time_to_peak : dict of str to float
+        Time to peak (s) of each parcel's HRF in the first group.
+    time_to_peak_by_group : dict of str to dict
+        Time to peak per group and parcel.
+    active_parcels : dict of str to list of str
+        Condition -> parcels active in every participant.
+    null_parcels : dict of str to list of str
+        Condition -> parcels never active for that condition in any group.
+    active_voxels : dict of str to ndarray of bool
+        Condition -> BOLD-grid map of voxels active in every participant.
+    active_voxels_by_group : dict of str to dict of str to ndarray of bool
+        Group -> condition -> BOLD-grid map of the voxels active in that group.
+    voxel_weights : ndarray, shape (n_conditions, n_brain_voxels)
+        Relative amplitude of each brain voxel (0 = inactive) in the group-wide pattern.
+    amplitudes : pandas.DataFrame
+        ``participant_id``, ``group``, ``condition``, ``parcel``, ``amplitude`` (percent,
+        peak of the response to a 1-s event; 0 where inactive).
+    group_effects : dict
+        The planted effects and nulls (see :func:`plan_truth`).
+    parcel_labels : ndarray of int
+        BOLD-grid parcel map (0 outside grey matter).
+    parcel_names, parcel_networks : list of str
+    participants : pandas.DataFrame
+        ``participant_id``, ``group``, ``age``, ``sex``.
+    parameters : dict
+        Simulation parameters (recorded in ``truth.json``).
+    """
+
+    hrf: pd.DataFrame
+    hrf_by_group: dict
+    time_to_peak: dict
+    time_to_peak_by_group: dict
+    active_parcels: dict
+    null_parcels: dict
+    active_voxels: dict
+    active_voxels_by_group: dict
+    voxel_weights: np.ndarray
+    amplitudes: pd.DataFrame
+    group_effects: dict
+    parcel_labels: np.ndarray
+    parcel_names: list
+    parcel_networks: list
+    participants: pd.DataFrame
+    parameters: dict = field(default_factory=dict)
+
+    def group_of(self, participant_id: str) -> str:
+        """Group of ``participant_id`` (``sub-XX`` or ``XX``)."""
+        pid = participant_id if participant_id.startswith("sub-") else f"sub-{participant_id}"
+        row = self.participants.loc[self.participants["participant_id"] == pid]
+        if row.empty:
+            raise ValueError(f"no participant {participant_id!r} in the synthetic dataset")
+        return str(row["group"].iloc[0])
+
+
+def condition_network(condition: str, index: int) -> str:
+    """Network that responds to ``condition`` (audio -> Auditory, visual -> Visual...)."""
+    for key, network in _CONDITION_NETWORKS.items():
+        if key in condition.lower():
+            return network
+    return _FALLBACK_NETWORKS[index % len(_FALLBACK_NETWORKS)]
+
+
+def _blob(voxels: np.ndarray, coords: np.ndarray, fraction: float, rng) -> np.ndarray:
+    """Indices of the ``fraction`` of ``voxels`` nearest to a random one (a compact blob)."""
+    seed = coords[rng.choice(voxels)]
+    dist = np.linalg.norm(coords[voxels] - seed, axis=1)
+    n = max(1, int(round(fraction * len(voxels))))
+    return voxels[np.argsort(dist, kind="stable")[:n]]
+
+
+def _parcels_of(geom: Geometry, network: str) -> list[int]:
+    return [i for i, n in enumerate(geom.networks) if n == network]
+
+
+def plan_truth(
+    geom: Geometry,
+    conditions: tuple[str, ...],
+    participants: pd.DataFrame,
+    groups: tuple[str, ...] | None,
+    rng: np.random.Generator,
+) -> SyntheticTruth:
+    """Draw HRFs, active voxels, amplitudes and the group effects.
+
+    Group effects (when at least two groups): the first Frontoparietal parcel responds to
+    the first condition only in the second group ("patient"); the first parcel active for
+    the first condition peaks ``DELAY_S`` later in the second group; the first two Default
+    parcels share a latent fluctuation in the first group only. Planted nulls: parcels
+    never active, active parcels with the same amplitude distribution in both groups, the
+    first two Somatomotor parcels sharing a latent fluctuation in every group.
+    """
+    n_par = geom.n_parcels
+    names = geom.names
+    brain = geom.brain
+    labels_b = geom.labels[brain].astype(int) - 1  # parcel index per brain voxel (-1 = none)
+    coords = geom.voxel_coords_mm(brain)
+    group_list = list(dict.fromkeys(participants["group"]))
+    has_groups = groups is not None and len(group_list) >= 2
+    ref, alt = group_list[0], (group_list[1] if has_groups else None)
+
+    # HRFs: time to peak uniform in [4, 7] s
+    ttp = np.round(rng.uniform(4.0, 7.0, n_par), 1)
+    active: dict[str, list[int]] = {}
+    for c, cond in enumerate(conditions):
+        active[cond] = _parcels_of(geom, condition_network(cond, c))
+    delayed = active[conditions[0]][0] if has_groups else None
+    if delayed is not None:
+        ttp[delayed] = min(ttp[delayed], 5.0)
+    patient_only = None
+    if has_groups:
+        candidates = [
+            p
+            for p in _parcels_of(geom, "Frontoparietal")
+            if not any(p in a for a in active.values())
+        ]
+        patient_only = candidates[0]
+    default = _parcels_of(geom, "Default")
+    somato = _parcels_of(geom, "Somatomotor")
+    conn_pair = default[:2]
+    conn_null_pair = [p for p in somato if not any(p in a for a in active.values())][:2]
+
+    t = hrf_time()
+    ttp_by_group = {g: ttp.copy() for g in group_list}
+    if has_groups:
+        ttp_by_group[alt][delayed] += DELAY_S
+    hrf_by_group = {
+        g: pd.DataFrame({"time": t, **{names[p]: double_gamma_hrf(v[p], t) for p in range(n_par)}})
+        for g, v in ttp_by_group.items()
+    }
+
+    # active voxels: a compact blob covering ACTIVE_FRACTION of each active parcel
+    n_cond = len(conditions)
+    weights = np.zeros((n_cond, brain.sum()))
+    extra = np.zeros((n_cond, brain.sum()))  # patient-only voxels
+    for c, cond in enumerate(conditions):
+        for p in active[cond]:
+            vox = _blob(np.flatnonzero(labels_b == p), coords, ACTIVE_FRACTION, rng)
+            weights[c, vox] = np.exp(rng.normal(0, 0.2, len(vox)))
+        if c == 0 and patient_only is not None:
+            vox = _blob(np.flatnonzero(labels_b == patient_only), coords, ACTIVE_FRACTION, rng)
+            extra[c, vox] = np.exp(rng.normal(0, 0.2, len(vox)))
+
+    rows = []
+    for pid, group in zip(participants["participant_id"], participants["group"], strict=True):
+        for c, cond in enumerate(conditions):
+            for p in range(n_par):
+                amp = 0.0
+                if p in active[cond] or (c == 0 and p == patient_only and group == alt):
+                    amp = BASE_AMPLITUDE * max(0.2, 1 + SUBJECT_AMPLITUDE_SD * rng.normal())
+                rows.append((pid, group, cond, names[p], round(float(amp), 4)))
+    amplitudes = pd.DataFrame(
+        rows, columns=["participant_id", "group", "condition", "parcel", "amplitude"]
+    )
+
+    def to_map(w: np.ndarray) -> np.ndarray:
+        out = np.zeros(geom.shape, dtype=bool)
+        out[brain] = w > 0
+        return out
+
+    active_voxels = {cond: to_map(weights[c]) for c, cond in enumerate(conditions)}
+    by_group = {
+        g: {
+            cond: to_map(weights[c] + (extra[c] if g == alt else 0))
+            for c, cond in enumerate(conditions)
+        }
+        for g in group_list
+    }
+    null_parcels = {
+        cond: [
+            names[p]
+            for p in range(n_par)
+            if p not in active[cond] and not (c == 0 and p == patient_only)
+        ]
+        for c, cond in enumerate(conditions)
+    }
+    effects: dict = {"groups": group_list if has_groups else [], "reference_group": ref}
+    if has_groups:
+        effects.update(
+            {
+                "comparison_group": alt,
+                "activation": {
+                    "parcel": names[patient_only],
+                    "condition": conditions[0],
+                    "active_in": [alt],
+                },
+                "time_to_peak": {
+                    "parcel": names[delayed],
+                    "condition": conditions[0],
+                    "shift_s": DELAY_S,
+                    "shifted_in": [alt],
+                },
+                "connectivity": {"parcels": [names[p] for p in conn_pair], "correlated_in": [ref]},
+                "nulls": {
+                    "amplitude": [names[p] for a in active.values() for p in a if p != delayed],
+                    "time_to_peak": [names[p] for p in range(n_par) if p != delayed],
+                    "connectivity": {
+                        "parcels": [names[p] for p in conn_null_pair],
+                        "correlated_in": group_list,
+                    },
+                    "inactive": [
+                        names[p]
+                        for p in range(n_par)
+                        if not any(p in a for a in active.values()) and p != patient_only
+                    ],
+                },
+            }
+        )
+    return SyntheticTruth(
+        hrf=hrf_by_group[ref],
+        hrf_by_group=hrf_by_group,
+        time_to_peak={names[p]: float(ttp_by_group[ref][p]) for p in range(n_par)},
+        time_to_peak_by_group={
+            g: {names[p]: float(v[p]) for p in range(n_par)} for g, v in ttp_by_group.items()
+        },
+        active_parcels={cond: [names[p] for p in active[cond]] for cond in conditions},
+        null_parcels=null_parcels,
+        active_voxels=active_voxels,
+        active_voxels_by_group=by_group,
+        voxel_weights=weights + extra,
+        amplitudes=amplitudes,
+        group_effects=effects,
+        parcel_labels=geom.labels.copy(),
+        parcel_names=list(names),
+        parcel_networks=list(geom.networks),
+        participants=participants,
+        parameters={
+            "latent_pairs": {
+                "effect": [names[p] for p in conn_pair],
+                "null": [names[p] for p in conn_null_pair],
+            }
+        },
+    )
+
+
+def latent_loadings(truth: SyntheticTruth, geom: Geometry, group: str) -> np.ndarray:
+    """Loadings (n_latent, n_brain_voxels) of the connectivity latents for one group.
+
+    A pair listed as correlated in ``group`` shares one latent; otherwise each parcel of
+    the pair gets its own latent (same variance, no correlation).
+    """
+    labels_b = geom.labels[geom.brain].astype(int) - 1
+    pairs = [
+        (truth.parameters["latent_pairs"]["effect"], truth.group_effects.get("connectivity")),
+        (truth.parameters["latent_pairs"]["null"], None),
+    ]
+    rows = []
+    for names, effect in pairs:
+        idx = [truth.parcel_names.index(n) for n in names]
+        if len(idx) < 2:
+            continue
+        shared = effect is None or group in effect["correlated_in"]
+        masks = [(labels_b == p).astype(float) * LATENT_WEIGHT for p in idx]
+        if shared:
+            rows.append(masks[0] + masks[1])
+        else:
+            rows.extend(masks)
+    if not rows:
+        return np.zeros((0, labels_b.size))
+    return np.vstack(rows)

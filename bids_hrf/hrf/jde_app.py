@@ -1,0 +1,221 @@
+"""Parcel-level JDE-VEM driver: fit every parcel and assemble an :class:`HRFEstimate`.
+
+Voxel maps (masked-voxel space, shape ``(n_voxels,)`` or ``(n_samples, n_voxels)``):
+background voxels (label 0) and voxels of skipped or failed parcels hold 0 in effect, PPM,
+label-probability and HRF maps, and NaN in variance and HRF-parameter maps.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+from bids_hrf.hrf import _jde_design as design
+from bids_hrf.hrf.base import HRFEstimate
+from bids_hrf.hrf.jde_vem import JDEVEM
+from bids_hrf.hrf.params import hrf_parameters
+
+__all__ = ["estimate_jde_vem", "bids_label"]
+
+
+def bids_label(name: str) -> str:
+    """Make a BIDS entity value (alphanumeric only) from a condition or contrast name."""
+    out = re.sub(r"[^A-Za-z0-9]", "", str(name))
+    if not out:
+        raise ValueError(f"name {name!r} has no letter or digit to make a BIDS label from")
+    return out
+
+
+def _fit_parcel(label, Ys, events, frame_times, ijk, tr, params):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = JDEVEM(tr=tr, **params)
+        adj = design.grid_adjacency(ijk) if ijk.shape[0] > 1 else None
+        try:
+            est.fit(Ys, events, frame_times, adj)
+        except ValueError as exc:
+            raise ValueError(f"parcel {label}: {exc}") from exc
+    return label, est, [str(w.message) for w in caught]
+
+
+def _summary(est: JDEVEM) -> dict:
+    return {
+        k: getattr(est, k)
+        for k in ("hrf_", "hrf_var_", "hrf_time_", "nrls_", "nrls_var_", "nrls_cov_",
+                  "ppm_", "labels_proba_", "free_energy_", "conditions_", "converged_",
+                  "n_iter_")
+    }
+
+
+def estimate_jde_vem(
+    runs: list[np.ndarray],
+    events: list[pd.DataFrame],
+    frame_times: list[np.ndarray],
+    tr: float,
+    parcel_labels: np.ndarray,
+    parcel_names: dict[int, str],
+    voxel_ijk: np.ndarray,
+    contrasts: dict[str, np.ndarray] | None = None,
+    n_jobs: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+    **jde_params,
+) -> HRFEstimate:
+    """Fit JDE-VEM in every parcel.
+
+    Parameters
+    ----------
+    runs : list of ndarray (n_scans_r, n_voxels)
+    events : list of DataFrame
+        One per run: onset, duration, trial_type[, modulation].
+    frame_times : list of ndarray
+        Scan times (s), one array per run.
+    tr : float
+    parcel_labels : ndarray (n_voxels,) of int
+        0 = background (ignored).
+    parcel_names : dict int -> str
+        Names of the parcels; labels absent from ``parcel_labels`` are skipped with a
+        warning, labels without a name are named by their number.
+    voxel_ijk : ndarray (n_voxels, 3) of int
+        Grid coordinates (6-connectivity neighbour graph per parcel).
+    contrasts : dict str -> ndarray, optional
+        Weight vectors over the sorted condition names.
+    n_jobs : int
+        Parcels fitted in parallel (joblib processes).
+    progress : callable (done, total), optional
+    **jde_params
+        Passed to :class:`~bids_hrf.hrf.jde_vem.JDEVEM`.
+
+    Returns
+    -------
+    HRFEstimate
+        ``method="jde-vem"``; see the module docstring for the voxel maps.
+    """
+    from joblib import Parallel, delayed
+
+    runs = [np.asarray(r) for r in runs]  # sliced per parcel, converted there
+    labels = np.asarray(parcel_labels).astype(int).ravel()
+    ijk = np.asarray(voxel_ijk)
+    n_vox = labels.size
+    if any(r.ndim != 2 or r.shape[1] != n_vox for r in runs):
+        raise ValueError(
+            f"every run must be (n_scans, {n_vox}) to match parcel_labels; got "
+            f"{[r.shape for r in runs]}"
+        )
+    if ijk.shape != (n_vox, 3):
+        raise ValueError(f"voxel_ijk must be ({n_vox}, 3), got {ijk.shape}")
+    if not (len(runs) == len(events) == len(frame_times)) or not runs:
+        raise ValueError("give one events table and one frame_times array per run")
+    present = sorted(int(x) for x in np.unique(labels[labels != 0]))
+    for lab in sorted(set(parcel_names) - set(present)):
+        warnings.warn(f"parcel {lab} ({parcel_names[lab]}) has no voxel: skipped",
+                      RuntimeWarning, stacklevel=2)
+    if not present:
+        raise ValueError("no parcel: every voxel has label 0")
+    names = [str(parcel_names.get(lab, lab)) for lab in present]
+    ev_valid = [design.validate_events(e, r) for r, e in enumerate(events)]
+    conditions = design.condition_names(ev_valid)
+    contrasts = dict(contrasts or {})
+    for key, w in contrasts.items():
+        if np.asarray(w).size != len(conditions):
+            raise ValueError(
+                f"contrast {key!r} has {np.asarray(w).size} weights for conditions "
+                f"{conditions}; give one weight per condition in this (sorted) order"
+            )
+    jde_params.setdefault("random_state", 0)
+    probe = JDEVEM(tr=tr, **jde_params)
+    idx = {lab: np.flatnonzero(labels == lab) for lab in present}
+    tasks = (
+        delayed(_fit_parcel)(lab, [r[:, idx[lab]] for r in runs], events, frame_times,
+                             ijk[idx[lab]], tr, jde_params)
+        for lab in present
+    )
+    results: dict[int, dict] = {}
+    total = len(present)
+    gen = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks)
+    not_converged = []
+    for done, (lab, est, msgs) in enumerate(gen, start=1):
+        results[lab] = _summary(est)
+        if not est.converged_:
+            not_converged.append(lab)
+        for msg in dict.fromkeys(msgs):
+            if "did not converge" not in msg:
+                warnings.warn(f"parcel {lab}: {msg}", RuntimeWarning, stacklevel=2)
+        if progress is not None:
+            progress(done, total)
+    if not_converged:
+        warnings.warn(
+            f"JDE-VEM did not converge in {probe.n_iter_max} iterations in "
+            f"{len(not_converged)} of {total} parcel(s) ({sorted(not_converged)[:10]}...); "
+            "their estimates are used as they are; raise n_iter_max to go further",
+            RuntimeWarning, stacklevel=2,
+        )
+
+    first = results[present[0]]
+    time = first["hrf_time_"]
+    hrfs = np.column_stack([results[lab]["hrf_"] for lab in present])
+    var = np.column_stack([results[lab]["hrf_var_"] for lab in present])
+    par = hrf_parameters(hrfs, time, variance=var, random_state=0)
+    hp = par.to_frame(names)
+
+    maps: dict[str, np.ndarray] = {}
+    M = len(conditions)
+    eff = np.zeros((M, n_vox))
+    vvar = np.full((M, n_vox), np.nan)
+    ppm = np.zeros((M, n_vox))
+    lproba = np.zeros((M, n_vox))
+    hrf_map = np.zeros((time.size, n_vox))
+    con_maps = {k: (np.zeros(n_vox), np.full(n_vox, np.nan), np.zeros(n_vox))
+                for k in contrasts}
+    pmaps = {k: np.full(n_vox, np.nan) for k in ("ttp", "fwhm", "height")}
+    rows = []
+    for p, lab in enumerate(present):
+        res, sel = results[lab], idx[lab]
+        # map the parcel's conditions (a subset when runs share none) onto the global list
+        cidx = [conditions.index(c) for c in res["conditions_"]]
+        eff[np.ix_(cidx, sel)] = res["nrls_"]
+        vvar[np.ix_(cidx, sel)] = res["nrls_var_"]
+        ppm[np.ix_(cidx, sel)] = res["ppm_"]
+        lproba[np.ix_(cidx, sel)] = res["labels_proba_"][..., 1]
+        hrf_map[:, sel] = res["hrf_"][:, None]
+        for key, w in contrasts.items():
+            wl = np.asarray(w, dtype=float).ravel()[cidx]
+            e = wl @ res["nrls_"]
+            v = np.einsum("jmn,m,n->j", res["nrls_cov_"], wl, wl)
+            con_maps[key][0][sel] = e
+            con_maps[key][1][sel] = v
+            con_maps[key][2][sel] = norm.sf(-e / np.sqrt(np.maximum(v, 1e-300)))
+        pmaps["ttp"][sel] = par.time_to_peak[p]
+        pmaps["fwhm"][sel] = par.fwhm[p]
+        pmaps["height"][sel] = par.height[p]
+        fe = res["free_energy_"]
+        rows.append(pd.DataFrame({"parcel": names[p], "iteration": np.arange(1, fe.size + 1),
+                                  "free_energy": fe, "converged": res["converged_"]}))
+    for m, c in enumerate(conditions):
+        tag = f"contrast-{bids_label(c)}_desc-jdevem_stat-"
+        maps[tag + "effect_statmap"] = eff[m]
+        maps[tag + "variance_statmap"] = vvar[m]
+        maps[tag + "ppm_statmap"] = ppm[m]
+        maps[tag + "labelproba_statmap"] = lproba[m]
+    for key, (e, v, pp) in con_maps.items():
+        tag = f"contrast-{bids_label(key)}_desc-jdevem_stat-"
+        maps[tag + "effect_statmap"] = e
+        maps[tag + "variance_statmap"] = v
+        maps[tag + "ppm_statmap"] = pp
+    maps["desc-jdevemHrf_bold"] = hrf_map
+    for k, v in pmaps.items():
+        maps[f"desc-jdevem_stat-{k}_statmap"] = v
+
+    parameters = probe.get_params()
+    parameters.update(tr=float(tr), dt=float(time[1] - time[0]), conditions=conditions,
+                      contrasts={k: np.asarray(w, float).tolist() for k, w in contrasts.items()},
+                      n_parcels=total)
+    return HRFEstimate(
+        time=time, hrfs=hrfs, labels=names, method="jde-vem", variance=var,
+        parameters=parameters, voxel_maps=maps,
+        parcel_tables={"convergence": pd.concat(rows, ignore_index=True), "hrfparams": hp},
+    )

@@ -1,0 +1,326 @@
+"""Thin nipype adapters: each interface calls one step function and returns its outputs.
+
+Errors a user can act on (:class:`bids_hrf.errors.BidsHrfError`) are also written as JSON
+into ``errors_dir`` so that the command line can report them in one line after the
+workflow stops, whichever process or cluster node ran the step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
+
+from bids_hrf.errors import BidsHrfError
+
+
+def _report_error(errors_dir: str, node_dir: str, exc: BaseException) -> None:
+    if not errors_dir:
+        return
+    Path(errors_dir).mkdir(parents=True, exist_ok=True)
+    if isinstance(exc, BidsHrfError):
+        payload = {"message": exc.one_line(), "exit_code": exc.exit_code}
+    else:
+        payload = {"message": f"{type(exc).__name__}: {exc}", "exit_code": 1}
+    payload["node"] = node_dir
+    name = f"{int(time.time() * 1e6)}_{os.getpid()}.json"
+    (Path(errors_dir) / name).write_text(json.dumps(payload))
+
+
+class _StepInputSpec(BaseInterfaceInputSpec):
+    errors_dir = traits.Str("", usedefault=True, nohash=True,
+                            desc="folder collecting user-facing errors")
+    nprocs = traits.Int(1, usedefault=True, nohash=True, desc="processes for this step")
+
+
+class _DictOutputSpec(TraitedSpec):
+    result = traits.Dict(desc="the step's outputs")
+    records = traits.List(desc="files to write into OUTPUT_DIR")
+
+
+class _Step(SimpleInterface):
+    """Run :meth:`_step` and report user errors."""
+
+    output_spec = _DictOutputSpec
+
+    def _run_interface(self, runtime):
+        try:
+            result, records = self._step(runtime.cwd)
+        except BaseException as exc:
+            _report_error(self.inputs.errors_dir, runtime.cwd, exc)
+            raise
+        self._results["result"] = result
+        self._results["records"] = records
+        return runtime
+
+    def _step(self, cwd: str):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class _AtlasInputSpec(_StepInputSpec):
+    atlas_spec = traits.Str(mandatory=True)
+    atlas_labels = traits.Str("", usedefault=True)
+    space = traits.Str(mandatory=True)
+    bold = traits.Str(mandatory=True)
+    mask = traits.Str(mandatory=True)
+
+
+class ResolveAtlas(_Step):
+    """Resolve ``--atlas`` (file, TemplateFlow, data-driven) for a group of runs."""
+
+    input_spec = _AtlasInputSpec
+
+    def _step(self, cwd):
+        from bids_hrf.steps.prepare import resolve_atlas_step
+
+        i = self.inputs
+        return resolve_atlas_step(i.atlas_spec, i.atlas_labels or None, i.space, i.bold,
+                                  i.mask, cwd, nprocs=i.nprocs), []
+
+
+class _PrepareInputSpec(_StepInputSpec):
+    run = traits.Dict(mandatory=True, desc="RunInputs as plain values")
+    atlas = traits.Dict(mandatory=True, desc="ResolveAtlas result")
+    settings = traits.Dict(mandatory=True)
+
+
+class PrepareRun(_Step):
+    """Confounds, atlas on the BOLD grid and parcel time series of one run."""
+
+    input_spec = _PrepareInputSpec
+
+    def _step(self, cwd):
+        from bids_hrf.io.derivatives import bids_label
+        from bids_hrf.steps.prepare import prepare_run_step
+        from bids_hrf.steps.sink import record
+
+        run, atlas, s = self.inputs.run, self.inputs.atlas, self.inputs.settings
+        result = prepare_run_step(run["bold"], run["mask"], atlas["atlas"], atlas["labels"],
+                                  atlas["name"], s["confounds"], s["dummy_scans"],
+                                  s["fd_threshold"], s["high_pass"], run["tr"],
+                                  s["min_parcel_voxels"], cwd)
+        ents = {**run["entities"], "space": s["space"]}
+        seg = bids_label(atlas["name"])
+        meta = {"Sources": run["sources"]}
+        records = [
+            record(result["timeseries"], f"seg-{seg}_stat-mean_timeseries", ents, {
+                **meta, "RepetitionTime": run["tr"], "Atlas": atlas["source"],
+                "Confounds": result["confounds_description"],
+                "HighPass": s["high_pass"], "NumberOfDummyScans": result["n_dummy"],
+                "NumberOfVolumesKept": result["n_kept"],
+                "Description": "mean signal of each parcel after confound regression and "
+                               "high-pass filtering, kept volumes only"}),
+            record(result["coverage"], f"seg-{seg}_coverage", ents, {
+                **meta, "Description": "parcel sizes and brain-mask coverage on the BOLD grid",
+                "Atlas": atlas["source"]}),
+        ]
+        return result, records
+
+
+class _HRFInputSpec(_StepInputSpec):
+    runs = traits.List(traits.Dict, mandatory=True)
+    prepared = traits.List(traits.Dict, mandatory=True)
+    atlas = traits.Dict(mandatory=True)
+    entities = traits.Dict(mandatory=True)
+    settings = traits.Dict(mandatory=True)
+
+
+class EstimateHRF(_Step):
+    """Per-parcel HRFs of one subject/session/task (all its runs)."""
+
+    input_spec = _HRFInputSpec
+
+    def _step(self, cwd):
+        from bids_hrf.io.derivatives import bids_label
+        from bids_hrf.steps.hrf import estimate_hrf_step
+        from bids_hrf.steps.sink import hrf_records, record
+
+        s = self.inputs.settings
+        runs = [{**r, **p, "events": r["events"], "name": r["name"]}
+                for r, p in zip(self.inputs.runs, self.inputs.prepared, strict=True)]
+        result = estimate_hrf_step(
+            runs, self.inputs.prepared[0]["atlas_bold"], self.inputs.prepared[0]["labels"],
+            s["hrf_method"], s["hrf_model"], s["hrf_duration"], s["hrf_dt"], s["high_pass"],
+            s["method_options"], s["nrl_contrasts"], cwd, nprocs=self.inputs.nprocs)
+        ents = {**self.inputs.entities, "space": s["space"]}
+        for item in result["maps"]:
+            if item.get("run") is not None:
+                item["run_entities"] = {k: v for k, v in
+                                        self.inputs.runs[item["run"]]["entities"].items()
+                                        if k in ("run", "acq", "echo")}
+        meta = {"Sources": sorted({x for r in self.inputs.runs for x in r["sources"]})}
+        records = hrf_records(result, ents, self.inputs.atlas["name"], meta)
+        seg = bids_label(self.inputs.atlas["name"])
+        records.append(record(self.inputs.prepared[0]["atlas_bold"], f"seg-{seg}_dseg", ents,
+                              {**meta, "Atlas": self.inputs.atlas["source"],
+                               "Description": "parcellation resampled to the BOLD grid "
+                                              "(nearest neighbour), small parcels dropped"}))
+        labels = record(self.inputs.prepared[0]["labels"], f"seg-{seg}_dseg", ents)
+        labels["sidecar"] = False  # dseg.nii.gz and dseg.tsv share one sidecar
+        records.append(labels)
+        return result, records
+
+
+class _GLMInputSpec(_StepInputSpec):
+    run = traits.Dict(mandatory=True)
+    prepared = traits.Dict(mandatory=True)
+    hrf = traits.Dict(mandatory=True)
+    settings = traits.Dict(mandatory=True)
+
+
+class FirstLevel(_Step):
+    """First-level GLM of one run with the HRFs of :class:`EstimateHRF`."""
+
+    input_spec = _GLMInputSpec
+
+    def _step(self, cwd):
+        from bids_hrf.steps.glm import first_level_step
+        from bids_hrf.steps.sink import contrast_records, method_label, record
+
+        run, p, s = self.inputs.run, self.inputs.prepared, self.inputs.settings
+        result = first_level_step(
+            run["bold"], run["mask"], run["events"], p["confounds"], p["sample_mask"],
+            run["tr"], self.inputs.hrf.get("hrf", ""), s["hrf_method"], s["hrf_model"],
+            p["atlas_bold"], p["labels"], s["contrasts"], s["high_pass"], s["noise_model"],
+            s["smoothing_fwhm"], cwd, nprocs=self.inputs.nprocs)
+        ents = {**run["entities"], "space": s["space"]}
+        meta = {"Sources": run["sources"], "HRFMethod": s["hrf_method"],
+                "HRFModel": s["hrf_model"], "NoiseModel": s["noise_model"],
+                "HighPass": s["high_pass"], "SmoothingFWHM": s["smoothing_fwhm"],
+                "Confounds": p["confounds_description"]}
+        records = contrast_records(result["contrasts"], ents, meta)
+        if s["hrf_method"] != "canonical":
+            records = [dict(r, entities={**r["entities"], "desc": method_label(s["hrf_method"])
+                                         + "Hrf"}) for r in records]
+        design_ents = {k: v for k, v in run["entities"].items()}
+        records.append(record(result["design"], "design", design_ents, {
+            **meta, "Description": "design matrix (rows: kept volumes)",
+            "DesignOf": result["design_parcel"]}))
+        return result, records
+
+
+class _FFXInputSpec(_StepInputSpec):
+    run_results = traits.List(traits.Dict, mandatory=True)
+    entities = traits.Dict(mandatory=True)
+    settings = traits.Dict(mandatory=True)
+    sources = traits.List(traits.Str, mandatory=True)
+
+
+class FixedEffects(_Step):
+    """Fixed effects of each contrast across the runs of a subject/session/task."""
+
+    input_spec = _FFXInputSpec
+
+    def _step(self, cwd):
+        from bids_hrf.steps.glm import fixed_effects_step
+        from bids_hrf.steps.sink import contrast_records, method_label
+
+        s = self.inputs.settings
+        result = fixed_effects_step(self.inputs.run_results, cwd)
+        ents = {**self.inputs.entities, "space": s["space"]}
+        meta = {"Sources": self.inputs.sources, "HRFMethod": s["hrf_method"],
+                "HRFModel": s["hrf_model"], "NoiseModel": s["noise_model"],
+                "Description": "precision-weighted fixed effects across runs"}
+        records = contrast_records(result["contrasts"], ents, meta)
+        if s["hrf_method"] != "canonical":
+            records = [dict(r, entities={**r["entities"], "desc": method_label(s["hrf_method"])
+                                         + "Hrf"}) for r in records]
+        return result, records
+
+
+class _SinkInputSpec(BaseInterfaceInputSpec):
+    output_dir = traits.Str(mandatory=True)
+    records = traits.List(mandatory=True)
+    errors_dir = traits.Str("", usedefault=True, nohash=True)
+
+
+class _SinkOutputSpec(TraitedSpec):
+    written = traits.List(traits.Str)
+
+
+class DerivativesSink(SimpleInterface):
+    """Write records into OUTPUT_DIR (never cached: outputs are always rewritten)."""
+
+    input_spec = _SinkInputSpec
+    output_spec = _SinkOutputSpec
+    always_run = True
+
+    def _run_interface(self, runtime):
+        from bids_hrf.steps.sink import sink_step
+
+        try:
+            self._results["written"] = sink_step(self.inputs.output_dir, self.inputs.records)
+        except BaseException as exc:
+            _report_error(self.inputs.errors_dir, runtime.cwd, exc)
+            raise
+        return runtime
+
+
+class _ReportInputSpec(_StepInputSpec):
+    subject = traits.Str(mandatory=True)
+    output_dir = traits.Str(mandatory=True)
+    config = traits.Dict(mandatory=True)
+    groups = traits.List(traits.Dict, mandatory=True, desc="per group: runs, steps, written")
+    written = traits.List(desc="files written (to make the report after them)")
+
+
+class ParticipantReport(_Step):
+    """Write ``sub-<label>.html``."""
+
+    input_spec = _ReportInputSpec
+    always_run = True
+
+    def _step(self, cwd):
+        from bids_hrf.steps.report import participant_report_step
+
+        path = participant_report_step(self.inputs.subject, self.inputs.output_dir,
+                                       self.inputs.config, self.inputs.groups)
+        return {"report": str(path)}, []
+
+
+class _GroupGLMInputSpec(_StepInputSpec):
+    inventory = traits.List(traits.Dict, mandatory=True)
+    participants = traits.Str("", usedefault=True)
+    group_model = traits.Any(None, usedefault=True)
+    space = traits.Str(mandatory=True)
+
+
+class GroupGLM(_Step):
+    """Second-level model of each subject-level contrast."""
+
+    input_spec = _GroupGLMInputSpec
+
+    def _step(self, cwd):
+        from bids_hrf.steps.group import group_glm_step
+
+        i = self.inputs
+        return group_glm_step(i.inventory, i.participants or None, i.group_model, i.space, cwd)
+
+
+class _GroupReportInputSpec(_StepInputSpec):
+    output_dir = traits.Str(mandatory=True)
+    config = traits.Dict(mandatory=True)
+    results = traits.List(traits.Dict, mandatory=True)
+    written = traits.List(desc="files written (to make the report after them)")
+
+
+class GroupReport(_Step):
+    """Write ``group.html``."""
+
+    input_spec = _GroupReportInputSpec
+    always_run = True
+
+    def _step(self, cwd):
+        from bids_hrf.steps.group_report import group_report_step
+
+        path = group_report_step(self.inputs.output_dir, self.inputs.config,
+                                 self.inputs.results)
+        return {"report": str(path)}, []

@@ -1,0 +1,292 @@
+"""Find the inputs of every run with pybids: preprocessed BOLD, mask, confounds, events, TR.
+
+The result is a list of plain :class:`RunInputs` records; nothing downstream touches pybids.
+Every problem found is collected, so the user sees all of them at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from bids_hrf.config import Config
+from bids_hrf.errors import BidsHrfError, DataError, NoInputError, UsageError
+
+LOGGER = logging.getLogger("bids_hrf")
+
+_CONFOUND_SUFFIXES = ["timeseries", "regressors"]
+_NIFTI = [".nii.gz", ".nii"]
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """Everything needed to analyse one run."""
+
+    subject: str
+    session: str | None
+    task: str
+    run: str | None
+    bold: Path
+    mask: Path
+    confounds: Path
+    events: Path | None
+    tr: float
+    n_volumes: int
+    acquisition: str | None = None
+    echo: str | None = None
+    metadata: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def entities(self) -> dict[str, str]:
+        """BIDS entities identifying the run (for output names)."""
+        ents = {"sub": self.subject, "ses": self.session, "task": self.task,
+                "acq": self.acquisition, "run": self.run, "echo": self.echo}
+        return {k: v for k, v in ents.items() if v is not None}
+
+    @property
+    def group_key(self) -> tuple[str, str | None, str]:
+        """Runs sharing HRFs and fixed effects: same subject, session and task."""
+        return (self.subject, self.session, self.task)
+
+    @property
+    def name(self) -> str:
+        """A short readable identifier such as ``sub-01_ses-1_task-x_run-2``."""
+        return "_".join(f"{k}-{v}" for k, v in self.entities.items())
+
+
+def _layout(config: Config):
+    from bids import BIDSLayout
+
+    for path in config.fmriprep_dirs:
+        if not (path / "dataset_description.json").is_file():
+            raise NoInputError(
+                f"no fMRIPrep derivatives found at {path} (dataset_description.json missing)",
+                fix="run fMRIPrep first or point --derivatives at its output folder",
+                path=str(path))
+    kwargs = {}
+    if config.database_path is not None:
+        kwargs["database_path"] = str(config.database_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return BIDSLayout(str(config.bids_dir),
+                              derivatives=[str(p) for p in config.fmriprep_dirs],
+                              validate=False, **kwargs)
+        except BidsHrfError:
+            raise
+        except Exception as exc:  # pybids raises many kinds for broken datasets
+            raise DataError(f"pybids could not index {config.bids_dir}: {exc}",
+                            fix="check dataset_description.json files of the dataset "
+                                "and its derivatives", path=str(config.bids_dir)) from exc
+
+
+def _tr_from(metadata: dict, bold: Path, img) -> tuple[float | None, list[str]]:
+    problems: list[str] = []
+    tr = metadata.get("RepetitionTime")
+    header_tr = None
+    zooms = img.header.get_zooms()
+    if len(zooms) > 3:
+        header_tr = float(zooms[3])
+        unit = img.header.get_xyzt_units()[1] if hasattr(img.header, "get_xyzt_units") else "sec"
+        if unit == "msec":
+            header_tr /= 1000.0
+        elif unit == "usec":
+            header_tr /= 1e6
+    if tr is None:
+        problems.append(f"RepetitionTime missing from the JSON metadata of {bold}: add it to "
+                        "the sidecar (or the top-level task-<label>_bold.json)")
+        return None, problems
+    try:
+        tr = float(tr)
+    except (TypeError, ValueError):
+        problems.append(f"RepetitionTime {tr!r} of {bold} is not a number: fix its JSON sidecar")
+        return None, problems
+    if not np.isfinite(tr) or tr <= 0:
+        problems.append(f"RepetitionTime {tr} of {bold} must be a positive number of seconds: "
+                        "fix its JSON sidecar")
+        return None, problems
+    if tr > 100:
+        problems.append(f"RepetitionTime {tr} of {bold} looks like milliseconds: BIDS wants "
+                        "seconds; fix its JSON sidecar")
+        return None, problems
+    if header_tr and header_tr > 0 and abs(header_tr - tr) > 1e-3 * max(tr, 1.0):
+        LOGGER.warning("TR in the JSON metadata (%g s) disagrees with the NIfTI header (%g s) "
+                       "of %s: using the JSON value", tr, header_tr, bold)
+    return tr, problems
+
+
+def _first(files):
+    return Path(files[0].path) if files else None
+
+
+def collect_runs(config: Config) -> tuple[list[RunInputs], dict[str, list[str]]]:
+    """Query the dataset and return the runs to analyse.
+
+    Parameters
+    ----------
+    config : Config
+        Settings (dataset paths, participants, tasks, space, BIDS filters).
+
+    Returns
+    -------
+    runs : list of RunInputs
+        One record per analysable run, sorted by subject, session, task, run.
+    skipped : dict
+        Subject label -> problems that made its runs unusable (reported, not fatal while
+        at least one subject can be analysed).
+
+    Raises
+    ------
+    NoInputError, DataError, UsageError
+        When nothing can be analysed; the message lists every problem found.
+    """
+    layout = _layout(config)
+    subjects_raw = set(layout.get_subjects(scope="raw"))
+    subjects_deriv = set(layout.get_subjects(scope="derivatives"))
+    wanted = list(config.participant_label) or sorted(subjects_deriv or subjects_raw)
+    problems: dict[str, list[str]] = defaultdict(list)
+    usage: list[BidsHrfError] = []
+    for label in config.participant_label:
+        if label not in subjects_raw and label not in subjects_deriv:
+            usage.append(UsageError(
+                f"participant '{label}' is not in {config.bids_dir}",
+                fix=f"choose from: {', '.join(sorted(subjects_raw | subjects_deriv)) or 'none'}"))
+    if usage:
+        from bids_hrf.errors import ValidationErrors
+
+        raise ValidationErrors(usage) if len(usage) > 1 else usage[0]
+    if not wanted:
+        raise NoInputError(f"no subjects found in {config.bids_dir} or its derivatives",
+                           fix="check BIDS_DIR and --derivatives")
+
+    runs: list[RunInputs] = []
+    filters = dict(config.bids_filters.get("bold", {})) if config.bids_filters else {}
+    for subject in wanted:
+        query = {"subject": subject, "desc": "preproc", "suffix": "bold",
+                 "extension": _NIFTI, "scope": "derivatives", **filters}
+        if config.task:
+            query["task"] = list(config.task)
+        bolds = layout.get(space=config.space, **query)
+        if not bolds:
+            any_space = layout.get(**query)
+            spaces = sorted({f.entities.get("space", "(none)") for f in any_space})
+            if any_space:
+                problems[subject].append(
+                    f"sub-{subject}: no preprocessed BOLD in space {config.space} "
+                    f"(found spaces: {', '.join(spaces)}): use --space one of these")
+            else:
+                raw = layout.get(subject=subject, suffix="bold", scope="raw",
+                                 extension=_NIFTI, **({"task": list(config.task)}
+                                                     if config.task else {}))
+                problems[subject].append(
+                    f"sub-{subject}: no fMRIPrep desc-preproc_bold found in "
+                    f"{', '.join(str(p) for p in config.fmriprep_dirs)} "
+                    f"({len(raw)} raw BOLD file(s) found): run fMRIPrep for this subject"
+                    + (" or check --task" if config.task else ""))
+            continue
+        for bold_file in bolds:
+            run, msgs = _run_inputs(layout, bold_file, config)
+            problems[subject].extend(msgs)
+            if run is not None:
+                runs.append(run)
+    skipped = {s: p for s, p in problems.items() if p}
+    # A subject with any broken run is skipped whole: its fixed effects would be partial.
+    runs = [r for r in runs if r.subject not in skipped]
+    if not runs:
+        lines = [m for msgs in skipped.values() for m in msgs]
+        errors = [(NoInputError if _is_missing(m) else DataError)(m) for m in lines]
+        if not errors:
+            raise NoInputError(f"no runs to analyse in {config.bids_dir}",
+                               fix="check --participant-label, --task and --space")
+        if len(errors) > 1:
+            from bids_hrf.errors import ValidationErrors
+
+            raise ValidationErrors(errors)
+        raise errors[0]
+    runs.sort(key=lambda r: (r.subject, r.session or "", r.task, r.acquisition or "",
+                             _run_sort_key(r.run)))
+    return runs, skipped
+
+
+def _is_missing(message: str) -> bool:
+    return any(word in message for word in ("missing", "no fMRIPrep", "no events",
+                                            "no preprocessed"))
+
+
+def _run_sort_key(run: str | None) -> tuple[int, str]:
+    if run is None:
+        return (0, "")
+    return (int(run), "") if str(run).isdigit() else (10**9, str(run))
+
+
+def _run_inputs(layout, bold_file, config: Config) -> tuple[RunInputs | None, list[str]]:
+    ents = bold_file.get_entities()
+    bold = Path(bold_file.path)
+    problems: list[str] = []
+    common = {k: ents[k] for k in ("subject", "session", "task", "run", "acquisition", "echo")
+              if k in ents}
+    mask = _first(layout.get(scope="derivatives", desc="brain", suffix="mask",
+                             extension=_NIFTI, space=ents.get("space"), **common))
+    conf_common = {k: v for k, v in common.items() if k != "echo"}
+    confounds = _first(layout.get(scope="derivatives", desc="confounds",
+                                  suffix=_CONFOUND_SUFFIXES, extension=".tsv", **conf_common))
+    events = _first(layout.get(scope="raw", suffix="events", extension=".tsv",
+                               **{k: v for k, v in conf_common.items()}))
+    if mask is None:
+        problems.append(f"{bold.name}: brain mask (*_space-{ents.get('space')}_desc-brain_mask"
+                        ".nii.gz) missing next to it: rerun fMRIPrep or restore the file")
+    if confounds is None:
+        problems.append(f"{bold.name}: confounds file (*_desc-confounds_timeseries.tsv) missing"
+                        f" in {bold.parent}: rerun fMRIPrep or restore the file")
+    needs_events = config.hrf_method in ("canonical", "fir", "jde-vem")
+    if events is None and needs_events and not ents.get("task", "").startswith("rest"):
+        problems.append(f"{bold.name}: no events.tsv for task '{ents.get('task')}' in "
+                        f"{config.bids_dir}: add the events file, or use --hrf-method sparse "
+                        "for paradigm-free analysis")
+    try:
+        img = nib.load(str(bold))
+        shape = img.shape
+    except Exception as exc:  # nibabel raises several kinds for corrupted files
+        problems.append(f"{bold}: cannot be read as NIfTI ({type(exc).__name__}: {exc}): "
+                        "restore the file from the fMRIPrep output")
+        return None, problems
+    if len(shape) != 4:
+        problems.append(f"{bold}: is {len(shape)}D, a 4D time series is needed: check the file")
+        return None, problems
+    if shape[3] < 10:
+        problems.append(f"{bold}: only {shape[3]} volume(s); at least 10 are needed")
+        return None, problems
+    try:
+        metadata = layout.get_metadata(str(bold))
+    except Exception:
+        metadata = {}
+    if "RepetitionTime" not in metadata:
+        raw = layout.get(scope="raw", suffix="bold", extension=_NIFTI, **common)
+        if raw:
+            metadata = {**layout.get_metadata(raw[0].path), **metadata}
+    tr, tr_problems = _tr_from(metadata, bold, img)
+    problems.extend(tr_problems)
+    if problems or tr is None or mask is None or confounds is None:
+        return None, problems
+    if needs_events and events is None:
+        return None, problems
+    return RunInputs(subject=ents["subject"], session=ents.get("session"), task=ents["task"],
+                     run=str(ents["run"]) if ents.get("run") is not None else None,
+                     bold=bold, mask=mask, confounds=confounds, events=events, tr=tr,
+                     n_volumes=int(shape[3]), acquisition=ents.get("acquisition"),
+                     echo=str(ents["echo"]) if ents.get("echo") is not None else None,
+                     metadata=metadata), problems
+
+
+def group_runs(runs: list[RunInputs]) -> dict[tuple[str, str | None, str], list[RunInputs]]:
+    """Group runs by (subject, session, task), keeping order."""
+    groups: dict[tuple[str, str | None, str], list[RunInputs]] = {}
+    for run in runs:
+        groups.setdefault(run.group_key, []).append(run)
+    return groups

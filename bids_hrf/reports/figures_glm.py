@@ -1,0 +1,403 @@
+"""Report figures for the data-quality and GLM parts: confounds, carpet, design, atlas, maps."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bids_hrf.reports._common import (
+    PALETTE,
+    EmbeddedFigure,
+    check_1d,
+    embed,
+    load_img,
+    new_figure,
+    pyplot_figure,
+    report_style,
+)
+
+#: Confound columns preferred for the trace panel, in order.
+_PREFERRED_CONFOUNDS = (
+    "trans_x",
+    "trans_y",
+    "trans_z",
+    "rot_x",
+    "rot_y",
+    "rot_z",
+    "global_signal",
+    "csf",
+    "white_matter",
+)
+
+
+def _kept_volumes(sample_mask: Any, n: int) -> np.ndarray:
+    """Boolean vector of kept volumes from a nilearn sample mask (indices or booleans)."""
+    if sample_mask is None:
+        return np.ones(n, dtype=bool)
+    mask = np.asarray(sample_mask).ravel()
+    if mask.dtype == bool:
+        if mask.size != n:
+            raise ValueError(f"boolean sample_mask has {mask.size} entries for {n} volumes")
+        return mask.copy()
+    idx = mask.astype(int)
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise ValueError(f"sample_mask indices must lie in [0, {n - 1}]")
+    kept = np.zeros(n, dtype=bool)
+    kept[idx] = True
+    return kept
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """Start and stop (exclusive) of each run of True values."""
+    padded = np.concatenate([[False], flags, [False]]).astype(int)
+    edges = np.flatnonzero(np.diff(padded))
+    return list(zip(edges[::2], edges[1::2], strict=True))
+
+
+def plot_confounds(
+    fd: Any,
+    confounds: pd.DataFrame | None = None,
+    sample_mask: Any = None,
+    tr: float | None = None,
+    fd_threshold: float | None = None,
+    max_confounds: int = 6,
+) -> EmbeddedFigure:
+    """Framewise displacement with censored volumes shaded, and a few confound traces.
+
+    Parameters
+    ----------
+    fd : array-like, shape (n_volumes,)
+        Framewise displacement in mm (NaN allowed, e.g. for the first volume).
+    confounds : DataFrame, optional
+        Confound table of the run; up to ``max_confounds`` columns are drawn z-scored
+        (motion parameters first, then global/CSF/white-matter signals).
+    sample_mask : array-like, optional
+        Kept volumes, as nilearn indices or a boolean vector. Excluded volumes at the start
+        are shaded as dummy (non-steady-state) volumes, the others as scrubbed.
+    tr : float, optional
+        Repetition time in seconds; the x axis is in volumes when not given.
+    fd_threshold : float, optional
+        Scrubbing threshold drawn as a horizontal line.
+    max_confounds : int
+        Largest number of confound traces drawn.
+
+    Returns
+    -------
+    EmbeddedFigure
+        An SVG figure.
+    """
+    fd = check_1d("fd", fd)
+    n = fd.size
+    if n == 0:
+        raise ValueError("fd is empty: give one framewise displacement per volume")
+    if confounds is not None and len(confounds) != n:
+        raise ValueError(f"confounds have {len(confounds)} rows but fd has {n} volumes")
+    if tr is not None and not tr > 0:
+        raise ValueError(f"tr must be positive, got {tr}")
+    kept = _kept_volumes(sample_mask, n)
+    excluded = ~kept
+    n_dummy = int(np.argmax(kept)) if kept.any() else n
+    dummy = np.zeros(n, dtype=bool)
+    dummy[:n_dummy] = True
+    scrubbed = excluded & ~dummy
+    scale = float(tr) if tr else 1.0
+    x = np.arange(n) * scale
+    columns: list[str] = []
+    if confounds is not None:
+        numeric = confounds.select_dtypes(include="number")
+        preferred = [c for c in _PREFERRED_CONFOUNDS if c in numeric.columns]
+        rest = [c for c in numeric.columns if c not in preferred and c != "framewise_displacement"]
+        rest = [c for c in rest if numeric[c].nunique(dropna=True) > 2]  # skip spike regressors
+        columns = (preferred + rest)[: max(0, int(max_confounds))]
+
+    with report_style():
+        nrows = 2 if columns else 1
+        fig = new_figure(7.5, 2.2 * nrows + 0.3)
+        axes = fig.subplots(nrows, 1, sharex=True, squeeze=False)[:, 0]
+        ax = axes[0]
+        for label, flags, colour in (
+            ("dummy", dummy, "#999999"),
+            ("scrubbed", scrubbed, PALETTE[1]),
+        ):
+            for k, (start, stop) in enumerate(_runs(flags)):
+                for a in axes:
+                    a.axvspan(
+                        (start - 0.5) * scale,
+                        (stop - 0.5) * scale,
+                        color=colour,
+                        alpha=0.18,
+                        lw=0,
+                        label=f"{label} ({int(flags.sum())})" if (k == 0 and a is ax) else None,
+                    )
+        ax.plot(x, fd, color=PALETTE[0], lw=1, label="FD")
+        if fd_threshold is not None:
+            ax.axhline(fd_threshold, color=PALETTE[1], ls="--", lw=0.9, label=f"{fd_threshold} mm")
+        ax.set_ylabel("FD (mm)")
+        mean_fd = np.nanmean(fd) if np.isfinite(fd).any() else np.nan
+        ax.set_title(
+            f"Framewise displacement: mean {mean_fd:.3f} mm, {int(kept.sum())}/{n} volumes kept",
+            loc="left",
+        )
+        ax.legend(loc="upper right", ncols=4)
+        if columns:
+            cax = axes[1]
+            offset = 0.0
+            for i, name in enumerate(columns):
+                values = confounds[name].to_numpy(dtype=float)
+                sd = np.nanstd(values)
+                z = (values - np.nanmean(values)) / (sd if sd > 0 else 1.0)
+                cax.plot(x, z - offset, lw=0.8, color=PALETTE[i % len(PALETTE)])
+                cax.text(
+                    x[-1] + 0.01 * (x[-1] - x[0] + 1),
+                    -offset,
+                    name,
+                    fontsize=7,
+                    va="center",
+                    color=PALETTE[i % len(PALETTE)],
+                )
+                offset += 4.0
+            cax.set_yticks([])
+            cax.set_ylabel("confounds (z)")
+            cax.spines["left"].set_visible(False)
+        axes[-1].set_xlabel("time (s)" if tr else "volume")
+        axes[-1].set_xlim(x[0] - 0.5 * scale, x[-1] + 0.5 * scale)
+    return embed(fig, fmt="svg")
+
+
+def plot_carpet(bold_img: Any, mask_img: Any = None, tr: float | None = None) -> EmbeddedFigure:
+    """Carpet plot (voxel time series as rows) of a BOLD run, as a PNG.
+
+    Parameters
+    ----------
+    bold_img : Niimg-like
+        4D BOLD image (path or nibabel image).
+    mask_img : Niimg-like, optional
+        Brain mask; nilearn computes one when not given.
+    tr : float, optional
+        Repetition time in seconds (x axis in seconds).
+
+    Returns
+    -------
+    EmbeddedFigure
+    """
+    from nilearn import plotting
+
+    img = load_img(bold_img)
+    if img.ndim != 4:
+        raise ValueError(f"the carpet plot needs a 4D BOLD image, got {img.ndim}D")
+    with report_style():
+        fig = pyplot_figure(9, 3.6)
+        plotting.plot_carpet(img, mask_img=mask_img, t_r=tr, figure=fig, title=None)
+    return embed(fig, fmt="png", dpi=90)
+
+
+def plot_design_matrix(design: pd.DataFrame) -> EmbeddedFigure:
+    """The first-level design matrix (nilearn's view, columns rescaled), as a PNG.
+
+    Parameters
+    ----------
+    design : DataFrame, shape (n_volumes, n_regressors)
+
+    Returns
+    -------
+    EmbeddedFigure
+    """
+    from nilearn import plotting
+
+    if not isinstance(design, pd.DataFrame) or design.shape[1] == 0:
+        raise ValueError("design must be a DataFrame with at least one column")
+    n_cols = design.shape[1]
+    with report_style():
+        fig = pyplot_figure(min(12.0, 2.2 + 0.3 * n_cols), 3.4)
+        ax = fig.add_subplot(1, 1, 1)
+        plotting.plot_design_matrix(design, axes=ax)
+        ax.set_ylabel("volume")
+    return embed(fig, fmt="png")
+
+
+def plot_atlas(atlas_img: Any, bg_img: Any = None, title: str = "") -> EmbeddedFigure:
+    """Parcellation drawn on axial slices, as a PNG.
+
+    Parameters
+    ----------
+    atlas_img : Niimg-like
+        3D integer label image (0 = background).
+    bg_img : Niimg-like, optional
+        Background (e.g. the BOLD reference or template); none when not given.
+    title : str
+        Title drawn on the figure.
+
+    Returns
+    -------
+    EmbeddedFigure
+    """
+    from nilearn import plotting
+
+    img = load_img(atlas_img)
+    labels = np.unique(np.asarray(img.dataobj))
+    n_parcels = int((labels != 0).sum())
+    if n_parcels == 0:
+        raise ValueError("the atlas image holds no parcel (all voxels are 0)")
+    with report_style(), warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*converting a masked element", category=UserWarning
+        )
+        fig = pyplot_figure(9, 2.4)
+        plotting.plot_roi(
+            img,
+            bg_img=bg_img,
+            display_mode="z",
+            cut_coords=min(7, img.shape[2]),
+            figure=fig,
+            title=title or f"{n_parcels} parcels",
+            colorbar=False,
+            draw_cross=False,
+            black_bg=True,
+            alpha=0.8 if bg_img is not None else 1.0,
+            cmap="tab20",
+        )
+    return embed(fig, fmt="png")
+
+
+def _pick(df: pd.DataFrame, options: Sequence[str]) -> str | None:
+    lower = {str(c).lower(): c for c in df.columns}
+    for name in options:
+        if name in lower:
+            return lower[name]
+    return None
+
+
+def plot_coverage(coverage: pd.DataFrame, threshold: float | None = None) -> EmbeddedFigure:
+    """Fraction of each parcel covered by the brain mask (or by usable voxels).
+
+    Parameters
+    ----------
+    coverage : DataFrame
+        One row per parcel: a name column (``name``, ``label``, ``parcel`` or ``region``,
+        else the index) and a fraction in [0, 1] (``coverage``, ``fraction`` or
+        ``proportion``, else the first numeric column).
+    threshold : float, optional
+        Minimum coverage below which parcels are dropped, drawn as a line.
+
+    Returns
+    -------
+    EmbeddedFigure
+        An SVG bar chart, parcels sorted by coverage.
+    """
+    if not isinstance(coverage, pd.DataFrame) or coverage.empty:
+        raise ValueError("coverage must be a non-empty DataFrame with one row per parcel")
+    name_col = _pick(coverage, ("name", "label", "parcel", "region"))
+    value_col = _pick(coverage, ("coverage", "fraction", "proportion"))
+    if value_col is None:
+        numeric = [c for c in coverage.select_dtypes(include="number").columns if c != name_col]
+        if not numeric:
+            raise ValueError("coverage has no numeric column to plot")
+        value_col = numeric[0]
+    names = (coverage[name_col] if name_col is not None else coverage.index).astype(str)
+    values = coverage[value_col].to_numpy(dtype=float)
+    order = np.argsort(values, kind="stable")
+    n = values.size
+    colours = [
+        PALETTE[1] if threshold is not None and v < threshold else PALETTE[0] for v in values[order]
+    ]
+    with report_style():
+        if n <= 60:
+            fig = new_figure(6.5, max(1.6, 0.16 * n + 0.8))
+            ax = fig.add_subplot(1, 1, 1)
+            ax.barh(np.arange(n), values[order], color=colours, height=0.75)
+            ax.set_yticks(np.arange(n), names.to_numpy()[order], fontsize=6.5 if n > 30 else 7.5)
+            ax.set_ylim(-0.6, n - 0.4)
+            ax.set_xlabel(str(value_col))
+            if threshold is not None:
+                ax.axvline(threshold, color=PALETTE[1], ls="--", lw=0.9)
+        else:  # too many parcels for labels: show the distribution
+            fig = new_figure(6.5, 2.4)
+            ax = fig.add_subplot(1, 1, 1)
+            ax.plot(np.arange(n), values[order], color=PALETTE[0], lw=1.2)
+            ax.set_xlabel("parcels, sorted")
+            ax.set_ylabel(str(value_col))
+            if threshold is not None:
+                ax.axhline(threshold, color=PALETTE[1], ls="--", lw=0.9)
+        low = int((values < threshold).sum()) if threshold is not None else 0
+        extra = f", {low} below {threshold:g}" if threshold is not None else ""
+        ax.set_title(f"Parcel coverage: median {np.nanmedian(values):.2f}{extra}", loc="left")
+    return embed(fig, fmt="svg")
+
+
+def plot_stat_map(
+    stat_img: Any, bg_img: Any = None, threshold: float = 3.1, title: str = ""
+) -> EmbeddedFigure:
+    """A statistical map on axial slices and as a glass brain, as a PNG.
+
+    Parameters
+    ----------
+    stat_img : Niimg-like
+        3D statistical map (z or t).
+    bg_img : Niimg-like, optional
+        Background for the slices; nilearn's MNI template when not given.
+    threshold : float
+        Absolute value below which voxels are transparent.
+    title : str
+        Title of the figure.
+
+    Returns
+    -------
+    EmbeddedFigure
+    """
+    from nilearn import plotting
+
+    img = load_img(stat_img)
+    if img.ndim == 4 and img.shape[3] == 1:
+        from nilearn.image import index_img
+
+        img = index_img(img, 0)
+    if img.ndim != 3:
+        raise ValueError(f"stat_img must be 3D, got shape {img.shape}")
+    data = np.asarray(img.dataobj, dtype=float)
+    peak = float(np.nanmax(np.abs(data))) if np.isfinite(data).any() else 0.0
+    n_supra = int((np.abs(np.nan_to_num(data)) > threshold).sum())
+    vmax = max(peak, threshold * 1.5, 1e-6)
+    kwargs = {} if bg_img is None else {"bg_img": bg_img}
+    with report_style():
+        fig = pyplot_figure(11, 2.6)
+        label = f"{title}  " if title else ""
+        plotting.plot_stat_map(
+            img,
+            threshold=threshold,
+            display_mode="z",
+            cut_coords=min(6, img.shape[2]),
+            figure=fig,
+            axes=[0.0, 0.0, 0.66, 1.0],
+            title=f"{label}|stat| > {threshold:g}: {n_supra} voxels, peak {peak:.2f}",
+            vmax=vmax,
+            cmap="RdBu_r",
+            draw_cross=False,
+            colorbar=True,
+            **kwargs,
+        )
+        plotting.plot_glass_brain(
+            img,
+            threshold=threshold,
+            display_mode="lzr" if img.shape[0] > 1 else "z",
+            figure=fig,
+            axes=[0.67, 0.0, 0.33, 1.0],
+            plot_abs=False,
+            cmap="RdBu_r",
+            vmax=vmax,
+            colorbar=False,
+        )
+    return embed(fig, fmt="png")
+
+
+__all__ = [
+    "plot_atlas",
+    "plot_carpet",
+    "plot_confounds",
+    "plot_coverage",
+    "plot_design_matrix",
+    "plot_stat_map",
+]

@@ -1,0 +1,1 @@
+"""File-level steps wrapped by the nipype interfaces (read files, call the core, write files)."""

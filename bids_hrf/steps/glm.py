@@ -1,0 +1,184 @@
+"""File-level first-level GLM per run and fixed effects across runs."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from nilearn import image, masking
+
+from bids_hrf.errors import DataError
+from bids_hrf.steps.hrf import read_events, read_hrf_estimate
+from bids_hrf.steps.prepare import load_img, read_confounds, read_labels_tsv, read_sample_mask
+
+LOGGER = logging.getLogger("bids_hrf")
+STATS = ("effect", "variance", "stat", "z", "p")
+
+
+def contrast_specs(user_contrasts: dict, conditions: list[str]) -> dict:
+    """Return the contrasts to compute: one per condition, then the user's.
+
+    User contrasts naming a condition absent from this run are left out with a warning
+    (the fixed effects then use the runs that have it).
+    """
+    from bids_hrf.glm.contrasts import default_contrasts, load_contrasts
+
+    specs = dict(default_contrasts(conditions))
+    if user_contrasts:
+        raw = user_contrasts.get("__list__", user_contrasts)
+        for label, spec in load_contrasts(raw).items():
+            missing = [n for n in _names_in(spec) if n not in conditions]
+            if missing:
+                LOGGER.warning("contrast %s names %s, absent from this run: skipped here",
+                               label, ", ".join(missing))
+                continue
+            specs[label] = spec
+    return specs
+
+
+def _names_in(spec) -> list[str]:
+    from bids_hrf.glm.contrasts import expression_names
+
+    exprs = spec.expressions if hasattr(spec, "expressions") else [str(spec)]
+    names: list[str] = []
+    for expr in exprs:
+        try:
+            names += list(expression_names(expr))
+        except ValueError:
+            continue
+    return names
+
+
+def first_level_step(bold: str, mask: str, events: str, confounds: str, sample_mask: str,
+                     tr: float, hrf_tsv: str, hrf_method: str, hrf_model: str,
+                     atlas_bold: str, labels: str, contrasts: dict, high_pass: float,
+                     noise_model: str, smoothing_fwhm: float | None, out_dir: str | Path,
+                     nprocs: int = 1) -> dict:
+    """Fit the first-level GLM of one run and compute its contrasts.
+
+    Returns
+    -------
+    dict
+        ``contrasts``: label -> {stat name -> NIfTI path, "type": "t"|"F"};
+        ``design``: TSV path; ``design_parcel``: which design was saved; ``conditions``.
+    """
+    from bids_hrf.glm.first_level import fit_first_level
+
+    out_dir = Path(out_dir)
+    bold_img = load_img(bold, "BOLD image")
+    mask_img = load_img(mask, "brain mask")
+    if smoothing_fwhm:
+        bold_img = image.smooth_img(bold_img, smoothing_fwhm)
+    Y = masking.apply_mask(bold_img, mask_img)
+    bad = ~np.isfinite(Y).all(axis=0)
+    if bad.all():
+        raise DataError(f"BOLD {bold} has no finite voxel inside its brain mask",
+                        fix="check the file and its mask")
+    if bad.any():
+        LOGGER.warning("%s: %d voxel(s) with NaN/inf values set to 0 (reported as no effect)",
+                       Path(bold).name, int(bad.sum()))
+        Y[:, bad] = 0.0
+    ev = read_events(events)
+    if ev is None:
+        raise DataError(f"no events for {Path(bold).name}: the GLM needs an events.tsv",
+                        fix="add the events file or use --hrf-method sparse")
+    frame_times = np.arange(Y.shape[0]) * float(tr)
+    kept = read_sample_mask(sample_mask)
+    conf = read_confounds(confounds)
+    kwargs = {}
+    if hrf_method != "canonical" and hrf_tsv:
+        estimate = read_hrf_estimate(hrf_tsv, hrf_method)
+        labels_map, _ = read_labels_tsv(labels)
+        atlas_img = load_img(atlas_bold, "atlas")
+        parcels = np.rint(masking.apply_mask(atlas_img, mask_img)).astype(int)
+        kwargs = {"hrf": estimate, "voxel_parcels": parcels, "parcel_names": labels_map}
+    else:
+        kwargs = {"hrf": hrf_model}
+    fit = fit_first_level(Y, frame_times, ev, confounds=conf, sample_mask=kept,
+                          high_pass=high_pass, noise_model=noise_model,
+                          canonical_model=hrf_model, n_jobs=nprocs, **kwargs)
+    conditions = list(fit.conditions)
+    specs = contrast_specs(contrasts, conditions)
+    results: dict[str, dict] = {}
+    for label, spec in specs.items():
+        res = fit.compute_contrast(spec)
+        paths = {"type": res.contrast_type}
+        for stat in STATS:
+            values = getattr(res, stat)
+            values = np.where(bad, 0.0, values) if values.ndim == 1 else values
+            path = out_dir / f"{label}_{stat}.nii.gz"
+            nib.save(masking.unmask(np.asarray(values, dtype=np.float32), mask_img), str(path))
+            paths[stat] = str(path)
+        dof_path = out_dir / f"{label}_dof.npy"
+        np.save(dof_path, np.asarray(res.dof, dtype=np.float32))
+        paths["dof"] = str(dof_path)
+        results[label] = paths
+    design_key = "canonical" if "canonical" in fit.design_matrices else \
+        next(iter(fit.design_matrices))
+    design_path = out_dir / "design.tsv"
+    fit.design_matrices[design_key].to_csv(design_path, sep="\t", index=False,
+                                           float_format="%.8g")
+    r2_path = out_dir / "r_square.nii.gz"
+    nib.save(masking.unmask(np.asarray(fit.r_square, dtype=np.float32), mask_img), str(r2_path))
+    summary = {"conditions": conditions, "design_key": design_key,
+               "hrf_source": dict(fit.hrf_source), "n_scans_kept": int(len(frame_times)
+                                                                        if kept is None
+                                                                        else len(kept))}
+    (out_dir / "glm_summary.json").write_text(json.dumps(summary))
+    return {"contrasts": results, "design": str(design_path), "design_parcel": design_key,
+            "conditions": conditions, "r_square": str(r2_path), "mask": str(mask)}
+
+
+def fixed_effects_step(run_results: list[dict], out_dir: str | Path) -> dict:
+    """Combine each t contrast over runs (precision-weighted fixed effects).
+
+    Parameters
+    ----------
+    run_results : list of dict
+        Outputs of :func:`first_level_step`, one per run.
+
+    Returns
+    -------
+    dict
+        ``contrasts``: label -> {stat -> path, "n_runs": int}.
+    """
+    from bids_hrf.glm.contrasts import ContrastResult
+    from bids_hrf.glm.fixed_effects import fixed_effects
+
+    out_dir = Path(out_dir)
+    masks = [load_img(r["mask"], "brain mask") for r in run_results]
+    mask_img = masking.intersect_masks(masks, threshold=1, connected=False) \
+        if len(masks) > 1 else masks[0]
+    labels = sorted({lab for r in run_results for lab in r["contrasts"]})
+    out: dict[str, dict] = {}
+    for label in labels:
+        entries = [r["contrasts"][label] for r in run_results if label in r["contrasts"]]
+        if entries[0]["type"] != "t":
+            continue
+        res = []
+        for e in entries:
+            eff = masking.apply_mask(nib.load(e["effect"]), mask_img)
+            var = masking.apply_mask(nib.load(e["variance"]), mask_img)
+            dof_img = np.load(e["dof"])
+            dof = float(np.nanmedian(dof_img)) if dof_img.size else 1.0
+            res.append(ContrastResult.from_effects(eff, np.maximum(var, 1e-12), dof, "t"))
+        combined = fixed_effects(res)
+        paths = {"type": "t", "n_runs": len(entries)}
+        for stat in STATS:
+            path = out_dir / f"{label}_{stat}.nii.gz"
+            values = np.asarray(getattr(combined, stat), dtype=np.float32)
+            nib.save(masking.unmask(values, mask_img), str(path))
+            paths[stat] = str(path)
+        out[label] = paths
+    if not out:
+        LOGGER.warning("no t contrast to combine across runs")
+    return {"contrasts": out}
+
+
+def design_table(path: str | Path) -> pd.DataFrame:
+    """Read a saved design matrix."""
+    return pd.read_csv(path, sep="\t")

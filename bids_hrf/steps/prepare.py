@@ -1,0 +1,166 @@
+"""File-level steps before HRF estimation: atlas, confounds, parcel time series.
+
+Each step reads its input files, calls the numerical core, and writes its results into a
+working folder (a nipype node folder); nothing here writes into OUTPUT_DIR.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from bids_hrf.errors import DataError
+
+LOGGER = logging.getLogger("bids_hrf")
+
+
+def load_img(path: str | Path, what: str = "image"):
+    """Load a NIfTI image with its data in memory.
+
+    Reading the data here (not lazily later) turns a truncated or corrupted file into one
+    clear :class:`DataError` naming it, instead of a failure deep inside a computation.
+    """
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj)
+    except FileNotFoundError as exc:
+        raise DataError(f"{what} {path} is missing", fix="restore the file",
+                        path=str(path)) from exc
+    except Exception as exc:
+        raise DataError(f"{what} {path} cannot be read ({type(exc).__name__}: {exc})",
+                        fix="the file is corrupted or not NIfTI: restore it",
+                        path=str(path)) from exc
+    return nib.Nifti1Image(data, img.affine, img.header)
+
+
+def read_labels_tsv(path: str | Path) -> tuple[dict[int, str], dict[int, str] | None]:
+    """Read a labels TSV written by :func:`write_labels_tsv`."""
+    table = pd.read_csv(path, sep="\t", dtype={"name": str})
+    labels = {int(i): str(n) for i, n in zip(table["index"], table["name"], strict=True)}
+    networks = None
+    if "network" in table.columns:
+        networks = {int(i): str(n) for i, n in zip(table["index"], table["network"], strict=True)
+                    if isinstance(n, str) and n}
+    return labels, networks
+
+
+def write_labels_tsv(path: str | Path, labels: dict[int, str],
+                     networks: dict[int, str] | None = None) -> Path:
+    """Write parcel labels as a BIDS dseg-style TSV (index, name[, network])."""
+    rows = {"index": list(labels), "name": [labels[i] for i in labels]}
+    if networks:
+        rows["network"] = [networks.get(i, "n/a") for i in labels]
+    pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
+    return Path(path)
+
+
+def resolve_atlas_step(atlas_spec: str, atlas_labels: str | None, space: str, bold: str,
+                       mask: str, out_dir: str | Path, nprocs: int = 1) -> dict:
+    """Resolve ``--atlas`` once for a subject/session/task group of runs.
+
+    Returns
+    -------
+    dict
+        ``atlas`` (NIfTI path), ``labels`` (TSV path), ``name`` (BIDS label of the atlas),
+        ``source`` (where it came from).
+    """
+    from bids_hrf.atlas import resolve_atlas
+
+    out_dir = Path(out_dir)
+    bold_img = load_img(bold, "BOLD image") if atlas_spec.startswith("data-driven") else None
+    mask_img = load_img(mask, "brain mask") if atlas_spec.startswith("data-driven") else None
+    atlas = resolve_atlas(atlas_spec, labels_tsv=atlas_labels, space=space,
+                          bold_img=bold_img, mask_img=mask_img, n_jobs=nprocs)
+    atlas_path = out_dir / "atlas.nii.gz"
+    nib.save(atlas.img, str(atlas_path))
+    labels_path = write_labels_tsv(out_dir / "labels.tsv", atlas.labels, atlas.networks)
+    return {"atlas": str(atlas_path), "labels": str(labels_path), "name": atlas.name,
+            "source": atlas.source}
+
+
+def prepare_run_step(bold: str, mask: str, atlas: str, labels: str, atlas_name: str,
+                     confounds_spec: str, dummy_scans: str, fd_threshold: float,
+                     high_pass: float, tr: float, min_voxels: int,
+                     out_dir: str | Path) -> dict:
+    """Confounds, atlas on the BOLD grid, and cleaned parcel time series of one run.
+
+    Returns
+    -------
+    dict
+        Paths: ``confounds`` (TSV of the selected confounds, all volumes), ``sample_mask``
+        (JSON list of kept volumes or null), ``fd`` (TSV), ``atlas_bold`` (labels on the BOLD
+        grid), ``labels`` (TSV of kept parcels), ``coverage`` (TSV), ``timeseries`` (TSV);
+        and ``n_dummy``, ``n_kept``, ``confounds_description``, ``dropped_parcels``.
+    """
+    from bids_hrf.atlas import Atlas, resample_atlas
+    from bids_hrf.confounds import load_run_confounds
+    from bids_hrf.timeseries import extract_parcel_timeseries
+
+    out_dir = Path(out_dir)
+    dummy: int | str = int(dummy_scans) if str(dummy_scans).isdigit() else "auto"
+    conf = load_run_confounds(bold, confounds_spec, dummy_scans=dummy,
+                              fd_threshold=fd_threshold)
+    bold_img = load_img(bold, "BOLD image")
+    mask_img = load_img(mask, "brain mask")
+    n_vols = bold_img.shape[3]
+    if conf.confounds is not None and len(conf.confounds) != n_vols:
+        raise DataError(f"confounds of {Path(bold).name} have {len(conf.confounds)} rows but "
+                        f"the BOLD has {n_vols} volumes",
+                        fix="use the confounds file made with this BOLD run")
+    conf_path = out_dir / "confounds.tsv"
+    table = conf.confounds if conf.confounds is not None else pd.DataFrame(index=range(n_vols))
+    table.to_csv(conf_path, sep="\t", index=False)
+    mask_path = out_dir / "sample_mask.json"
+    sample_mask = None if conf.sample_mask is None else [int(i) for i in conf.sample_mask]
+    mask_path.write_text(json.dumps({"sample_mask": sample_mask, "n_dummy": int(conf.n_dummy),
+                                     "n_volumes": int(n_vols),
+                                     "description": conf.description}))
+    fd = conf.framewise_displacement
+    fd_path = out_dir / "fd.tsv"
+    pd.DataFrame({"framewise_displacement": fd if fd is not None else np.full(n_vols, np.nan)}
+                 ).to_csv(fd_path, sep="\t", index=False, na_rep="n/a")
+
+    labels_map, networks = read_labels_tsv(labels)
+    atlas_obj = Atlas(img=load_img(atlas, "atlas"), labels=labels_map, networks=networks,
+                      name=atlas_name, source=str(atlas))
+    resampled, coverage = resample_atlas(atlas_obj, bold_img, mask_img, min_voxels=min_voxels)
+    atlas_bold = out_dir / "atlas_bold.nii.gz"
+    nib.save(resampled.img, str(atlas_bold))
+    kept_labels = write_labels_tsv(out_dir / "labels_kept.tsv", resampled.labels,
+                                   resampled.networks)
+    coverage_path = out_dir / "coverage.tsv"
+    coverage.to_csv(coverage_path, sep="\t", index=False)
+    dropped = [str(n) for n, k in zip(coverage["name"], coverage["kept"], strict=True) if not k]
+
+    series = extract_parcel_timeseries(
+        bold_img, resampled.img, resampled.labels, mask_img,
+        confounds=conf.confounds, sample_mask=conf.sample_mask, tr=tr,
+        high_pass=high_pass or None)
+    ts_path = out_dir / "timeseries.tsv"
+    series.to_csv(ts_path, sep="\t", index=False)
+    return {
+        "confounds": str(conf_path), "sample_mask": str(mask_path), "fd": str(fd_path),
+        "atlas_bold": str(atlas_bold), "labels": str(kept_labels),
+        "coverage": str(coverage_path), "timeseries": str(ts_path),
+        "n_dummy": int(conf.n_dummy),
+        "n_kept": int(len(sample_mask) if sample_mask is not None else n_vols),
+        "confounds_description": conf.description, "dropped_parcels": dropped,
+    }
+
+
+def read_sample_mask(path: str | Path) -> np.ndarray | None:
+    """Read the kept-volume indices written by :func:`prepare_run_step`."""
+    data = json.loads(Path(path).read_text())
+    mask = data.get("sample_mask")
+    return None if mask is None else np.asarray(mask, dtype=int)
+
+
+def read_confounds(path: str | Path) -> pd.DataFrame | None:
+    """Read the selected confounds written by :func:`prepare_run_step` (None if empty)."""
+    table = pd.read_csv(path, sep="\t")
+    return table if table.shape[1] else None

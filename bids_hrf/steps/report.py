@@ -1,0 +1,204 @@
+"""The participant report: ``sub-<label>.html`` from the step results of every group."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+LOGGER = logging.getLogger("bids_hrf")
+
+
+def _canonical_reference(time: np.ndarray, hrf_model: str):
+    from bids_hrf.hrf.basis import canonical_hrf
+
+    dt = float(np.median(np.diff(time))) if time.size > 1 else 0.1
+    t, values = canonical_hrf(hrf_model.split("+")[0].strip() or "spm", dt=dt,
+                              duration=float(time[-1]) if time.size else 25.0)
+    values = np.asarray(values, dtype=float)
+    norm = np.linalg.norm(values)
+    return t, values / norm if norm > 0 else values
+
+
+def _mean_img(bold: str):
+    from nilearn import image
+
+    return image.mean_img(bold, copy_header=True)
+
+
+def _find_map(maps: list[dict], *parts: str) -> list[dict]:
+    return [m for m in maps if m.get("kind", "nifti") == "nifti"
+            and all(p in m["fragment"] for p in parts)]
+
+
+def _add_hrf_section(report, sec: str, hrf: dict, config: dict, bg) -> None:
+    from bids_hrf.reports import figures as F
+
+    table = pd.read_csv(hrf["hrf"], sep="\t")
+    time = table["time"].to_numpy()
+    names = [str(c) for c in table.columns[1:]]
+    hrfs = table.iloc[:, 1:].to_numpy()
+    variance = None
+    if hrf.get("hrf_variance"):
+        variance = pd.read_csv(hrf["hrf_variance"], sep="\t").iloc[:, 1:].to_numpy()
+    reference = _canonical_reference(time, config["hrf_model"])
+    report.add_text(sec, f"HRF method: {hrf['method']}. One HRF per parcel, sampled every "
+                         f"{np.median(np.diff(time)):.3g} s, unit norm"
+                    + (", with +/- 2 posterior standard deviations." if variance is not None
+                       else "."))
+    report.add_figure(sec, F.plot_hrf_panel, time, hrfs, names, variance=variance,
+                      reference=reference, caption="Parcel HRFs (grey: canonical HRF)")
+    report.add_figure(sec, F.plot_hrf_overlay, time, hrfs, names,
+                      caption="All parcel HRFs, coloured by time to peak")
+    for item in hrf.get("tables", []):
+        tab = pd.read_csv(item["path"], sep="\t")
+        if item["fragment"] == "convergence" and {"parcel", "iteration",
+                                                  "free_energy"} <= set(tab.columns):
+            report.add_figure(sec, F.plot_free_energy, tab,
+                              caption="Free energy across VEM iterations (one line per parcel)")
+        elif item["fragment"] == "hrfparams":
+            report.add_table(sec, tab, caption="HRF parameters per parcel")
+    maps = hrf.get("maps", [])
+    ppm = _find_map(maps, "stat-ppm")
+    for item in ppm[:6]:
+        report.add_figure(sec, F.plot_ppm, item["path"], bg_img=bg,
+                          caption=f"Posterior probability map: {item['fragment']}")
+    ttp, fwhm, height = (_find_map(maps, f"stat-{k}") for k in ("ttp", "fwhm", "height"))
+    if ttp or fwhm or height:
+        report.add_figure(sec, F.plot_hrf_parameter_maps,
+                          ttp[0]["path"] if ttp else None, fwhm[0]["path"] if fwhm else None,
+                          height[0]["path"] if height else None, bg_img=bg,
+                          caption="HRF parameter maps (time to peak, FWHM, height)")
+    auc = _find_map(maps, "stat-auc")
+    for item in auc[:2]:
+        report.add_figure(sec, _max_img_stat, item["path"], bg,
+                          caption="Stability selection: maximum AUC over time "
+                                  f"({item['fragment']})")
+
+
+def _max_img_stat(path: str, bg):
+    from nilearn import image
+
+    from bids_hrf.reports import figures as F
+
+    img = image.load_img(path)
+    if img.ndim == 4:
+        img = image.math_img("np.max(img, axis=-1)", img=img)
+    return F.plot_stat_map(img, bg_img=bg, threshold=0.0, title="max AUC")
+
+
+def _add_sparse_fits(report, sec: str, hrf: dict, runs: list[dict], prepared: list[dict]):
+    from nilearn import masking
+
+    from bids_hrf.reports import figures as F
+    from bids_hrf.steps.hrf import read_events
+
+    maps = hrf.get("maps", [])
+    for index, run in enumerate(runs[:2]):
+        act = [m for m in _find_map(maps, "_bold") if m.get("run") == index
+               and ("activity" in m["fragment"] or "innovation" in m["fragment"])]
+        den = [m for m in _find_map(maps, "denoised") if m.get("run") == index]
+        if not act or not den:
+            continue
+        mask = run["mask"]
+        A = masking.apply_mask(act[0]["path"], mask)
+        D = masking.apply_mask(den[0]["path"], mask)
+        Y = masking.apply_mask(run["bold"], mask)
+        n = min(A.shape[0], Y.shape[0])
+        Y = Y[-n:]
+        Y = 100 * (Y / np.where(Y.mean(0) == 0, 1, Y.mean(0)) - 1)
+        best = int(np.argmax(np.abs(A).sum(0)))
+        time = np.arange(n) * run["tr"]
+        report.add_figure(sec, F.plot_sparse_fit, time, Y[:, best] - Y[:, best].mean(),
+                          D[-n:, best], A[-n:, best], events=read_events(run.get("events")),
+                          title=f"{run['name']}: most active voxel",
+                          caption="BOLD (percent change), sparse fit and activity-inducing "
+                                  "signal; ticks: paradigm onsets")
+
+
+def participant_report_step(subject: str, output_dir: str, config: dict,
+                            groups: list[dict]) -> Path:
+    """Build and write ``OUTPUT_DIR/sub-<subject>.html``."""
+    from bids_hrf.reports import Report
+    from bids_hrf.reports import figures as F
+    from bids_hrf.steps.prepare import read_confounds, read_sample_mask
+
+    report = Report(f"sub-{subject}", subtitle=f"bids-hrf participant report "
+                                               f"({config['hrf_method']} HRFs)", logger=LOGGER)
+    report.add_metadata("Participant", f"sub-{subject}")
+    report.add_metadata("BIDS dataset", config["bids_dir"])
+    report.add_metadata("fMRIPrep derivatives",
+                        ", ".join(config["derivatives"]) or
+                        str(Path(config["bids_dir"]) / "derivatives" / "fmriprep"))
+    report.add_metadata("Space", config["space"])
+    report.add_metadata("Atlas", config["atlas"])
+    report.add_metadata("Runs", sum(len(g["runs"]) for g in groups))
+    for key in ("confounds", "dummy_scans", "fd_threshold", "high_pass", "smoothing_fwhm",
+                "hrf_method", "hrf_model", "hrf_duration", "noise_model"):
+        report.add_metadata(key, config[key], group="Parameters")
+    if config.get("contrasts"):
+        report.add_metadata("contrasts", json.dumps(config["contrasts"]), group="Parameters")
+    for group in groups:
+        ents = group["entities"]
+        title = " ".join(f"{k}-{v}" for k, v in ents.items() if k != "sub")
+        gsec = report.section(title or "runs")
+        prepared, runs = group["prepared"], group["runs"]
+        bg = None
+        try:
+            bg = _mean_img(runs[0]["bold"])
+        except Exception as exc:  # a background is a nicety
+            LOGGER.debug("no mean image: %s", exc)
+        asec = report.section("Parcellation", parent=gsec)
+        report.add_figure(asec, F.plot_atlas, prepared[0]["atlas_bold"], bg_img=bg,
+                          caption=f"Atlas {config['atlas']} on the BOLD grid")
+        coverage = pd.read_csv(prepared[0]["coverage"], sep="\t")
+        report.add_figure(asec, F.plot_coverage, coverage, caption="Coverage of each parcel")
+        dropped = sorted({d for p in prepared for d in p.get("dropped_parcels", [])})
+        if dropped:
+            report.add_warning(f"{title}: parcels dropped (too few voxels in the brain mask): "
+                               + ", ".join(dropped))
+        hsec = report.section("HRF estimates", parent=gsec)
+        if group.get("hrf"):
+            _add_hrf_section(report, hsec, group["hrf"], config, bg)
+            if config["hrf_method"] == "sparse":
+                _add_sparse_fits(report, hsec, group["hrf"], runs, prepared)
+        for run, prep in zip(runs, prepared, strict=True):
+            rsec = report.section(run["name"], parent=gsec, open=False)
+            conf = read_confounds(prep["confounds"])
+            fd = pd.read_csv(prep["fd"], sep="\t")["framewise_displacement"].to_numpy()
+            report.add_text(rsec, f"TR {run['tr']} s, {run['n_volumes']} volumes, "
+                                  f"{prep['n_dummy']} dummy scan(s), {prep['n_kept']} kept. "
+                                  f"Confounds: {prep['confounds_description']}")
+            report.add_figure(rsec, F.plot_confounds, fd, conf,
+                              sample_mask=read_sample_mask(prep["sample_mask"]),
+                              tr=run["tr"], fd_threshold=config["fd_threshold"],
+                              caption="Framewise displacement and confounds")
+            report.add_figure(rsec, F.plot_carpet, run["bold"], run["mask"], run["tr"],
+                              caption="Carpet plot of the preprocessed BOLD")
+            glm = _glm_for(group, run)
+            if glm:
+                report.add_figure(rsec, F.plot_design_matrix,
+                                  pd.read_csv(glm["design"], sep="\t"),
+                                  caption=f"Design matrix ({glm['design_parcel']})")
+                for label, paths in glm["contrasts"].items():
+                    report.add_figure(rsec, F.plot_stat_map, paths["z"], bg_img=bg,
+                                      threshold=3.1, title=f"{label} (z)",
+                                      caption=f"Contrast {label}: z map, |z| > 3.1")
+        ffx = group.get("ffx") or {}
+        if ffx.get("contrasts"):
+            fsec = report.section("Fixed effects across runs", parent=gsec)
+            for label, paths in ffx["contrasts"].items():
+                report.add_figure(fsec, F.plot_stat_map, paths["z"], bg_img=bg, threshold=3.1,
+                                  title=f"{label} (z, {paths.get('n_runs', 1)} runs)",
+                                  caption=f"Contrast {label}: fixed-effects z map")
+    return report.write(Path(output_dir) / f"sub-{subject}.html")
+
+
+def _glm_for(group: dict, run: dict) -> dict | None:
+    for glm in group.get("glm") or []:
+        if glm and Path(glm.get("mask", "")) == Path(run["mask"]):
+            return glm
+    return None

@@ -1,0 +1,109 @@
+"""What each step's files become in OUTPUT_DIR: records, then one sink that writes them.
+
+A record names a working file (``src``), the BIDS entities and suffix of its output name,
+and the metadata of its sidecar. :func:`sink_step` writes every record atomically through
+:mod:`bids_hrf.io.derivatives`, the one place that builds names.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from bids_hrf.io.derivatives import (
+    atomic_path,
+    bids_label,
+    output_path,
+    parse_fragment,
+    write_json,
+)
+
+STAT_NAMES = {"effect": "effect", "variance": "variance", "z": "z", "p": "p"}
+
+
+def record(src: str, fragment: str, entities: dict, metadata: dict | None = None,
+           datatype: str | None = "func") -> dict:
+    """Return a record: ``src`` becomes ``<entities>_<fragment>`` with a JSON sidecar."""
+    frag_entities, suffix = parse_fragment(fragment)
+    return {"src": str(src), "entities": {**entities, **frag_entities}, "suffix": suffix,
+            "metadata": metadata or {}, "datatype": datatype}
+
+
+def method_label(method: str) -> str:
+    """BIDS ``desc`` label of an HRF method (``jde-vem`` -> ``jdevem``)."""
+    return bids_label(method).lower() if method else "canonical"
+
+
+def contrast_records(contrasts: dict, entities: dict, metadata: dict) -> list[dict]:
+    """Records of contrast maps (``contrast-<label>_stat-<stat>_statmap``)."""
+    out = []
+    for label, paths in contrasts.items():
+        ctype = paths.get("type", "t")
+        for stat in ("effect", "variance", "stat", "z", "p"):
+            if stat not in paths:
+                continue
+            name = ctype if stat == "stat" else STAT_NAMES[stat]
+            meta = {**metadata, "Contrast": label, "ContrastType": ctype,
+                    "Statistic": name}
+            if "n_runs" in paths:
+                meta["NumberOfRunsCombined"] = paths["n_runs"]
+            out.append(record(paths[stat], f"contrast-{bids_label(label)}_stat-{name}_statmap",
+                              entities, meta))
+    return out
+
+
+def hrf_records(hrf: dict, entities: dict, atlas_name: str, metadata: dict) -> list[dict]:
+    """Records of an HRF step's outputs: table, variance, voxel maps, parcel tables."""
+    params = json.loads(Path(hrf["parameters"]).read_text())
+    desc = method_label(hrf["method"])
+    seg = bids_label(atlas_name)
+    table_meta = {
+        **metadata, "SamplingPeriod": params["SamplingPeriod"], "HRFMethod": hrf["method"],
+        "MethodParameters": params["parameters"],
+        "time": {"Description": "time after stimulus onset", "Units": "s"},
+        "Columns": "one column per parcel, named by the atlas label",
+    }
+    out = [record(hrf["hrf"], f"seg-{seg}_desc-{desc}_hrf", entities, table_meta)]
+    if hrf.get("hrf_variance"):
+        out.append(record(hrf["hrf_variance"], f"seg-{seg}_stat-variance_desc-{desc}_hrf",
+                          entities, {**table_meta, "Statistic": "posterior variance"}))
+    for item in hrf.get("maps", []):
+        ents = dict(entities)
+        if item.get("run_entities"):
+            ents.update(item["run_entities"])
+        frag = item["fragment"]
+        if item.get("kind") == "table":
+            frag = f"seg-{seg}_desc-{desc}_{bids_label(frag)}"
+            out.append(record(item["path"], frag, ents, {**metadata, "HRFMethod": desc}))
+            continue
+        out.append(record(item["path"], frag, ents, {**metadata, "HRFMethod": hrf["method"]}))
+    for item in hrf.get("tables", []):
+        frag = f"seg-{seg}_desc-{desc}_{bids_label(item['fragment'])}"
+        out.append(record(item["path"], frag, entities, {**metadata, "HRFMethod": desc}))
+    return out
+
+
+def sink_step(output_dir: str, records: list[Any]) -> list[str]:
+    """Write records into OUTPUT_DIR (atomic copies plus sidecars); return written paths."""
+    flat: list[dict] = []
+    for item in records:
+        if isinstance(item, list):
+            flat.extend(item)
+        elif item:
+            flat.append(item)
+    written: list[str] = []
+    for rec in flat:
+        src = Path(rec["src"])
+        ext = ".nii.gz" if src.name.endswith(".nii.gz") else src.suffix
+        dest = output_path(output_dir, rec["entities"], rec["suffix"], ext, rec["datatype"])
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(src, tmp)
+        written.append(str(dest))
+        if not rec.get("sidecar", True):
+            continue
+        sidecar = dest.with_name(dest.name[: -len(ext)] + ".json")
+        write_json(sidecar, rec["metadata"])
+        written.append(str(sidecar))
+    return written

@@ -1,0 +1,71 @@
+"""Group-level nipype workflow (``init_group_wf``) and its runner."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from bids_hrf.config import Config
+from bids_hrf.interfaces.steps import DerivativesSink, GroupGLM, GroupReport
+
+LOGGER = logging.getLogger("bids_hrf")
+
+
+def init_group_wf(config: Config, inventory: list[dict], errors_dir: str) -> pe.Workflow:
+    """Group workflow: second-level GLMs, then the sink and ``group.html``."""
+    wf = pe.Workflow(name="bids_hrf_group_wf")
+    participants = config.bids_dir / "participants.tsv"
+    glm = pe.Node(GroupGLM(inventory=inventory, space=config.space,
+                           participants=str(participants) if participants.is_file() else "",
+                           group_model=config.group_model, errors_dir=errors_dir),
+                  name="group_glm")
+    merge = pe.Node(niu.Merge(1), name="merge_records")
+    results = pe.Node(niu.Merge(1), name="merge_results")
+    sink = pe.Node(DerivativesSink(output_dir=str(config.output_dir), errors_dir=errors_dir),
+                   name="sink")
+    wf.connect([(glm, merge, [("records", "in1")]),
+                (glm, results, [("result", "in1")]),
+                (merge, sink, [("out", "records")])])
+    if config.write_report:
+        report = pe.Node(GroupReport(output_dir=str(config.output_dir),
+                                     config=config.to_dict(), errors_dir=errors_dir),
+                         name="report")
+        wf.connect([(results, report, [("out", "results")]),
+                    (sink, report, [("written", "written")])])
+    return wf
+
+
+def run_group(config: Config) -> dict:
+    """Run the group level on the participant outputs already in OUTPUT_DIR."""
+    import shutil
+
+    from bids_hrf.api import _configure_nipype, _plugin, _raise_workflow_errors
+    from bids_hrf.io.outputs import inventory
+
+    LOGGER.info("bids-hrf group level on %s", config.output_dir)
+    inv = inventory(config.output_dir)
+    subjects = sorted({s for s in inv["sub"] if s})
+    LOGGER.info("participant outputs of %d subject(s): %s", len(subjects),
+                ", ".join(f"sub-{s}" for s in subjects))
+    work = config.effective_work_dir
+    errors_dir = work / "errors" / f"group_{os.getpid()}_{int(time.time())}"
+    _configure_nipype(config, work)
+    wf = init_group_wf(config, inv.to_dict(orient="records"), str(errors_dir))
+    wf.base_dir = str(work)
+    n_nodes = len(wf._get_all_nodes())
+    plugin, plugin_args = _plugin(config, n_nodes)
+    try:
+        wf.run(plugin=plugin, plugin_args=plugin_args)
+    except RuntimeError as exc:
+        _raise_workflow_errors(errors_dir, exc, work)
+    finally:
+        shutil.rmtree(errors_dir, ignore_errors=True)
+    report = config.output_dir / "group.html"
+    if report.exists():
+        LOGGER.info("report: %s", report)
+    LOGGER.info("group level finished: outputs in %s", config.output_dir / "group")
+    return {"subjects": subjects, "reports": [str(report)] if report.exists() else []}

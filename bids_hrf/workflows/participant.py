@@ -1,0 +1,202 @@
+"""Participant-level nipype workflows (``init_*_wf`` factories, as in fMRIPrep).
+
+For each subject: per (session, task) group of runs the atlas is resolved once; each run is
+prepared (confounds, atlas on its grid, parcel time series); HRFs are estimated over the
+group's runs; each run gets its first-level GLM with those HRFs; contrasts are combined
+across runs by fixed effects; sinks write BIDS-Derivatives; a report closes the subject.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from bids_hrf.config import Config
+from bids_hrf.interfaces.steps import (
+    DerivativesSink,
+    EstimateHRF,
+    FirstLevel,
+    FixedEffects,
+    ParticipantReport,
+    PrepareRun,
+    ResolveAtlas,
+)
+from bids_hrf.io.inputs import RunInputs, group_runs
+
+
+def _safe(text: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in text)
+
+
+def run_record(run: RunInputs, config: Config) -> dict:
+    """Plain, JSON-ready description of a run for the interfaces."""
+    sources = []
+    for path in (run.bold, run.mask, run.confounds, run.events):
+        if path is None:
+            continue
+        sources.append(_source_uri(Path(path), config))
+    return {"bold": str(run.bold), "mask": str(run.mask), "confounds": str(run.confounds),
+            "events": str(run.events) if run.events else "", "tr": float(run.tr),
+            "entities": run.entities, "name": run.name, "sources": sources,
+            "n_volumes": run.n_volumes}
+
+
+def _source_uri(path: Path, config: Config) -> str:
+    for name, root in [("fmriprep", d) for d in config.fmriprep_dirs] + [("raw", config.bids_dir)]:
+        try:
+            return f"bids:{name}:{path.resolve().relative_to(root.resolve())}"
+        except ValueError:
+            continue
+    return str(path)
+
+
+def step_settings(config: Config, nrl_contrasts: dict | None = None) -> dict:
+    """Settings every step needs, as plain values (hashed by nipype for caching)."""
+    return {
+        "space": config.space, "confounds": config.confounds,
+        "dummy_scans": config.dummy_scans, "fd_threshold": config.fd_threshold,
+        "high_pass": config.high_pass, "min_parcel_voxels": config.min_parcel_voxels,
+        "smoothing_fwhm": config.smoothing_fwhm, "hrf_method": config.hrf_method,
+        "hrf_model": config.hrf_model, "hrf_duration": config.hrf_duration,
+        "hrf_dt": config.hrf_dt, "noise_model": config.noise_model,
+        "contrasts": config.contrasts, "method_options": config.method_options,
+        "nrl_contrasts": nrl_contrasts or {},
+    }
+
+
+def add_run_nodes(wf: pe.Workflow, run: RunInputs, config: Config, errors_dir: str,
+                  nprocs: int, tag: str) -> tuple[pe.Node, pe.Node | None]:
+    """Add the nodes of one run (preparation, first-level GLM) to ``wf``.
+
+    The run's nodes sit in the participant workflow itself (not a sub-workflow): the GLM
+    needs the HRFs estimated from every run's preparation, which a run sub-workflow could
+    not express without a cycle between workflows.
+
+    Returns
+    -------
+    prepare, first_level : nipype nodes (``first_level`` is None for runs without events)
+    """
+    settings = step_settings(config)
+    record = run_record(run, config)
+    prepare = pe.Node(PrepareRun(run=record, settings=settings, errors_dir=errors_dir),
+                      name=f"prepare_{tag}", mem_gb=_mem(run, 3.0))
+    wf.add_nodes([prepare])
+    glm = None
+    if run.events is not None:
+        glm = pe.Node(FirstLevel(run=record, settings=settings, errors_dir=errors_dir,
+                                 nprocs=nprocs), name=f"first_level_{tag}",
+                      mem_gb=_mem(run, 4.0))
+        wf.connect(prepare, "result", glm, "prepared")
+    return prepare, glm
+
+
+def _mem(run: RunInputs, factor: float) -> float:
+    """Rough memory estimate (GB) of a step from the BOLD size."""
+    import nibabel as nib
+
+    try:
+        shape = nib.load(str(run.bold)).shape
+        n = 1
+        for d in shape:
+            n *= d
+    except Exception:
+        return 1.0
+    return max(0.5, factor * n * 8 / 1e9)
+
+
+def init_participant_wf(subject: str, runs: list[RunInputs], config: Config,
+                        errors_dir: str, nrl_contrasts: dict | None = None) -> pe.Workflow:
+    """Workflow of one participant: every (session, task) group of its runs and a report."""
+    wf = pe.Workflow(name=f"sub_{_safe(subject)}_wf")
+    settings = step_settings(config, nrl_contrasts)
+    nprocs = max(1, config.nprocs)
+    groups = group_runs(runs)
+    bundle_merge = pe.Node(niu.Merge(len(groups)), name="merge_groups")
+    written_merge = pe.Node(niu.Merge(len(groups)), name="merge_written")
+    for g_index, ((sub, ses, task), g_runs) in enumerate(groups.items(), start=1):
+        tag = _safe(f"ses-{ses}_task-{task}" if ses else f"task-{task}")
+        first = g_runs[0]
+        atlas = pe.Node(ResolveAtlas(atlas_spec=config.atlas,
+                                     atlas_labels=str(config.atlas_labels or ""),
+                                     space=config.space, bold=str(first.bold),
+                                     mask=str(first.mask), errors_dir=errors_dir,
+                                     nprocs=nprocs), name=f"atlas_{tag}")
+        records = [run_record(r, config) for r in g_runs]
+        group_ents = {k: v for k, v in (("sub", sub), ("ses", ses), ("task", task)) if v}
+        hrf = pe.Node(EstimateHRF(runs=records, entities=group_ents, settings=settings,
+                                  errors_dir=errors_dir, nprocs=nprocs),
+                      name=f"hrf_{tag}", mem_gb=_mem(first, 6.0) * len(g_runs),
+                      n_procs=nprocs)
+        prep_merge = pe.Node(niu.Merge(len(g_runs)), name=f"merge_prepared_{tag}")
+        glm_runs = [i for i, r in enumerate(g_runs) if r.events is not None]
+        rec_merge = pe.Node(niu.Merge(len(g_runs) + 2), name=f"merge_records_{tag}")
+        wf.connect([(atlas, hrf, [("result", "atlas")]),
+                    (prep_merge, hrf, [("out", "prepared")]),
+                    (hrf, rec_merge, [("records", f"in{len(g_runs) + 1}")])])
+        glm_merge = pe.Node(niu.Merge(max(1, len(glm_runs))), name=f"merge_glm_{tag}")
+        for i, run in enumerate(g_runs):
+            prepare, glm = add_run_nodes(wf, run, config, errors_dir, nprocs,
+                                         f"run{i + 1}_{tag}")
+            wf.connect([
+                (atlas, prepare, [("result", "atlas")]),
+                (prepare, prep_merge, [("result", f"in{i + 1}")]),
+            ])
+            if glm is not None:
+                run_rec = pe.Node(niu.Merge(2), name=f"merge_records_run{i + 1}_{tag}")
+                wf.connect([
+                    (hrf, glm, [("result", "hrf")]),
+                    (prepare, run_rec, [("records", "in1")]),
+                    (glm, run_rec, [("records", "in2")]),
+                    (run_rec, rec_merge, [("out", f"in{i + 1}")]),
+                    (glm, glm_merge, [("result", f"in{glm_runs.index(i) + 1}")]),
+                ])
+            else:
+                wf.connect(prepare, "records", rec_merge, f"in{i + 1}")
+        bundle = pe.Node(niu.IdentityInterface(fields=["runs", "prepared", "hrf", "glm", "ffx",
+                                                       "entities"]),
+                         name=f"bundle_{tag}")
+        bundle.inputs.runs = records
+        bundle.inputs.entities = group_ents
+        wf.connect([(prep_merge, bundle, [("out", "prepared")]),
+                    (hrf, bundle, [("result", "hrf")])])
+        if glm_runs:
+            ffx = pe.Node(FixedEffects(entities=group_ents, settings=settings,
+                                       errors_dir=errors_dir,
+                                       sources=sorted({s for r in records
+                                                       for s in r["sources"]})),
+                          name=f"ffx_{tag}")
+            wf.connect([(glm_merge, ffx, [("out", "run_results")]),
+                        (ffx, rec_merge, [("records", f"in{len(g_runs) + 2}")]),
+                        (glm_merge, bundle, [("out", "glm")]),
+                        (ffx, bundle, [("result", "ffx")])])
+        else:
+            rec_merge.inputs.set(**{f"in{len(g_runs) + 2}": []})
+            bundle.inputs.glm = []
+            bundle.inputs.ffx = {}
+        sink = pe.Node(DerivativesSink(output_dir=str(config.output_dir),
+                                       errors_dir=errors_dir), name=f"sink_{tag}")
+        to_dict = pe.Node(niu.Function(input_names=["runs", "prepared", "hrf", "glm", "ffx",
+                                                     "entities"],
+                                       output_names=["bundle"], function=_bundle),
+                          name=f"summary_{tag}")
+        wf.connect([(rec_merge, sink, [("out", "records")]),
+                    (sink, written_merge, [("written", f"in{g_index}")]),
+                    (bundle, to_dict, [("runs", "runs"), ("prepared", "prepared"),
+                                       ("hrf", "hrf"), ("glm", "glm"), ("ffx", "ffx"),
+                                       ("entities", "entities")]),
+                    (to_dict, bundle_merge, [("bundle", f"in{g_index}")])])
+    if config.write_report:
+        report = pe.Node(ParticipantReport(subject=subject, output_dir=str(config.output_dir),
+                                           config=config.to_dict(), errors_dir=errors_dir),
+                         name="report")
+        wf.connect([(bundle_merge, report, [("out", "groups")]),
+                    (written_merge, report, [("out", "written")])])
+    return wf
+
+
+def _bundle(runs, prepared, hrf, glm, ffx, entities):
+    """Gather one group's step results for the report (a nipype Function node)."""
+    return {"runs": runs, "prepared": prepared, "hrf": hrf, "glm": glm, "ffx": ffx,
+            "entities": entities}

@@ -1,0 +1,490 @@
+"""Tests of the synthetic BIDS + fMRIPrep-like dataset generator (bids_hrf.datasets)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from bids_hrf.datasets import double_gamma_hrf, make_synthetic_dataset
+from bids_hrf.datasets.__main__ import main as cli_main
+
+SPACE = "MNI152NLin2009cAsym"
+
+
+@pytest.fixture(scope="module")
+def ds(tmp_path_factory):
+    """The default small dataset: 2 subjects (control, patient) x 2 runs."""
+    return make_synthetic_dataset(tmp_path_factory.mktemp("synth") / "bids", size="small")
+
+
+@pytest.fixture(scope="module")
+def ds_sessions(tmp_path_factory):
+    """Two sessions, one task run each plus a rest run, short runs."""
+    return make_synthetic_dataset(
+        tmp_path_factory.mktemp("synth_ses") / "bids",
+        n_subjects=2,
+        n_sessions=2,
+        n_runs=1,
+        n_scans=40,
+        rest_task=True,
+        seed=3,
+    )
+
+
+def _preproc(ds, sub="01", run=1, task="localizer"):
+    return (
+        ds.fmriprep_dir
+        / f"sub-{sub}"
+        / "func"
+        / f"sub-{sub}_task-{task}_run-{run}_space-{SPACE}_desc-preproc_bold.nii.gz"
+    )
+
+
+def _confounds(ds, sub="01", run=1):
+    path = ds.fmriprep_dir / f"sub-{sub}" / "func"
+    return pd.read_csv(
+        path / f"sub-{sub}_task-localizer_run-{run}_desc-confounds_timeseries.tsv", sep="\t"
+    )
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def test_layout_and_top_level_files(ds):
+    root = ds.bids_dir
+    desc = json.loads((root / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "raw" and desc["BIDSVersion"] == "1.9.0"
+    assert desc["Authors"] and desc["License"]
+    der = json.loads((ds.fmriprep_dir / "dataset_description.json").read_text())
+    assert der["DatasetType"] == "derivative"
+    assert der["GeneratedBy"][0] == {
+        "Name": "fMRIPrep",
+        "Version": "23.2.1",
+        "CodeURL": "https://github.com/nipreps/fmriprep",
+    }
+    parts = pd.read_csv(root / "participants.tsv", sep="\t")
+    assert list(parts.columns) == ["participant_id", "group", "age", "sex"]
+    assert list(parts["group"]) == ["control", "patient"]
+    assert json.loads((root / "task-localizer_bold.json").read_text())["RepetitionTime"] == 2.0
+    assert not (root / "sub-01" / "func" / "sub-01_task-localizer_run-1_bold.json").exists()
+    ev = pd.read_csv(root / "sub-01" / "func" / "sub-01_task-localizer_run-1_events.tsv", sep="\t")
+    assert list(ev.columns) == ["onset", "duration", "trial_type", "modulation"]
+    assert set(ev["trial_type"]) == {"audio", "visual"}
+    assert ev["duration"].between(1.0, 3.0).all() and (ev["modulation"] == 1.0).all()
+    assert ev["onset"].min() >= ds.n_dummy_scans * ds.tr  # no event in non-steady volumes
+    assert np.diff(ev["onset"]).min() > 0
+    for suffix in ("desc-preproc_bold.nii.gz", "desc-brain_mask.nii.gz", "boldref.nii.gz"):
+        assert (
+            ds.fmriprep_dir
+            / "sub-02"
+            / "func"
+            / f"sub-02_task-localizer_run-2_space-{SPACE}_{suffix}"
+        ).is_file()
+    sidecar = json.loads(_preproc(ds).with_suffix("").with_suffix(".json").read_text())
+    assert sidecar == {"RepetitionTime": 2.0, "SkullStripped": False, "TaskName": "localizer"}
+    assert ds.subjects == ["01", "02"] and ds.space == SPACE and ds.sessions is None
+
+
+def test_images_are_consistent(ds):
+    bold = nib.load(_preproc(ds))
+    raw = nib.load(ds.bids_dir / "sub-01" / "func" / "sub-01_task-localizer_run-1_bold.nii.gz")
+    mask = nib.load(str(_preproc(ds)).replace("desc-preproc_bold", "desc-brain_mask"))
+    assert bold.shape == (20, 24, 20, 80) and raw.shape == bold.shape
+    assert bold.header.get_zooms() == (4.0, 4.0, 4.0, 2.0)
+    assert raw.header.get_data_dtype() == np.int16 and mask.get_data_dtype() == np.uint8
+    data = bold.get_fdata()
+    inside = np.asarray(mask.dataobj).astype(bool)
+    assert np.all(data[~inside] == 0)
+    mean = data[inside][:, ds.n_dummy_scans :].mean()
+    assert 850 < mean < 1150  # baseline intensity ~1000
+    # non-steady-state volumes are brighter than the rest
+    per_volume = data[inside].mean(axis=0)
+    assert per_volume[: ds.n_dummy_scans].min() > 1.2 * np.median(per_volume)
+    # raw data hold the same (rounded) series
+    assert np.abs(raw.get_fdata()[inside] - data[inside]).max() <= 0.5 + 1e-3
+
+
+def test_atlas_differs_in_resolution_and_resamples_to_truth(ds):
+    from nilearn.image import resample_to_img
+
+    atlas = nib.load(ds.atlas_img)
+    bold = nib.load(_preproc(ds))
+    assert atlas.header.get_zooms()[:3] != bold.header.get_zooms()[:3]
+    table = pd.read_csv(ds.atlas_tsv, sep="\t")
+    assert list(table.columns) == ["index", "name", "network"]
+    assert list(table["index"]) == list(range(1, len(table) + 1))
+    assert {"Visual", "Auditory", "Default"} <= set(table["network"])
+    assert set(np.unique(atlas.get_fdata())) == set(range(len(table) + 1))
+    assert ds.atlas_img.name == f"tpl-{SPACE}_atlas-Synthetic_dseg.nii.gz"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        resampled = resample_to_img(atlas, bold, interpolation="nearest")
+    np.testing.assert_array_equal(
+        np.asarray(resampled.dataobj).astype(int), ds.truth.parcel_labels.astype(int)
+    )
+
+
+# --------------------------------------------------------------------------- pybids
+
+
+def test_pybids_finds_derivatives_by_entities(ds):
+    from bids import BIDSLayout
+
+    layout = BIDSLayout(ds.bids_dir, derivatives=ds.fmriprep_dir, validate=False)
+    assert layout.get_subjects() == ["01", "02"]
+    common = {"subject": "01", "space": SPACE, "extension": ".nii.gz"}
+    preproc = layout.get(desc="preproc", suffix="bold", return_type="file", **common)
+    masks = layout.get(desc="brain", suffix="mask", datatype="func", return_type="file", **common)
+    confounds = layout.get(subject="01", desc="confounds", suffix="timeseries", extension=".tsv")
+    assert len(preproc) == 2 and len(masks) == 2 and len(confounds) == 2
+    assert layout.get_runs(subject="01", task="localizer") == [1, 2]
+    events = layout.get(subject="01", suffix="events", extension=".tsv", run=1)
+    assert len(events) == 1
+    # the raw BOLD has no sidecar of its own: RepetitionTime comes from the top-level JSON
+    raw = layout.get(subject="01", run=1, suffix="bold", extension=".nii.gz", scope="raw")
+    assert layout.get_metadata(raw[0].path)["RepetitionTime"] == 2.0
+    assert layout.get_metadata(preproc[0])["SkullStripped"] is False
+    assert "trial_type" in layout.get_metadata(events[0].path)
+
+
+def test_pybids_sessions_and_rest(ds_sessions):
+    from bids import BIDSLayout
+
+    ds = ds_sessions
+    layout = BIDSLayout(ds.bids_dir, derivatives=ds.fmriprep_dir, validate=False)
+    assert layout.get_sessions() == ["01", "02"] and ds.sessions == ["01", "02"]
+    assert sorted(layout.get_tasks()) == ["localizer", "rest"]
+    rest = layout.get(
+        subject="02", session="02", task="rest", desc="preproc", suffix="bold", extension=".nii.gz"
+    )
+    assert len(rest) == 1
+    assert not layout.get(subject="02", task="rest", suffix="events")
+    assert layout.get_metadata(rest[0].path)["TaskName"] == "rest"
+    assert len(layout.get(task="localizer", suffix="events", extension=".tsv")) == 4
+
+
+# --------------------------------------------------------------------------- confounds
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"denoise_strategy": "simple"}, {"trans_x", "rot_z_derivative1_power2", "csf"}),
+        ({"denoise_strategy": "scrubbing"}, {"white_matter_power2", "cosine00"}),
+        ({"denoise_strategy": "compcor"}, {"a_comp_cor_00", "a_comp_cor_04"}),
+        (
+            {"denoise_strategy": "simple", "global_signal": "full"},
+            {"global_signal", "global_signal_derivative1_power2"},
+        ),
+    ],
+)
+def test_nilearn_strategies(ds, kwargs, expected):
+    from nilearn.interfaces.fmriprep import load_confounds_strategy
+
+    conf, sample_mask = load_confounds_strategy(str(_preproc(ds)), **kwargs)
+    assert expected <= set(conf.columns)
+    assert not conf.isna().any().any() and len(conf) == ds.n_scans
+    # the non-steady-state volumes are always left out
+    assert sample_mask is not None
+    assert not set(range(ds.n_dummy_scans)) & set(sample_mask)
+    if kwargs["denoise_strategy"] == "scrubbing":
+        table = _confounds(ds)
+        high_fd = np.flatnonzero(table["framewise_displacement"].fillna(0) > 0.5)
+        assert high_fd.size and not set(high_fd) & set(sample_mask)
+
+
+def test_nilearn_compcor_variants(ds):
+    from nilearn.interfaces.fmriprep import load_confounds
+
+    img = str(_preproc(ds))
+    strategy = ("high_pass", "compcor")
+    sep, _ = load_confounds(img, strategy=strategy, compcor="anat_separated", n_compcor=2)
+    expected = {"c_comp_cor_00", "c_comp_cor_01", "w_comp_cor_00", "w_comp_cor_01"}
+    assert set(sep.columns) - {"cosine00", "cosine01"} == expected
+    temp, _ = load_confounds(img, strategy=strategy, compcor="temporal", n_compcor="all")
+    assert set(temp.columns) - {"cosine00", "cosine01"} == {f"t_comp_cor_0{i}" for i in range(3)}
+    meta = json.loads(
+        (
+            _preproc(ds).parent / "sub-01_task-localizer_run-1_desc-confounds_timeseries.json"
+        ).read_text()
+    )
+    a_cols = [k for k in meta if k.startswith("a_comp_cor")]
+    assert all(meta[k]["Mask"] == "combined" and meta[k]["Retained"] for k in a_cols)
+    cum = [meta[k]["CumulativeVarianceExplained"] for k in a_cols]
+    assert np.all(np.diff(cum) > 0) and cum[-1] <= 1
+    assert any(k.startswith("dropped_") and not meta[k]["Retained"] for k in meta)
+
+
+def test_confound_columns_follow_fmriprep(ds):
+    table = _confounds(ds)
+    text = (
+        _preproc(ds).parent / "sub-01_task-localizer_run-1_desc-confounds_timeseries.tsv"
+    ).read_text()
+    assert text.splitlines()[1].count("n/a") >= 6  # NaNs are written n/a
+    first = table.iloc[0]
+    for col in ("framewise_displacement", "std_dvars", "dvars", "rmsd", "trans_x_derivative1"):
+        assert np.isnan(first[col])
+    for name in ("global_signal", "csf", "white_matter", "trans_x", "rot_y"):
+        for ext in ("", "_derivative1", "_power2", "_derivative1_power2"):
+            assert f"{name}{ext}" in table
+    np.testing.assert_allclose(table["trans_y_power2"], table["trans_y"] ** 2)
+    nss = table.filter(like="non_steady_state_outlier")
+    assert nss.shape[1] == ds.n_dummy_scans
+    np.testing.assert_array_equal(np.argmax(nss.to_numpy(), axis=0), range(ds.n_dummy_scans))
+    # framewise displacement recomputed from the motion columns (Power 2012, r = 50 mm)
+    motion = table[["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"]].to_numpy()
+    d = np.abs(np.diff(motion, axis=0))
+    fd = d[:, :3].sum(axis=1) + 50 * d[:, 3:].sum(axis=1)
+    np.testing.assert_allclose(table["framewise_displacement"][1:], fd, atol=0.05)
+    # one motion_outlier column per volume with FD > 0.5 mm
+    spikes = table.filter(like="motion_outlier").to_numpy()
+    flagged = sorted(np.flatnonzero(spikes.any(axis=1)))
+    assert flagged == sorted(np.flatnonzero(table["framewise_displacement"].fillna(0) > 0.5))
+    assert spikes.sum(axis=0).tolist() == [1.0] * spikes.shape[1]
+    # cosines: DCT with a 128 s cut-off over the steady-state volumes
+    assert table.filter(like="cosine").shape[1] == int(2 * (ds.n_scans - 2) * ds.tr / 128)
+
+
+def test_confounds_explain_simulated_noise(ds):
+    """Regressing the confounds out really removes signal (they come from the data)."""
+    table = _confounds(ds)
+    steady = slice(ds.n_dummy_scans, None)
+    data = nib.load(_preproc(ds)).get_fdata()
+    mask = ds.truth.parcel_labels > 0
+    gm_mean = data[mask].mean(axis=0)[steady]
+    rng = np.random.default_rng(0)
+
+    def r2(cols):
+        x = np.column_stack([np.ones(ds.n_scans), table[cols].fillna(0).to_numpy()])[steady]
+        y = gm_mean - gm_mean.mean()
+        beta, *_ = np.linalg.lstsq(x, y, rcond=None)
+        return 1 - ((y - x @ beta) ** 2).sum() / (y**2).sum()
+
+    comp = [c for c in table if c.startswith("a_comp_cor")] + ["cosine00", "cosine01"]
+    random_cols = pd.DataFrame(rng.normal(size=(ds.n_scans, len(comp))))
+    table = pd.concat([table, random_cols.add_prefix("random")], axis=1)
+    assert r2(comp) > 0.6
+    assert r2([f"random{i}" for i in range(len(comp))]) < 0.3
+    assert r2(["global_signal"]) > 0.8
+
+
+# --------------------------------------------------------------------------- validator
+
+
+VALIDATOR = shutil.which("bids-validator-deno") or shutil.which(
+    "bids-validator-deno", path=str(Path(sys.executable).parent)
+)
+
+
+@pytest.mark.skipif(VALIDATOR is None, reason="bids-validator-deno is not installed")
+@pytest.mark.parametrize("which", ["ds", "ds_sessions"])
+def test_bids_validator_reports_no_error(which, request):
+    dataset = request.getfixturevalue(which)
+    proc = subprocess.run(
+        [VALIDATOR, str(dataset.bids_dir), "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    report = json.loads(proc.stdout)
+    errors = [i for i in report["issues"]["issues"] if i["severity"] == "error"]
+    assert errors == [] and proc.returncode != 16
+
+
+# --------------------------------------------------------------------------- truth
+
+
+def test_truth_hrfs_and_files(ds):
+    truth = ds.truth
+    hrf = truth.hrf
+    assert hrf.columns[0] == "time" and list(hrf.columns[1:]) == truth.parcel_names
+    assert np.allclose(np.diff(hrf["time"]), 0.1)
+    ttp = hrf["time"].to_numpy()[np.argmax(hrf.drop(columns="time").to_numpy(), axis=0)]
+    np.testing.assert_allclose(ttp, [truth.time_to_peak[n] for n in truth.parcel_names])
+    assert all(4.0 <= v <= 7.0 for v in truth.time_to_peak.values())
+    delayed = truth.group_effects["time_to_peak"]["parcel"]
+    ttp_patient = truth.time_to_peak_by_group["patient"]
+    assert ttp_patient[delayed] == pytest.approx(truth.time_to_peak[delayed] + 1.5)
+    assert all(ttp_patient[n] == truth.time_to_peak[n] for n in truth.parcel_names if n != delayed)
+    on_disk = pd.read_csv(ds.truth_dir / "truth_hrf.tsv", sep="\t")
+    np.testing.assert_allclose(on_disk.to_numpy(), hrf.to_numpy(), atol=1e-5)
+    meta = json.loads((ds.truth_dir / "truth.json").read_text())
+    assert meta["ActiveParcels"] == truth.active_parcels
+    assert meta["GroupEffects"]["connectivity"]["correlated_in"] == ["control"]
+    for cond, name in meta["ActiveVoxelMaps"].items():
+        img = nib.load(ds.truth_dir / name)
+        np.testing.assert_array_equal(np.asarray(img.dataobj) > 0, truth.active_voxels[cond])
+    # mixed active and inactive voxels inside each active parcel
+    labels = truth.parcel_labels
+    for cond, parcels in truth.active_parcels.items():
+        for name in parcels:
+            inside = labels == truth.parcel_names.index(name) + 1
+            frac = truth.active_voxels[cond][inside].mean()
+            assert 0.4 < frac < 0.8
+    amps = truth.amplitudes
+    patient_only = truth.group_effects["activation"]
+    sel = amps[(amps.parcel == patient_only["parcel"]) & (amps.condition == "audio")]
+    assert (sel.set_index("group")["amplitude"] > 0).to_dict() == {
+        "control": False,
+        "patient": True,
+    }
+
+
+def test_double_gamma_hrf():
+    t = np.arange(0, 32, 0.01)
+    for ttp in (4.0, 5.5, 8.5):
+        h = double_gamma_hrf(ttp, t)
+        assert t[np.argmax(h)] == pytest.approx(ttp, abs=0.011)
+        assert h.max() == pytest.approx(1.0, abs=1e-6)
+        assert h.min() < -0.05  # undershoot
+    with pytest.raises(ValueError, match="time_to_peak"):
+        double_gamma_hrf(0.2)
+
+
+def _parcel_z(ds, sub, condition, runs=(1, 2)):
+    """First-level GLM (both runs, fixed effects) z of ``condition`` in each parcel."""
+    from nilearn.glm.first_level import FirstLevelModel
+    from nilearn.interfaces.fmriprep import load_confounds_strategy
+
+    imgs = [str(_preproc(ds, sub, run)) for run in runs]
+    events = [
+        pd.read_csv(
+            ds.bids_dir / f"sub-{sub}" / "func" / f"sub-{sub}_task-localizer_run-{run}_events.tsv",
+            sep="\t",
+        )
+        for run in runs
+    ]
+    conf, sample_masks = load_confounds_strategy(imgs, denoise_strategy="simple")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        glm = FirstLevelModel(
+            t_r=ds.tr,
+            mask_img=imgs[0].replace("desc-preproc_bold", "desc-brain_mask"),
+            drift_model=None,
+            minimize_memory=True,
+            verbose=0,
+        ).fit(imgs, events=events, confounds=conf, sample_masks=sample_masks)
+        z = glm.compute_contrast(condition, output_type="z_score").get_fdata()
+    # mean z over the truly active voxels of a parcel, over all its voxels if it has none
+    labels = ds.truth.parcel_labels
+    active = ds.truth.active_voxels_by_group[ds.truth.group_of(sub)][condition]
+    out = {}
+    for i, name in enumerate(ds.truth.parcel_names):
+        inside = labels == i + 1
+        out[name] = float(
+            z[inside & active].mean() if (inside & active).any() else z[inside].mean()
+        )
+    return out
+
+
+@pytest.mark.parametrize("condition", ["audio", "visual"])
+def test_glm_finds_active_parcels(ds, condition):
+    truth = ds.truth
+    z = _parcel_z(ds, "02", condition)  # patient
+    active = truth.active_parcels[condition]
+    if condition == "audio":
+        active = active + [truth.group_effects["activation"]["parcel"]]
+    inactive = truth.group_effects["nulls"]["inactive"]
+    assert min(z[n] for n in active) > 3.0
+    assert max(abs(z[n]) for n in inactive) < 1.5
+
+
+def test_glm_group_activation_effect(ds):
+    """The patient-only parcel responds in the patient, not in the control."""
+    parcel = ds.truth.group_effects["activation"]["parcel"]
+    assert _parcel_z(ds, "02", "audio")[parcel] > 3.0
+    assert abs(_parcel_z(ds, "01", "audio")[parcel]) < 1.5
+
+
+def test_connectivity_effect(ds):
+    from nilearn.interfaces.fmriprep import load_confounds_strategy
+    from nilearn.maskers import NiftiLabelsMasker
+
+    truth = ds.truth
+    pair = truth.group_effects["connectivity"]["parcels"]
+    null_pair = truth.group_effects["nulls"]["connectivity"]["parcels"]
+    masker = NiftiLabelsMasker(str(ds.atlas_img), t_r=ds.tr)
+    corr = {}
+    for sub in ("01", "02"):
+        img = str(_preproc(ds, sub, 1))
+        conf, sample_mask = load_confounds_strategy(img, denoise_strategy="compcor")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ts = masker.fit_transform(img, confounds=conf, sample_mask=sample_mask)
+        r = np.corrcoef(ts.T)
+        idx = [truth.parcel_names.index(n) for n in pair + null_pair]
+        corr[truth.group_of(sub)] = (r[idx[0], idx[1]], r[idx[2], idx[3]])
+    assert corr["control"][0] > 0.7 and corr["patient"][0] < 0.5
+    assert corr["control"][1] > 0.7 and corr["patient"][1] > 0.7
+
+
+# --------------------------------------------------------------------------- API
+
+
+def test_deterministic_for_a_seed(tmp_path):
+    kw = {"n_subjects": 1, "n_runs": 1, "n_scans": 30, "groups": None}
+    a = make_synthetic_dataset(tmp_path / "a", seed=7, **kw)
+    b = make_synthetic_dataset(tmp_path / "b", seed=7, **kw)
+    c = make_synthetic_dataset(tmp_path / "c", seed=8, **kw)
+    img = f"sub-01/func/sub-01_task-localizer_run-1_space-{SPACE}_desc-preproc_bold.nii.gz"
+    da, db, dc = (nib.load(d.fmriprep_dir / img).get_fdata() for d in (a, b, c))
+    np.testing.assert_array_equal(da, db)
+    assert not np.allclose(da, dc)
+    pd.testing.assert_frame_equal(a.truth.hrf, b.truth.hrf)
+    assert a.truth.group_effects["groups"] == []
+    assert set(pd.read_csv(a.bids_dir / "participants.tsv", sep="\t")["group"]) == {"control"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"size": "huge"}, "size"),
+        ({"n_subjects": 0}, "n_subjects"),
+        ({"conditions": ("a-b",)}, "alphanumeric"),
+        ({"conditions": ("audio", "audio")}, "distinct"),
+        ({"n_scans": 8}, "n_scans"),
+        ({"snr": 0}, "snr"),
+        ({"task": "rest"}, "rest_task"),
+    ],
+)
+def test_bad_arguments(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_synthetic_dataset(tmp_path / "x", **kwargs)
+
+
+def test_refuses_non_empty_directory(tmp_path):
+    (tmp_path / "keep.txt").write_text("x")
+    with pytest.raises(ValueError, match="not an empty directory"):
+        make_synthetic_dataset(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_cli(tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert cli_main([str(out), "--subjects", "1", "--runs", "1", "--scans", "30"]) == 0
+    assert (out / "derivatives" / "fmriprep" / "sub-01" / "func").is_dir()
+    assert "wrote" in capsys.readouterr().out
+    assert cli_main([str(out)]) == 64  # not empty any more
+    assert "not an empty directory" in capsys.readouterr().err
+
+
+@pytest.mark.golden
+def test_dvars_matches_nipype(ds, tmp_path):
+    """DVARS and std_dvars equal nipype's compute_dvars (what fMRIPrep runs)."""
+    from nipype.algorithms.confounds import compute_dvars
+
+    img = _preproc(ds)
+    mask = str(img).replace("desc-preproc_bold", "desc-brain_mask")
+    std_ref, raw_ref, _ = compute_dvars(str(img), mask)
+    table = _confounds(ds)
+    np.testing.assert_allclose(table["dvars"][1:], raw_ref, rtol=1e-4)
+    np.testing.assert_allclose(table["std_dvars"][1:], std_ref, rtol=1e-3)
