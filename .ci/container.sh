@@ -45,6 +45,12 @@ retry() {
     "$@"
 }
 
+# Prefix each line with the time of day (build logs: where the minutes go).
+stamp() {
+    local line
+    while IFS= read -r line; do printf '%(%H:%M:%S)T %s\n' -1 "$line"; done
+}
+
 need_root() { [[ "$(id -u)" == 0 ]] || die "run as root (rootful podman, debootstrap)"; }
 
 setup_podman_conf() {
@@ -185,8 +191,7 @@ step_build() {
         "${MOUNTS[@]}" \
         --build-arg "BUILD_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
         --build-arg "VCS_REF=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
-        -f "$ROOT/Dockerfile" -t "$IMAGE" "$ROOT" \
-        >"$CI_DIR/build.log" 2>&1 \
+        -f "$ROOT/Dockerfile" -t "$IMAGE" "$ROOT" 2>&1 | stamp >"$CI_DIR/build.log" \
         || { tail -40 "$CI_DIR/build.log" >&2; die "podman build (log: $CI_DIR/build.log)"; }
     local size
     size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
@@ -237,8 +242,8 @@ step_test() {
     local t0=$SECONDS
     pip_build_mounts
     timeout 600 podman build --pull=never --network=host "${MOUNTS[@]}" \
-        --build-arg "IMAGE=$IMAGE" -f "$ROOT/docker/Dockerfile.test" -t "$TEST_IMAGE" "$ROOT" \
-        >"$CI_DIR/build-test.log" 2>&1 \
+        --build-arg "IMAGE=$IMAGE" -f "$ROOT/docker/Dockerfile.test" -t "$TEST_IMAGE" "$ROOT" 2>&1 \
+        | stamp >"$CI_DIR/build-test.log" \
         || { tail -40 "$CI_DIR/build-test.log" >&2; die "podman build of the test image"; }
     timeout 900 podman run --rm --network=none "$TEST_IMAGE" -m "not slow" -q -p no:cacheprovider \
         || die "tests inside the image"

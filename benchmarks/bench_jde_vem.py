@@ -94,12 +94,24 @@ def child_jde(cfg):
                     for c in d["conditions"]])
     truth = np.column_stack([gamma_hrf(est.time, t) for t in d["ttp"]])
     r = [np.corrcoef(truth[:, p], est.hrfs[:, p])[0, 1] for p in range(d["n_parcels"])]
+    r = np.asarray(r)
+    live = np.zeros(d["n_parcels"], dtype=bool)
+    live[np.unique(d["labels"][d["active"].any(0)]) - 1] = True
     conv = est.parcel_tables["convergence"].groupby("parcel").iteration.max()
-    ttp_err = np.abs(est.parcel_tables["hrfparams"].time_to_peak.to_numpy() - d["ttp"])
+    from bids_hrf.hrf.params import hrf_parameters
+
+    true_ttp = hrf_parameters(truth, est.time).time_to_peak
+    ttp_err = np.abs(est.parcel_tables["hrfparams"].time_to_peak.to_numpy() - true_ttp)
     return dict(seconds=elapsed, per_parcel=elapsed / d["n_parcels"] * cfg["n_jobs"],
                 auc_ppm=_auc(d["active"], ppm), hrf_corr_median=float(np.median(r)),
                 hrf_corr_p10=float(np.percentile(r, 10)),
-                ttp_abs_err_median=float(np.nanmedian(ttp_err)),
+                hrf_corr_median_active_parcels=float(np.median(r[live])),
+                hrf_corr_min_active_parcels=float(np.min(r[live])),
+                hrf_corr_median_silent_parcels=float(np.median(r[~live])) if (~live).any()
+                else None,
+                ttp_abs_err_median_active=float(np.nanmedian(ttp_err[live])),
+                ttp_abs_err_p90_active=float(np.nanpercentile(ttp_err[live], 90)),
+                n_active_parcels=int(live.sum()),
                 iterations_median=float(conv.median()))
 
 

@@ -393,3 +393,28 @@ def test_data_driven_errors():
         resolve_atlas("data-driven:5000", bold_img=bold, mask_img=mask)
     with pytest.raises(ValueError, match="BOLD"):
         resolve_atlas("data-driven:4")
+
+
+@pytest.mark.parametrize(("content", "match"), [
+    ("index\tname\n1\ta\n1\tb\n", "appears twice"),
+    ("index\tname\nx\ta\n", "not an integer"),
+    ("A\nB\n", "2 names but the image has 3 labels"),
+    ("1 a\nfoo b\n", "line 2"),
+    ("# only a comment\n", "empty"),
+    ("index\tname\n0\tBackground\n", "only index 0"),
+])
+def test_bad_label_tables(tmp_path, content, match):
+    path = tmp_path / "a.nii.gz"
+    nib.save(label_img(), path)
+    table = tmp_path / "labels.tsv"
+    table.write_text(content)
+    with pytest.raises(DataError, match=match) as exc:
+        resolve_atlas(str(path), labels_tsv=table)
+    assert str(table) in str(exc.value)
+
+
+def test_missing_label_table(tmp_path):
+    path = tmp_path / "a.nii.gz"
+    nib.save(label_img(), path)
+    with pytest.raises(NoInputError, match="nolabels.tsv"):
+        resolve_atlas(str(path), labels_tsv=tmp_path / "nolabels.tsv")

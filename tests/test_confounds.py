@@ -459,3 +459,32 @@ def test_property_nan_anywhere_after_first_row_is_named(tmp_path_factory, n, dat
         load_run_confounds(bold, "simple")
     msg = str(exc.value)
     assert f"'{col}'" in msg and f"row {row + 1} " in msg and CONF_NAME in msg
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(12, 40), n_nss=st.integers(0, 3), dummy=st.integers(0, 6),
+       seed=st.integers(0, 2**16), junk=st.integers(0, 3))
+def test_property_dummy_count_and_unused_columns(tmp_path_factory, n, n_nss, dummy, seed,
+                                                 junk):
+    table, meta = make_confounds(n=n, n_nss=n_nss, seed=seed)
+    rng = np.random.default_rng(seed)
+    ref_dir = tmp_path_factory.mktemp("ref")
+    reference = load_run_confounds(write_run(ref_dir, table, meta), "simple",
+                                   dummy_scans=dummy)
+    # unused columns with NaN anywhere, and a shuffled column order, change nothing
+    noisy = table.copy()
+    for k in range(junk):
+        col = rng.normal(size=n)
+        col[rng.integers(0, n)] = np.nan
+        noisy[f"extra_{k}"] = col
+    noisy = noisy[list(rng.permutation(noisy.columns))]
+    res = load_run_confounds(write_run(tmp_path_factory.mktemp("n"), noisy, meta), "simple",
+                             dummy_scans=dummy)
+    assert res.n_dummy == dummy
+    expected = None if dummy == 0 else np.arange(dummy, n)
+    if expected is None:
+        assert res.sample_mask is None
+    else:
+        np.testing.assert_array_equal(res.sample_mask, expected)
+    pd.testing.assert_frame_equal(res.confounds[reference.columns], reference.confounds)

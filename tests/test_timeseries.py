@@ -141,3 +141,21 @@ def test_parcel_timeseries_standardize_and_absent_parcel():
         extract_parcel_timeseries(bold, atlas, {}, mask, high_pass=0.01)
     with pytest.raises(ValueError, match="rows"):
         extract_parcel_timeseries(bold, atlas, {}, mask, confounds=np.zeros((3, 2)))
+
+
+@pytest.mark.golden
+def test_parcel_timeseries_match_nilearn_labels_masker():
+    from nilearn.maskers import NiftiLabelsMasker
+
+    bold, mask, atlas = make_run(n_scans=40, seed=5)
+    rng = np.random.default_rng(8)
+    confounds = pd.DataFrame(rng.normal(size=(40, 4)))
+    sample_mask = np.setdiff1d(np.arange(40), [0, 1, 2, 30])
+    ts = extract_parcel_timeseries(bold, atlas, {3: "a", 7: "b", 9: "c"}, mask,
+                                   confounds=confounds, sample_mask=sample_mask, tr=2.0,
+                                   detrend=True, standardize="zscore_sample")
+    masker = NiftiLabelsMasker(labels_img=atlas, mask_img=mask, standardize="zscore_sample",
+                               detrend=True, t_r=2.0, strategy="mean")
+    ref = masker.fit_transform(bold, confounds=confounds.to_numpy(), sample_mask=sample_mask)
+    assert ref.shape == ts.shape
+    np.testing.assert_allclose(ts.to_numpy(), ref, rtol=1e-5, atol=1e-5)

@@ -51,9 +51,13 @@ def rmsd(motion: np.ndarray, radius: float = 80.0) -> np.ndarray:
 
 
 def cosine_basis(n_scans: int, tr: float) -> np.ndarray:
-    """Discrete cosine drift basis with a 128-s cut-off (nilearn/fMRIPrep convention)."""
-    order = min(n_scans - 1, int(np.floor(2 * n_scans * tr / HIGH_PASS_PERIOD_S)))
-    k = np.arange(1, order + 1)
+    """Discrete cosine drift basis with a 128-s cut-off, as nipype's ``cosine_filter``.
+
+    fMRIPrep's ``cosineXX`` columns: ``max(floor(2 n tr / 128), 1) - 1`` DCT-II regressors
+    (the constant term of nipype's basis is not written).
+    """
+    order = max(int(np.floor(2 * n_scans * tr / HIGH_PASS_PERIOD_S)), 1)
+    k = np.arange(1, order)
     n = np.arange(n_scans)[:, None]
     return np.sqrt(2.0 / n_scans) * np.cos(np.pi / n_scans * (n + 0.5) * k)
 

@@ -19,6 +19,7 @@ that the atlas can be rasterised at any resolution and is the same for every sub
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import nibabel as nib
 import numpy as np
@@ -249,6 +250,7 @@ def small_geometry(seed: int = 0, n_parcels: int = 10) -> Geometry:
     )
 
 
+@lru_cache(maxsize=2)
 def _mni_tissues(resolution: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     from nilearn.datasets import (
         load_mni152_brain_mask,

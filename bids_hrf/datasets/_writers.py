@@ -43,15 +43,22 @@ def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, tr: float | No
 
 
 def to_volume(values: np.ndarray, mask: np.ndarray, dtype: type = np.float32) -> np.ndarray:
-    """Put brain-voxel values (n_voxels,) or (n_scans, n_voxels) back into the grid."""
+    """Put brain-voxel values (n_voxels,) or (n_scans, n_voxels) back into the grid.
+
+    Voxels are in C order of ``mask``; a 4D result is Fortran-contiguous so that
+    nibabel writes it without a transposed copy.
+    """
     values = np.asarray(values)
     if values.ndim == 1:
         out = np.zeros(mask.shape, dtype=dtype)
         out[mask] = values
         return out
-    out = np.zeros((*mask.shape, values.shape[0]), dtype=dtype)
-    out[mask] = values.T.astype(dtype, copy=False)
-    return out
+    index = np.zeros(mask.shape, dtype=np.int64)
+    index[mask] = np.arange(int(mask.sum()))
+    mask_t = mask.T
+    out = np.zeros((values.shape[0], *mask_t.shape), dtype=dtype)  # (t, z, y, x)
+    out[:, mask_t] = values[:, index.T[mask_t]]
+    return out.T  # (x, y, z, t), Fortran-contiguous
 
 
 def bids_prefix(subject: str, session: str | None, task: str, run: int | None) -> str:

@@ -55,7 +55,7 @@ class SparseDeconvolution:
         Breakpoints of the LARS path (``n_lambdas - 1`` steps). The BIC/AIC minimum lies in
         the first few tens of breakpoints in practice (pySPFM follows ``n_scans`` of them).
     n_jobs : int
-        Processes over voxel blocks for the univariate solvers (1: no parallelism).
+        Threads over voxel blocks for the univariate solvers (1: no parallelism).
 
     Attributes
     ----------
@@ -166,7 +166,7 @@ class SparseDeconvolution:
 
         n = effective_n_jobs(self.n_jobs)
         chunks = np.array_split(np.arange(Y.shape[1]), n)
-        parts = Parallel(n_jobs=n)(delayed(self._solve)(Y[:, c], H, n_scans) for c in chunks)
+        parts = Parallel(n_jobs=n, prefer="threads")(delayed(self._solve)(Y[:, c], H, n_scans) for c in chunks)
         coef = np.concatenate([p[0] for p in parts], axis=1)
         lam = np.concatenate([np.broadcast_to(p[1], (len(c),)) for p, c in zip(parts, chunks)])
         sigma = np.concatenate([p[2] for p in parts])

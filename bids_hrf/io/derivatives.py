@@ -71,8 +71,8 @@ BIDSIGNORE_PATTERNS = (
     "*_groupdesign.tsv",
     "*_groupdesign.json",
     "*.html",
-    "logs/",
-    "group/",
+    "logs",
+    "group",
 )
 
 OUTPUT_README = """# bids_hrf derivatives

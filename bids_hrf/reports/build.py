@@ -333,7 +333,8 @@ class Report:
 
         text = (
             importlib.resources.files("bids_hrf.reports")
-            .joinpath("templates", "report.html.j2")
+            .joinpath("templates")
+            .joinpath("report.html.j2")
             .read_text(encoding="utf-8")
         )
         env = jinja2.Environment(

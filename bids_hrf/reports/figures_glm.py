@@ -139,10 +139,10 @@ def plot_confounds(
         ax.set_ylabel("FD (mm)")
         mean_fd = np.nanmean(fd) if np.isfinite(fd).any() else np.nan
         ax.set_title(
-            f"Framewise displacement: mean {mean_fd:.3f} mm, {int(kept.sum())}/{n} volumes kept",
+            f"FD: mean {mean_fd:.3f} mm, {int(kept.sum())}/{n} volumes kept",
             loc="left",
         )
-        ax.legend(loc="upper right", ncols=4)
+        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=4, borderaxespad=0.1)
         if columns:
             cax = axes[1]
             offset = 0.0

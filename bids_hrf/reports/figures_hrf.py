@@ -297,8 +297,9 @@ def plot_hrf_parameter_maps(
                 vmin, vmax = np.percentile(values, [2, 98])
             else:
                 vmin, vmax = 0.0, 1.0
-            if vmax <= vmin:
-                vmax = vmin + 1e-6
+            if vmax - vmin < 1e-6 * max(1.0, abs(vmin)):  # constant map
+                pad = max(0.05 * abs(vmin), 1e-3)
+                vmin, vmax = vmin - pad, vmax + pad
             rect = [0.0, 1 - (row + 1) / n, 1.0, 1 / n]
             _slices_map(fig, img, rect, name, cmap, float(vmin), float(vmax), bg_img, 1e-12)
     return embed(fig, fmt="png")

@@ -28,6 +28,7 @@ class RunData:
 
     Y: np.ndarray  # (n_kept, n_voxels), percent signal change, confounds regressed out
     frame_times: np.ndarray  # (n_kept,)
+    valid: np.ndarray  # (n_voxels,) bool: finite, non-constant voxels of the brain mask
     events: pd.DataFrame | None
     parcel_series: pd.DataFrame  # (n_kept, n_parcels)
 
@@ -81,7 +82,8 @@ def load_run_data(bold: str, mask: str, confounds: str, sample_mask: str, events
         kept = np.arange(n_dummy, n_vols) if n_dummy else None
     conf = read_confounds(confounds)
     mean = Y.mean(axis=0)
-    good = np.isfinite(mean) & (np.abs(mean) > 1e-6)
+    good = np.isfinite(mean) & (np.abs(mean) > 1e-6) & np.isfinite(Y).all(axis=0) \
+        & (Y.std(axis=0) > 1e-6 * np.maximum(np.abs(mean), 1.0))
     Y = np.where(good, 100.0 * (Y / np.where(good, mean, 1.0) - 1.0), 0.0)
     Y = np.nan_to_num(Y, nan=0.0, posinf=0.0, neginf=0.0)
     Y = signal.clean(Y, confounds=conf.to_numpy() if conf is not None else None,
@@ -91,8 +93,25 @@ def load_run_data(bold: str, mask: str, confounds: str, sample_mask: str, events
     series = pd.read_csv(timeseries, sep="\t")
     if contiguous_only and len(series) != len(frame_times):
         series = pd.DataFrame(columns=series.columns)  # not used by the sparse method
-    return RunData(Y=Y, frame_times=frame_times, events=read_events(events),
+    return RunData(Y=Y, frame_times=frame_times, valid=good, events=read_events(events),
                    parcel_series=series), mask_img
+
+
+def _restrict(data: list[RunData], mask_img) -> tuple[list[RunData], object]:
+    """Keep the voxels valid in every run; return the data and the effective mask."""
+    valid = np.logical_and.reduce([d.valid for d in data])
+    if not valid.any():
+        raise DataError("no voxel of the brain mask has a finite, non-constant signal in "
+                        "every run", fix="check the BOLD files and their masks")
+    n_bad = int((~valid).sum())
+    if n_bad:
+        LOGGER.warning("%d voxel(s) with NaN/inf or constant signal left out of HRF "
+                       "estimation", n_bad)
+    for d in data:
+        d.Y = d.Y[:, valid]
+        d.valid = d.valid[valid]
+    effective = masking.unmask(valid.astype(np.uint8), mask_img)
+    return data, effective
 
 
 def _voxel_parcels(atlas_bold: str, mask_img) -> np.ndarray:
@@ -189,7 +208,7 @@ def _jde(runs, atlas_bold, labels_map, options, contrasts, dt, hrf_duration, npr
 
     _check_same_grid(runs)
     data, masks = zip(*(_load(r, None) for r in runs), strict=True)
-    mask_img = masks[0]
+    data, mask_img = _restrict(list(data), masks[0])
     parcels = _voxel_parcels(atlas_bold, mask_img)
     done = {"n": 0}
 
@@ -221,6 +240,7 @@ def _sparse(runs, atlas_bold, labels_map, options, hrf_model, dt, hrf_duration, 
     mask_img = None
     for index, run in enumerate(runs):
         data, mask_img = _load(run, high_pass, contiguous_only=True)
+        (data,), mask_img = _restrict([data], mask_img)
         parcels = _voxel_parcels(atlas_bold, mask_img)
         LOGGER.info("sparse deconvolution of %s (%d voxels)", run["name"], data.Y.shape[1])
         est = estimate_sparse(

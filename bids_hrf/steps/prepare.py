@@ -72,8 +72,10 @@ def resolve_atlas_step(atlas_spec: str, atlas_labels: str | None, space: str, bo
     from bids_hrf.atlas import resolve_atlas
 
     out_dir = Path(out_dir)
-    bold_img = load_img(bold, "BOLD image") if atlas_spec.startswith("data-driven") else None
-    mask_img = load_img(mask, "brain mask") if atlas_spec.startswith("data-driven") else None
+    if atlas_spec.startswith("data-driven"):
+        bold_img, mask_img = load_img(bold, "BOLD image"), load_img(mask, "brain mask")
+    else:  # only the header (voxel size) is used to pick a TemplateFlow resolution
+        bold_img, mask_img = nib.load(str(bold)), None
     atlas = resolve_atlas(atlas_spec, labels_tsv=atlas_labels, space=space,
                           bold_img=bold_img, mask_img=mask_img, n_jobs=nprocs)
     atlas_path = out_dir / "atlas.nii.gz"

@@ -174,7 +174,9 @@ def participant_report_step(subject: str, output_dir: str, config: dict,
                                   f"Confounds: {prep['confounds_description']}")
             report.add_figure(rsec, F.plot_confounds, fd, conf,
                               sample_mask=read_sample_mask(prep["sample_mask"]),
-                              tr=run["tr"], fd_threshold=config["fd_threshold"],
+                              tr=run["tr"],
+                              fd_threshold=(config["fd_threshold"]
+                                            if config["confounds"] == "scrubbing" else None),
                               caption="Framewise displacement and confounds")
             report.add_figure(rsec, F.plot_carpet, run["bold"], run["mask"], run["tr"],
                               caption="Carpet plot of the preprocessed BOLD")

@@ -1,0 +1,174 @@
+"""App driver for sparse deconvolution: one run, all parcels, filled into an HRFEstimate."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from bids_hrf.hrf._hrf_matrix import canonical_hrf
+from bids_hrf.hrf.base import HRFEstimate
+from bids_hrf.hrf.blind import estimate_blind_hrf
+from bids_hrf.hrf.sparse import SparseDeconvolution
+from bids_hrf.hrf.stability import StabilitySelection
+
+
+def _hrf_table(time: np.ndarray, hrfs: np.ndarray, labels: list[str]) -> dict:
+    try:
+        from bids_hrf.hrf.params import hrf_parameters
+    except ImportError:  # pragma: no cover - the module is part of the package
+        return {}
+    return {"hrfparams": hrf_parameters(hrfs, time).to_frame(labels)}
+
+
+def estimate_sparse(
+    Y: np.ndarray,
+    tr: float,
+    parcel_labels: np.ndarray,
+    parcel_names: dict[int, str],
+    criterion: str = "bic",
+    group: float = 0.0,
+    block_model: bool = False,
+    n_surrogates: int = 0,
+    estimate_hrf: bool = True,
+    hrf_model: str = "spm",
+    dt: float = 0.1,
+    hrf_duration: float = 25.0,
+    n_jobs: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> HRFEstimate:
+    """Sparse paradigm-free deconvolution of one run, with an HRF per parcel.
+
+    Parameters
+    ----------
+    Y : ndarray, shape (n_scans, n_voxels)
+        Confound-cleaned voxel time series of one run.
+    tr : float
+        Repetition time (s).
+    parcel_labels : ndarray of int, shape (n_voxels,)
+        Parcel of each voxel; 0 is background (deconvolved with the canonical HRF, no HRF
+        column in the table).
+    parcel_names : dict of int to str
+        Column name of each parcel label (``str(label)`` when missing).
+    criterion : str
+        Lambda selection (see :class:`bids_hrf.hrf.sparse.SparseDeconvolution`).
+    group : float
+        L2,1 weight over the voxels of a parcel (FISTA criteria).
+    block_model : bool
+        Innovation (block) model instead of spikes.
+    n_surrogates : int
+        When > 0, stability selection with that many surrogates (AUC map output).
+    estimate_hrf : bool
+        Estimate each parcel's HRF without a paradigm (:mod:`bids_hrf.hrf.blind`) and
+        deconvolve the parcel with it; otherwise use the canonical HRF everywhere.
+    hrf_model : {"spm", "glover"}
+        Canonical HRF (and starting point of the HRF estimation).
+    dt, hrf_duration : float
+        Grid step and length (s) of the HRF table.
+    n_jobs : int
+        Processes for the voxel-wise solvers.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each parcel.
+
+    Returns
+    -------
+    HRFEstimate
+        ``method="sparse"``; ``voxel_maps`` holds ``desc-activity_bold`` (or
+        ``desc-innovation_bold``) and ``desc-denoised_bold`` (n_scans, n_voxels),
+        ``desc-sparse_stat-lambda_statmap`` (n_voxels,) and, with surrogates,
+        ``desc-sparse_stat-auc_bold`` (n_scans, n_voxels).
+    """
+    Y = np.asarray(Y, dtype=float)
+    if Y.ndim != 2:
+        raise ValueError(f"Y must be (n_scans, n_voxels), got shape {Y.shape}")
+    labels_arr = np.asarray(parcel_labels)
+    if labels_arr.shape != (Y.shape[1],):
+        raise ValueError(
+            f"parcel_labels has shape {labels_arr.shape} but Y has {Y.shape[1]} voxels: "
+            "give one label per voxel column"
+        )
+    if not np.issubdtype(labels_arr.dtype, np.integer):
+        if not np.all(np.equal(np.mod(labels_arr, 1), 0)):
+            raise ValueError("parcel_labels must be integers (0 = background)")
+        labels_arr = labels_arr.astype(int)
+    parcels = [int(p) for p in np.unique(labels_arr) if p != 0]
+    if not parcels:
+        raise ValueError("parcel_labels has no parcel (all voxels are background, label 0)")
+    if dt <= 0 or hrf_duration <= dt:
+        raise ValueError(f"dt must be positive and below hrf_duration, got {dt}, {hrf_duration}")
+
+    time = np.arange(0.0, hrf_duration + dt / 2, dt)
+    n_scans, n_vox = Y.shape
+    coef = np.zeros((n_scans, n_vox))
+    denoised = np.zeros((n_scans, n_vox))
+    lam = np.zeros(n_vox)
+    auc = np.zeros((n_scans, n_vox)) if n_surrogates > 0 else None
+    hrfs = np.zeros((time.size, len(parcels)))
+    n_iters = {}
+
+    def deconvolve(mask: np.ndarray, h_model) -> None:
+        model = SparseDeconvolution(
+            tr, hrf_model=h_model, block_model=block_model, criterion=criterion,
+            group=group, n_jobs=n_jobs,
+        ).fit(Y[:, mask])
+        coef[:, mask] = model.coef_
+        denoised[:, mask] = model.fitted_
+        lam[mask] = model.lambda_
+        if auc is not None:
+            auc[:, mask] = StabilitySelection(
+                tr, hrf_model=h_model, n_surrogates=n_surrogates, block_model=block_model,
+            ).fit(Y[:, mask]).auc_
+
+    canonical = canonical_hrf(time, hrf_model)
+    background = labels_arr == 0
+    n_steps = len(parcels) + int(background.any())
+    done = 0
+    if not estimate_hrf and group == 0 and auc is None:
+        # Same HRF everywhere and voxels independent: one batched call for all voxels.
+        deconvolve(np.ones(n_vox, dtype=bool), hrf_model)
+        hrfs[:] = canonical[:, None]
+        if progress is not None:
+            progress(n_steps, n_steps)
+    else:
+        for i, label in enumerate(parcels):
+            mask = labels_arr == label
+            if estimate_hrf:
+                res = estimate_blind_hrf(
+                    Y[:, mask], tr, dt=dt, hrf_duration=hrf_duration, hrf_model=hrf_model,
+                )
+                hrfs[:, i] = res.hrf
+                n_iters[label] = res.n_iter
+                deconvolve(mask, res.hrf_tr)
+            else:
+                hrfs[:, i] = canonical
+                deconvolve(mask, hrf_model)
+            done += 1
+            if progress is not None:
+                progress(done, n_steps)
+        if background.any():
+            deconvolve(background, hrf_model)
+            if progress is not None:
+                progress(n_steps, n_steps)
+
+    names = [parcel_names.get(p, str(p)) for p in parcels]
+    kind = "innovation" if block_model else "activity"
+    voxel_maps = {
+        f"desc-{kind}_bold": coef,
+        "desc-denoised_bold": denoised,
+        "desc-sparse_stat-lambda_statmap": lam,
+    }
+    if auc is not None:
+        voxel_maps["desc-sparse_stat-auc_bold"] = auc
+    parameters = {
+        "criterion": criterion, "group": group, "block_model": block_model,
+        "n_surrogates": n_surrogates, "estimate_hrf": estimate_hrf, "hrf_model": hrf_model,
+        "dt": dt, "hrf_duration": hrf_duration, "tr": tr,
+        "time_convention": "coefficient i = event at scan i (HRF column i starts at scan i)",
+    }
+    if n_iters:
+        parameters["blind_iterations"] = {parcel_names.get(k, str(k)): v
+                                          for k, v in n_iters.items()}
+    return HRFEstimate(
+        time=time, hrfs=hrfs, labels=names, method="sparse", parameters=parameters,
+        voxel_maps=voxel_maps, parcel_tables=_hrf_table(time, hrfs, names),
+    )
