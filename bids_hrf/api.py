@@ -60,7 +60,7 @@ def _check_contrasts(config: Config, runs) -> tuple[list[str], dict]:
         except BidsHrfError as exc:
             errors.append(exc)
             continue
-        if events is not None:
+        if events is not None and "trial_type" in events.columns:
             conditions |= set(events["trial_type"].astype(str))
     if errors:
         raise errors[0] if len(errors) == 1 else ValidationErrors(errors)

@@ -83,6 +83,13 @@ class Config:
     verbose: int = 0
     stop_on_first_crash: bool = False
     write_report: bool = True
+    group_permutations: int = 0
+    group_alpha: float = 0.001
+    group_height_control: str = "fpr"
+    cluster_threshold: int = 0
+    group_fdr: float = 0.05
+    connectivity: tuple[str, ...] = ("correlation", "partial correlation", "tangent")
+    connectivity_activity: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Return the configuration as JSON-ready plain types."""

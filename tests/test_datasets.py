@@ -562,3 +562,59 @@ def test_realistic_size(tmp_path):
     assert counts.min() > 20  # every parcel has voxels on the BOLD grid
     table = _confounds(ds)
     assert table.filter(like="cosine").shape[1] == int(2 * 298 * 2.0 / 128) - 1
+
+
+def _fit_time_to_peak(ds, sub, parcels):
+    """Grid search of the double-gamma time to peak that best fits each parcel's mean."""
+    from nilearn.interfaces.fmriprep import load_confounds_strategy
+
+    from bids_hrf.datasets._signals import condition_regressors
+
+    grid = np.round(np.arange(3.0, 9.01, 0.2), 1)
+    rss = np.zeros((len(grid), len(parcels)))
+    labels = ds.truth.parcel_labels
+    for run in (1, 2):
+        img = str(_preproc(ds, sub, run))
+        data = nib.load(img).get_fdata()
+        y = np.column_stack(
+            [data[labels == ds.truth.parcel_names.index(p) + 1].mean(axis=0) for p in parcels]
+        )
+        events = pd.read_csv(
+            ds.bids_dir / f"sub-{sub}" / "func" / f"sub-{sub}_task-localizer_run-{run}_events.tsv",
+            sep="\t",
+        )
+        conf, keep = load_confounds_strategy(img, denoise_strategy="simple")
+        hrfs = np.column_stack([double_gamma_hrf(ttp) for ttp in grid])
+        regs = condition_regressors(events, ds.conditions, hrfs, ds.n_scans, ds.tr)
+        for g in range(len(grid)):
+            design = np.column_stack([regs[:, :, g].T, conf.to_numpy(), np.ones(ds.n_scans)])
+            beta, *_ = np.linalg.lstsq(design[keep], y[keep], rcond=None)
+            rss[g] += ((y[keep] - design[keep] @ beta) ** 2).sum(axis=0)
+    return dict(zip(parcels, grid[np.argmin(rss, axis=0)], strict=True))
+
+
+def test_time_to_peak_effect_is_recoverable(ds):
+    """The delayed parcel peaks 1.5 s later in the patient; a null parcel does not move."""
+    truth = ds.truth
+    delayed = truth.group_effects["time_to_peak"]["parcel"]
+    null = next(p for p in truth.active_parcels["audio"] if p != delayed)
+    control, patient = (_fit_time_to_peak(ds, sub, [delayed, null]) for sub in ("01", "02"))
+    assert control[delayed] == pytest.approx(truth.time_to_peak[delayed], abs=0.3)
+    assert patient[delayed] - control[delayed] == pytest.approx(1.5, abs=0.45)
+    assert control[null] == pytest.approx(truth.time_to_peak[null], abs=0.3)
+    assert abs(patient[null] - control[null]) < 0.45
+
+
+def test_many_conditions_keep_group_effects(tmp_path):
+    conditions = ("audio", "visual", "motor", "faces")
+    ds = make_synthetic_dataset(tmp_path / "b", n_runs=1, n_scans=60, conditions=conditions)
+    truth = ds.truth
+    assert set(truth.active_parcels) == set(conditions)
+    assert all(p.startswith("Somatomotor") for p in truth.active_parcels["motor"])
+    assert len(truth.active_parcels["faces"]) == 1  # half of a two-parcel network
+    patient_only = truth.group_effects["activation"]["parcel"]
+    assert not any(patient_only in parcels for parcels in truth.active_parcels.values())
+    ev = pd.read_csv(
+        ds.bids_dir / "sub-01" / "func" / "sub-01_task-localizer_run-1_events.tsv", sep="\t"
+    )
+    assert set(ev["trial_type"]) == set(conditions)

@@ -252,24 +252,40 @@ def test_crossing_threshold_equal_densities():
 
 
 def test_design_matrices_exact_for_any_tr_dt_ratio():
-    """X[n, d] equals the stimulus at t_n - d*dt, for TR/dt integer or not."""
+    """X @ h equals the response computed by numerical integration of the piecewise-linear
+    HRF (np.interp) against the stimulus, for TR/dt integer or not, with frame offsets,
+    impulses, short events, blocks and modulations."""
     import pandas as pd
 
-    ev = pd.DataFrame({"onset": [3.3, 10.0], "duration": [0.0, 2.0], "trial_type": ["a", "a"],
-                       "modulation": [1.0, 2.0]})
-    ev = design.validate_events(ev)
-    for tr, dt in ((2.0, 0.5), (0.72, 0.36), (1.0, 0.3)):
-        ft = np.arange(30) * tr
-        X = design.condition_matrices(ev, ft, ["a"], dt, 20)[0]
-        for n in range(30):
-            for d in range(20):
-                t = ft[n] - d * dt
-                expect = (1.0 if 3.3 <= t + 1e-9 < 3.3 + dt else 0.0) + (
-                    2.0 if 10.0 <= t + 1e-9 < 12.0 else 0.0)
-                assert X[n, d] == pytest.approx(expect), (tr, dt, n, d)
-        # an impulse hits exactly one HRF sample per scan after its onset
-        Xi = design.condition_matrices(ev.iloc[:1], ft, ["a"], dt, 20)[0]
-        assert np.all(Xi.sum(1)[(ft >= 3.3) & (ft < 3.3 + 19 * dt)] == 1.0)
+    ev = design.validate_events(pd.DataFrame({
+        "onset": [3.3, 10.0, 17.05, 24.6], "duration": [0.0, 2.0, 0.2, 5.5],
+        "trial_type": ["a", "a", "a", "b"], "modulation": [1.0, 2.0, -0.5, 1.5]}))
+    rng = np.random.default_rng(0)
+    for tr, dt, offset in ((2.0, 0.5, 0.0), (0.72, 0.36, 0.36), (1.0, 0.3, 0.1)):
+        n_lags = 40
+        h = rng.normal(size=n_lags)
+        grid = dt * np.arange(n_lags + 1)
+        h_lin = lambda x, h=h, grid=grid: np.interp(  # noqa: E731
+            x, grid, np.append(h, 0.0), left=0.0, right=0.0)
+        ft = np.arange(45) * tr + offset
+        X = design.condition_matrices(ev, ft, ["a", "b"], dt, n_lags)
+        for m, c in enumerate(["a", "b"]):
+            expect = np.zeros(ft.size)
+            for o, w, a in ev.loc[ev.trial_type == c, ["onset", "duration", "modulation"]
+                                  ].to_numpy(float):
+                if w == 0:
+                    expect += a * np.where(ft >= o, h_lin(ft - o), 0.0)
+                    continue
+                s = np.linspace(o, o + w, 20001)
+                lag = ft[:, None] - s[None, :]
+                vals = np.where(lag >= 0, h_lin(lag), 0.0)
+                expect += a * max(w, dt) / w * np.trapezoid(vals, s, axis=1) / dt
+            np.testing.assert_allclose(X[m] @ h, expect, atol=1e-4 * np.abs(expect).max())
+    # an impulse on the grid hits one sample; half-way between two it splits 1/2-1/2
+    one = design.validate_events(pd.DataFrame({"onset": [1.0], "trial_type": ["a"]}))
+    Xi = design.condition_matrices(one, np.array([3.0, 3.25]), ["a"], 0.5, 8)[0]
+    np.testing.assert_allclose(Xi[0], np.eye(8)[4])
+    np.testing.assert_allclose(Xi[1], 0.5 * (np.eye(8)[4] + np.eye(8)[5]))
 
 
 def test_grid_adjacency_and_colours():

@@ -38,18 +38,18 @@ def finite(est):
 
 @pytest.mark.parametrize("ttp", [4.0, 5.5, 7.0])
 def test_recovers_hrf_and_activations(ttp):
-    """Peak SNR 1 (noise_sd 1). Thresholds: HRF correlation >= 0.95 (measured >= 0.99;
-    the canonical HRF correlates 0.8-0.9 with the 4 s and 7 s truths, so 0.95 needs the
-    shape to be learnt), time-to-peak error <= 1 s (measured <= 0.35 s), PPM ROC AUC >= 0.95
-    per condition (measured >= 0.99)."""
+    """Peak SNR 1 (noise_sd 1). Thresholds: HRF correlation with the truth >= 0.97 (measured
+    >= 0.998; the canonical HRF correlates 0.90 / 0.98 / 0.77 with the 4 / 5.5 / 7 s truths,
+    so 0.97 at 4 and 7 s needs the shape to be learnt), time-to-peak error <= 0.5 s
+    (measured <= 0.15 s), PPM ROC AUC >= 0.95 per condition (measured >= 0.99)."""
     sim = simulate_parcel(time_to_peak=ttp, noise_sd=1.0, seed=2)
     est = fit(sim)
     finite(est)
     truth = sim.hrf(est.hrf_time_)
-    assert np.corrcoef(truth, est.hrf_)[0, 1] >= 0.95
+    assert np.corrcoef(truth, est.hrf_)[0, 1] >= 0.97
     assert np.linalg.norm(est.hrf_) == pytest.approx(1.0)
     tt = hrf_parameters(np.column_stack([truth, est.hrf_]), est.hrf_time_).time_to_peak
-    assert abs(tt[1] - tt[0]) <= 1.0
+    assert abs(tt[1] - tt[0]) <= 0.5
     for m in range(2):
         assert roc_auc_score(sim.labels[m], est.ppm_[m]) >= 0.95
     # NRLs of active voxels are positive and larger than inactive ones
@@ -84,7 +84,6 @@ def _glm_z(sim, hrf=None, dt=None):
     return np.asarray(z)
 
 
-@pytest.mark.slow
 def test_glm_with_estimated_hrf_detects_as_well_as_canonical():
     """Peak SNR 0.5 (noise_sd 2), 3 seeds per time to peak. GLM (nilearn run_glm, AR(1),
     same cosine drifts) with the JDE-VEM HRF vs with the SPM canonical HRF: mean ROC AUC of z
@@ -168,10 +167,7 @@ def test_durations_and_modulation():
     np.testing.assert_allclose(est_mod.nrls_, est_plain.nrls_, rtol=1e-6, atol=1e-8)
     evs2 = [ev.assign(modulation=2.0) for ev in evs]
     est2 = fit(sim.__class__(**{**sim.__dict__, "events": evs2}))
-    # equal up to where the stopping rule (relative change of F, whose offset depends on
-    # the regressor scale) halts the iterations
-    top = np.abs(est_plain.nrls_).max()
-    np.testing.assert_allclose(est2.nrls_ * 2.0, est_plain.nrls_, atol=5e-3 * top)
+    np.testing.assert_allclose(est2.nrls_ * 2.0, est_plain.nrls_, rtol=1e-5, atol=1e-6)
     blocks = [ev.assign(duration=4.0) for ev in sim.events]
     est_b = fit(sim.__class__(**{**sim.__dict__, "events": blocks}))
     finite(est_b)
@@ -196,6 +192,9 @@ def test_pure_noise_and_constant_voxels_stay_finite():
     finite(est)
     # nothing is detected with confidence in pure noise
     assert np.mean(est.ppm_ > 0.95) < 0.2
+    flat = fit(sim.__class__(**{**sim.__dict__, "Y": [np.full_like(y, 7.0) for y in Y]}))
+    finite(flat)
+    np.testing.assert_allclose(flat.nrls_, 0.0, atol=1e-6)
 
 
 def test_non_convergence_warns_and_stays_finite():
@@ -350,3 +349,18 @@ def test_estimate_jde_vem_names_the_failing_parcel():
     Y[0][5, np.flatnonzero(labels == 2)[0]] = np.nan
     with pytest.raises(ValueError, match="parcel 2: run 0: Y contains NaN"):
         estimate_jde_vem(Y, sim.events, sim.frame_times, sim.tr, labels, names, sim.ijk)
+
+
+@pytest.mark.parametrize("kw", [dict(zero_constraint=False), dict(drift_model="polynomial"),
+                                dict(hrf_hyperprior=0.0), dict(hrf_duration=20.0, dt=0.4)])
+def test_options(kw):
+    sim = simulate_parcel(shape=(3, 3, 2), seed=14, noise_sd=0.5)
+    est = fit(sim, **kw)
+    finite(est)
+    assert np.corrcoef(sim.hrf(est.hrf_time_), est.hrf_)[0, 1] >= 0.95
+    F = est.free_energy_
+    assert np.all(np.diff(F) >= -1e-9 * np.abs(F[1:]))
+    if not kw.get("zero_constraint", True):
+        assert est.hrf_var_[0] > 0
+    else:
+        assert est.hrf_[0] == 0 and est.hrf_[-1] == 0

@@ -155,6 +155,26 @@ def build_parser() -> argparse.ArgumentParser:
                         "or a BIDS Stats Models-style JSON file")
     g.add_argument("--networks", type=Path, default=None, metavar="TSV",
                    help="parcel -> network table for connectivity summaries")
+    g.add_argument("--group-permutations", type=int, default=0, metavar="N",
+                   help="permutation inference (FWE-corrected voxel and cluster p values) "
+                        "with N permutations; 0 disables")
+    g.add_argument("--group-alpha", type=float, default=0.001,
+                   help="height threshold of group maps (p value, see --height-control); "
+                        "also the cluster-forming threshold of permutation inference")
+    g.add_argument("--height-control", dest="group_height_control", default="fpr",
+                   choices=["fpr", "fdr", "bonferroni"],
+                   help="how --group-alpha is corrected when thresholding group maps")
+    g.add_argument("--cluster-threshold", type=int, default=0, metavar="VOXELS",
+                   help="minimum cluster size of thresholded group maps")
+    g.add_argument("--group-fdr", type=float, default=0.05,
+                   help="FDR level of per-parcel HRF and per-edge connectivity comparisons")
+    g.add_argument("--connectivity", default="correlation,partial correlation,tangent",
+                   metavar="KINDS",
+                   help="comma-separated connectivity measures (correlation, partial "
+                        "correlation, tangent, covariance, precision) or 'none'")
+    g.add_argument("--connectivity-activity", action="store_true",
+                   help="also compute connectivity on deconvolved activity "
+                        "(--hrf-method sparse outputs)")
 
     g = p.add_argument_group("execution")
     g.add_argument("--nprocs", "--n-cpus", type=_positive_int, default=None,
@@ -259,6 +279,12 @@ def config_from_args(args: argparse.Namespace) -> Config:
         mem_gb=args.mem_gb, plugin=args.plugin, plugin_args=plugin_args,
         verbose=args.verbose, stop_on_first_crash=args.stop_on_first_crash,
         write_report=args.write_report,
+        group_permutations=args.group_permutations, group_alpha=args.group_alpha,
+        group_height_control=args.group_height_control,
+        cluster_threshold=args.cluster_threshold, group_fdr=args.group_fdr,
+        connectivity=tuple(k.strip() for k in args.connectivity.split(",") if k.strip()
+                           and k.strip().lower() != "none"),
+        connectivity_activity=args.connectivity_activity,
     )
     validate_config(config, errors)
     return config
@@ -324,6 +350,7 @@ def validate_config(config: Config, errors: list[BidsHrfError] | None = None) ->
         if config.networks is not None and not config.networks.is_file():
             errors.append(NoInputError(f"--networks {config.networks} does not exist",
                                        fix="give a TSV with columns name, network"))
+        errors.extend(_check_group_options(config))
     if config.plugin is not None and config.plugin not in PLUGINS:
         errors.append(UsageError(f"--plugin {config.plugin} is not a nipype plugin",
                                  fix=f"use one of {', '.join(PLUGINS)}"))
@@ -382,4 +409,50 @@ def _check_analysis_options(config: Config) -> list[BidsHrfError]:
                                  fix="lower --jde-iter-min or raise --jde-iter-max"))
     if opts.get("stability_surrogates", 0) < 0:
         errors.append(UsageError("--stability-surrogates must be >= 0"))
+    return errors
+
+
+def _check_group_options(config: Config) -> list[BidsHrfError]:
+    """Problems with the group-level options (model, thresholds, connectivity kinds)."""
+    from bids_hrf.connectivity import KINDS
+
+    errors: list[BidsHrfError] = []
+    if config.group_permutations < 0:
+        errors.append(UsageError("--group-permutations must be >= 0",
+                                 fix="e.g. --group-permutations 1000 (0: off)"))
+    for name, value in (("--group-alpha", config.group_alpha),
+                        ("--group-fdr", config.group_fdr)):
+        if not 0 < value < 1:
+            errors.append(UsageError(f"{name} {value} must be in (0, 1)", fix=f"e.g. {name} 0.05"))
+    if config.cluster_threshold < 0:
+        errors.append(UsageError("--cluster-threshold must be >= 0 voxels"))
+    unknown = [k for k in config.connectivity if k not in KINDS]
+    if unknown:
+        errors.append(UsageError(f"--connectivity: unknown measure(s) {unknown}",
+                                 fix=f"use a comma-separated list of {', '.join(KINDS)}"))
+    model = config.group_model
+    if model and model.lower().endswith(".json"):
+        if not Path(model).is_file():
+            errors.append(NoInputError(f"--group-model {model} does not exist",
+                                       fix="give a BIDS Stats Models JSON file or e.g. "
+                                           "two-sample:group"))
+        else:
+            try:
+                json.loads(Path(model).read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError) as exc:
+                errors.append(UsageError(f"--group-model {model} is not valid JSON ({exc})"))
+    elif model:
+        try:
+            from bids_hrf.glm.group_design import parse_group_model
+
+            participants = config.bids_dir / "participants.tsv"
+            table = None
+            if participants.is_file():
+                import pandas as pd
+
+                table = pd.read_csv(participants, sep="\t", dtype={"participant_id": str},
+                                    na_values=["n/a"])
+            parse_group_model(model, table)
+        except ValueError as exc:
+            errors.append(UsageError(f"--group-model {model!r}: {exc}"))
     return errors

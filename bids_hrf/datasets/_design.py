@@ -21,7 +21,7 @@ SUBJECT_AMPLITUDE_SD = 0.15  # relative between-subject variation of amplitudes
 LATENT_WEIGHT = 0.2  # standard deviation (percent) of shared connectivity fluctuations
 
 _CONDITION_NETWORKS = {"aud": "Auditory", "vis": "Visual", "motor": "Somatomotor"}
-_FALLBACK_NETWORKS = ["Visual", "Auditory", "Somatomotor", "Frontoparietal"]
+_FALLBACK_NETWORKS = ["Frontoparietal", "Somatomotor", "Visual", "Auditory"]
 
 
 @dataclass
@@ -48,7 +48,9 @@ class SyntheticTruth:
     active_voxels_by_group : dict of str to dict of str to ndarray of bool
         Group -> condition -> BOLD-grid map of the voxels active in that group.
     voxel_weights : ndarray, shape (n_conditions, n_brain_voxels)
-        Relative amplitude of each brain voxel (0 = inactive) in the group-wide pattern.
+        Relative amplitude of each brain voxel (voxels of ``brain_mask`` in C order; 0 =
+        inactive), patient-only voxels included; a voxel's amplitude in a participant is
+        this weight times the participant's parcel amplitude.
     amplitudes : pandas.DataFrame
         ``participant_id``, ``group``, ``condition``, ``parcel``, ``amplitude`` (percent,
         peak of the response to a 1-s event; 0 where inactive).
@@ -59,6 +61,8 @@ class SyntheticTruth:
     parcel_names, parcel_networks : list of str
     participants : pandas.DataFrame
         ``participant_id``, ``group``, ``age``, ``sex``.
+    brain_mask : ndarray of bool
+        BOLD-grid brain mask (the voxel order of ``voxel_weights``).
     parameters : dict
         Simulation parameters (recorded in ``truth.json``).
     """
@@ -78,6 +82,7 @@ class SyntheticTruth:
     parcel_names: list
     parcel_networks: list
     participants: pd.DataFrame
+    brain_mask: np.ndarray
     parameters: dict = field(default_factory=dict)
 
     def group_of(self, participant_id: str) -> str:
@@ -89,12 +94,25 @@ class SyntheticTruth:
         return str(row["group"].iloc[0])
 
 
-def condition_network(condition: str, index: int) -> str:
-    """Network that responds to ``condition`` (audio -> Auditory, visual -> Visual...)."""
-    for key, network in _CONDITION_NETWORKS.items():
-        if key in condition.lower():
-            return network
-    return _FALLBACK_NETWORKS[index % len(_FALLBACK_NETWORKS)]
+def condition_networks(conditions: tuple[str, ...]) -> dict[str, tuple[str, bool]]:
+    """Network responding to each condition and whether the whole network responds.
+
+    "aud"/"vis"/"motor" in a name select the Auditory/Visual/Somatomotor network (all its
+    parcels); other conditions take the first network not yet used (Frontoparietal,
+    Somatomotor, Visual, Auditory, cycling) and only half of its parcels respond.
+    """
+    out: dict[str, tuple[str, bool]] = {}
+    for cond in conditions:
+        for key, network in _CONDITION_NETWORKS.items():
+            if key in cond.lower():
+                out[cond] = (network, True)
+                break
+    used = [n for n, _ in out.values()]
+    others = [c for c in conditions if c not in out]
+    free = [n for n in _FALLBACK_NETWORKS if n not in used] or list(_FALLBACK_NETWORKS)
+    for i, cond in enumerate(others):
+        out[cond] = (free[i % len(free)], False)
+    return out
 
 
 def _blob(voxels: np.ndarray, coords: np.ndarray, fraction: float, rng) -> np.ndarray:
@@ -118,12 +136,15 @@ def plan_truth(
 ) -> SyntheticTruth:
     """Draw HRFs, active voxels, amplitudes and the group effects.
 
-    Group effects (when at least two groups): the first Frontoparietal parcel responds to
-    the first condition only in the second group ("patient"); the first parcel active for
-    the first condition peaks ``DELAY_S`` later in the second group; the first two Default
-    parcels share a latent fluctuation in the first group only. Planted nulls: parcels
-    never active, active parcels with the same amplitude distribution in both groups, the
-    first two Somatomotor parcels sharing a latent fluctuation in every group.
+    Group effects (with two or more groups; between the first, "reference", and the
+    second, "comparison", group): a parcel silent otherwise (Frontoparietal first) responds
+    to the first condition only in the comparison group; the first parcel active for the
+    first condition peaks ``DELAY_S`` later in the comparison group; the first two silent
+    Default parcels share a latent fluctuation in the reference group only. Planted nulls:
+    parcels never active, active parcels with the same amplitude distribution and time to
+    peak in every group, and the first two silent Somatomotor parcels sharing a latent
+    fluctuation in every group. A third or later group is like the reference group except
+    that its Default pair is not correlated.
     """
     n_par = geom.n_parcels
     names = geom.names
@@ -137,23 +158,34 @@ def plan_truth(
     # HRFs: time to peak uniform in [4, 7] s
     ttp = np.round(rng.uniform(4.0, 7.0, n_par), 1)
     active: dict[str, list[int]] = {}
-    for c, cond in enumerate(conditions):
-        active[cond] = _parcels_of(geom, condition_network(cond, c))
+    for cond, (network, whole) in condition_networks(conditions).items():
+        parcels = _parcels_of(geom, network)
+        active[cond] = parcels if whole else parcels[: max(1, len(parcels) // 2)]
     delayed = active[conditions[0]][0] if has_groups else None
     if delayed is not None:
         ttp[delayed] = min(ttp[delayed], 5.0)
+
+    def inactive(parcels: list[int]) -> list[int]:
+        return [p for p in parcels if not any(p in a for a in active.values())]
+
+    conn_pair = inactive(_parcels_of(geom, "Default"))[:2]
+    conn_null_pair = inactive(_parcels_of(geom, "Somatomotor"))[:2]
     patient_only = None
     if has_groups:
+        # a parcel otherwise silent, Frontoparietal first
+        order = ["Frontoparietal", "Default", "Somatomotor", "Visual", "Auditory"]
         candidates = [
             p
-            for p in _parcels_of(geom, "Frontoparietal")
-            if not any(p in a for a in active.values())
+            for network in order
+            for p in inactive(_parcels_of(geom, network))
+            if p not in conn_pair + conn_null_pair
         ]
+        if not candidates:
+            raise ValueError(
+                f"{len(conditions)} conditions leave no silent parcel for the group effects; "
+                "use fewer conditions or groups=None"
+            )
         patient_only = candidates[0]
-    default = _parcels_of(geom, "Default")
-    somato = _parcels_of(geom, "Somatomotor")
-    conn_pair = default[:2]
-    conn_null_pair = [p for p in somato if not any(p in a for a in active.values())][:2]
 
     t = hrf_time()
     ttp_by_group = {g: ttp.copy() for g in group_list}
@@ -225,14 +257,9 @@ def plan_truth(
                     "shift_s": DELAY_S,
                     "shifted_in": [alt],
                 },
-                "connectivity": {"parcels": [names[p] for p in conn_pair], "correlated_in": [ref]},
                 "nulls": {
                     "amplitude": [names[p] for a in active.values() for p in a if p != delayed],
                     "time_to_peak": [names[p] for p in range(n_par) if p != delayed],
-                    "connectivity": {
-                        "parcels": [names[p] for p in conn_null_pair],
-                        "correlated_in": group_list,
-                    },
                     "inactive": [
                         names[p]
                         for p in range(n_par)
@@ -241,6 +268,16 @@ def plan_truth(
                 },
             }
         )
+        if len(conn_null_pair) == 2:
+            effects["nulls"]["connectivity"] = {
+                "parcels": [names[p] for p in conn_null_pair],
+                "correlated_in": group_list,
+            }
+        if len(conn_pair) == 2:
+            effects["connectivity"] = {
+                "parcels": [names[p] for p in conn_pair],
+                "correlated_in": [ref],
+            }
     return SyntheticTruth(
         hrf=hrf_by_group[ref],
         hrf_by_group=hrf_by_group,
@@ -259,6 +296,7 @@ def plan_truth(
         parcel_names=list(names),
         parcel_networks=list(geom.networks),
         participants=participants,
+        brain_mask=brain.copy(),
         parameters={
             "latent_pairs": {
                 "effect": [names[p] for p in conn_pair],

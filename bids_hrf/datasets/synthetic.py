@@ -158,6 +158,7 @@ def _voxel_model(geom: Geometry, rng: np.random.Generator) -> dict:
     }
 
 
+@threadpool_limits.wrap(limits=1)  # small matrices: BLAS threads only add contention
 def make_synthetic_dataset(
     path: str | os.PathLike,
     size: str = "small",
@@ -190,7 +191,7 @@ def make_synthetic_dataset(
         Task label of the event-related runs.
     conditions : tuple of str
         ``trial_type`` values; conditions containing "aud"/"vis"/"motor" activate the
-        Auditory/Visual/Somatomotor parcels, others cycle through networks.
+        Auditory/Visual/Somatomotor parcels, others half of a network not yet used.
     tr : float
         Repetition time (s).
     n_scans : int, optional
@@ -214,41 +215,6 @@ def make_synthetic_dataset(
     SyntheticDataset
         Paths, subjects and the :class:`SyntheticTruth`.
     """
-    with threadpool_limits(limits=1):  # small matrices: threads only add contention
-        return _make(
-            path,
-            size,
-            n_subjects,
-            n_sessions,
-            n_runs,
-            task,
-            conditions,
-            tr,
-            n_scans,
-            n_dummy_scans,
-            rest_task,
-            groups,
-            snr,
-            seed,
-        )
-
-
-def _make(
-    path,
-    size,
-    n_subjects,
-    n_sessions,
-    n_runs,
-    task,
-    conditions,
-    tr,
-    n_scans,
-    n_dummy_scans,
-    rest_task,
-    groups,
-    snr,
-    seed,
-) -> SyntheticDataset:
     path = Path(path)
     _check_arguments(
         path,

@@ -181,7 +181,8 @@ def fit_first_level(
     Parameters
     ----------
     Y : ndarray, shape (n_scans, n_voxels)
-        BOLD time series in masked-voxel space (all scans of the run).
+        BOLD time series in masked-voxel space (all scans of the run). float32 data are
+        fitted in float32 like ``FirstLevelModel`` does; other types become float64.
     frame_times : ndarray, shape (n_scans,)
         Acquisition time of each scan in seconds.
     events : pandas.DataFrame
@@ -228,7 +229,11 @@ def fit_first_level(
     -------
     FirstLevelFit
     """
-    Y = np.asarray(Y, dtype=float)
+    Y = np.asarray(Y)
+    if Y.dtype not in (np.float32, np.float64):
+        Y = Y.astype(float)
+    # float32 data (NIfTI BOLD) stay float32, as in FirstLevelModel: the AR(1) coefficients
+    # are binned to 1/bins, and a voxel at a bin edge would otherwise change bin.
     if Y.ndim == 1:
         Y = Y[:, None]
     if Y.ndim != 2:

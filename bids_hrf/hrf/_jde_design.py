@@ -35,9 +35,8 @@ def choose_dt(tr: float, dt: float | None = None, max_dt: float = 0.6) -> float:
     tr : float
         Repetition time in seconds.
     dt : float, optional
-        Requested step. Any positive value is accepted: the stimulus matrices are built by
-        exact evaluation of the piecewise-constant stimulus at ``t_n - d * dt``, so ``tr / dt``
-        need not be an integer.
+        Requested step. Any positive value is accepted: the stimulus matrices are exact for
+        the piecewise-linear HRF through the samples, so ``tr / dt`` need not be an integer.
     max_dt : float
         When ``dt`` is None, the largest step allowed; the step chosen is ``tr / k`` with the
         smallest integer ``k`` giving ``dt <= max_dt`` (TR = 2 -> 0.5, TR = 1 -> 0.5,
@@ -116,6 +115,16 @@ def condition_names(events: Sequence[pd.DataFrame]) -> list[str]:
     return sorted(names)
 
 
+def _hat(u: np.ndarray) -> np.ndarray:
+    return np.clip(1.0 - np.abs(u), 0.0, None)
+
+
+def _hat_integral(u: np.ndarray) -> np.ndarray:
+    """Antiderivative of the hat function ``max(0, 1 - |u|)`` (0 below -1, 1 above 1)."""
+    u = np.clip(u, -1.0, 1.0)
+    return np.where(u <= 0, 0.5 * (u + 1.0) ** 2, 1.0 - 0.5 * (1.0 - u) ** 2)
+
+
 def condition_matrices(
     events: pd.DataFrame,
     frame_times: np.ndarray,
@@ -123,12 +132,18 @@ def condition_matrices(
     dt: float,
     n_lags: int,
 ) -> np.ndarray:
-    """Stimulus lag matrices ``X_m`` of one run.
+    """Stimulus lag matrices ``X_m`` of one run, exact for a piecewise-linear HRF.
 
-    ``X[m, n, d] = s_m(t_n - d * dt)`` where ``s_m`` is the piecewise-constant stimulus of
-    condition ``m``: each event contributes its modulation on ``[onset, onset + w)``, with
-    ``w = max(duration, dt)`` (an impulse occupies one HRF bin). Evaluating the stimulus
-    exactly at every scan time makes any TR / dt ratio and any frame-time offset exact.
+    The HRF is the piecewise-linear interpolant of its samples ``h_d = h(d dt)`` (0 before
+    lag 0 and after the last sample), so ``sum_d X[m, n, d] h_d`` is exactly the response
+    at scan time ``t_n``, whatever ``tr / dt`` and the frame-time offsets:
+
+    - an impulse (duration 0) at onset ``o`` adds ``modulation * hat((t_n - o) / dt - d)``
+      (linear interpolation of the HRF at lag ``t_n - o``);
+    - an event of duration ``w > 0`` adds ``modulation * max(w, dt) / w`` times the integral
+      over its duration of the interpolated HRF, in units of ``dt``: a block counts
+      ``w / dt`` impulses (as a boxcar on the dt grid in PyHRF), an event shorter than
+      ``dt`` counts as one impulse spread over its duration.
 
     Parameters
     ----------
@@ -145,7 +160,8 @@ def condition_matrices(
     ndarray, shape (n_conditions, n_scans, n_lags)
     """
     frame_times = np.asarray(frame_times, dtype=float)
-    lag_times = frame_times[:, None] - dt * np.arange(n_lags)[None, :]
+    lags = np.arange(n_lags)[None, :]
+    stim_times = frame_times[:, None] - dt * lags  # stimulus time seen at lag d
     out = np.zeros((len(conditions), frame_times.size, n_lags))
     for m, name in enumerate(conditions):
         sel = events[events["trial_type"] == name]
@@ -153,9 +169,14 @@ def condition_matrices(
             sel["onset"].to_numpy(), sel["duration"].to_numpy(), sel["modulation"].to_numpy(),
             strict=True,
         ):
-            width = max(duration, dt)
-            inside = (lag_times >= onset - _EPS_T) & (lag_times < onset + width - _EPS_T)
-            out[m][inside] += amp
+            causal = (frame_times - onset >= -_EPS_T)[:, None]
+            u = (stim_times - onset) / dt  # lag of the scan after the onset, minus d, in dt
+            if duration <= 0:
+                w = _hat(u)
+            else:
+                lower = np.maximum(u - duration / dt, -lags)
+                w = (_hat_integral(u) - _hat_integral(lower)) * max(duration, dt) / duration
+            out[m] += amp * np.where(causal, w, 0.0)
     return out
 
 

@@ -55,8 +55,11 @@ class JDEVEM:
     n_iter_min, n_iter_max : int
         Iteration bounds.
     tol : float
-        Stop when the relative change of the free energy is below ``tol`` on two successive
-        iterations (after ``n_iter_min``).
+        Stop when the change of the free energy divided by the number of data points
+        (scans x voxels, all runs) is below ``tol`` on two successive iterations (after
+        ``n_iter_min``). Normalising by the data size rather than by ``|F|`` makes the
+        rule invariant to the units of the data (``F`` shifts by ``n log c`` when the data
+        are multiplied by ``c``).
     zero_constraint : bool
         Fix the first and last HRF samples to 0.
     drift_model : {"cosine", "polynomial", None}
@@ -259,8 +262,10 @@ class JDEVEM:
         h0 /= np.linalg.norm(h0)
         a_ols, resid = self._ols_init(Ys, Xs, Ps, h0)
         scale = float(np.sqrt(np.mean(a_ols**2)))
-        if not np.isfinite(scale) or scale <= 0:
-            scale = max(float(np.sqrt(np.mean([np.mean(y**2) for y in Ys]))), 1.0)
+        noise_rms = float(np.sqrt(np.mean([np.mean(e**2) for e in resid])))
+        if not np.isfinite(scale) or scale <= 1e-3 * noise_rms or scale <= 1e-300:
+            # no response at all (or constant data): scale by the noise, or leave as is
+            scale = noise_rms if noise_rms > 1e-300 else 1.0
         runs = [steps.RunData(y / scale, X[:, :, free], P) for y, X, P in zip(
             Ys, Xs, Ps, strict=True)]
         Rinv = design.hrf_precision(n_lags, dt, self.zero_constraint)
@@ -280,7 +285,7 @@ class JDEVEM:
                    for P, run in zip(Ps, runs, strict=True)],
             noise=np.maximum(noise0, pb.noise_floor),
         )
-        trace = self._iterate(pb, st)
+        trace = self._iterate(pb, st, sum(y.size for y in Ys))
         self._finalise(pb, st, trace, scale, free, n_lags, Ys)
         return self
 
@@ -307,7 +312,7 @@ class JDEVEM:
             row += y.shape[0]
         return coef[:M].T, resid
 
-    def _iterate(self, pb: steps.Problem, st: steps.State) -> list[float]:
+    def _iterate(self, pb: steps.Problem, st: steps.State, n_obs: int) -> list[float]:
         trace: list[float] = []
         small = 0
         self.converged_ = False
@@ -324,15 +329,16 @@ class JDEVEM:
             steps.m_noise(pb, st)
             trace.append(steps.free_energy(pb, st, self.estimate_hrf))
             if len(trace) > 1:
-                rel = abs(trace[-1] - trace[-2]) / max(abs(trace[-1]), 1e-300)
+                # change per data point (nats): unlike |dF / F|, invariant to the data units
+                rel = abs(trace[-1] - trace[-2]) / n_obs
                 small = small + 1 if rel < self.tol else 0
                 if it + 1 >= self.n_iter_min and small >= 2:
                     self.converged_ = True
                     break
         if not self.converged_:
             warnings.warn(
-                f"JDE-VEM did not converge in {self.n_iter_max} iterations (relative change "
-                f"of the free energy above tol={self.tol}); raise n_iter_max or tol",
+                f"JDE-VEM did not converge in {self.n_iter_max} iterations (free-energy change "
+                f"per data point above tol={self.tol}); raise n_iter_max or tol",
                 ConvergenceWarning, stacklevel=3,
             )
         return trace

@@ -4,8 +4,9 @@
 global structured signals shared across voxels. Alternate
 
 1. ``S`` given ``L``: sparse deconvolution of ``Y - L`` (:class:`SparseDeconvolution`);
-2. ``L`` given ``S``: singular-value soft thresholding of ``Y - H S`` at
-   ``threshold * sigma_1`` (``sigma_1`` its largest singular value),
+2. ``L`` given ``S``: singular-value (hard) thresholding of ``Y - H S``: the components whose
+   singular value exceeds ``threshold * sigma_1`` (``sigma_1`` the largest) are kept
+   unshrunk (soft thresholding would shrink the global signal and leak it into ``S``),
 
 until the relative change of ``S`` is below ``tol``; the final ``S`` is debiased on ``Y - L``.
 """
@@ -32,7 +33,7 @@ class LowRankPlusSparse:
     factor : float
         Parameter of the ``factor`` rule.
     threshold : float
-        Singular-value soft threshold, as a fraction of the largest singular value (0, 1).
+        Singular-value threshold, as a fraction of the largest singular value (0, 1).
     max_iter : int
         Alternations.
     tol : float
@@ -97,7 +98,7 @@ class LowRankPlusSparse:
             coef_new = sparse.fit(Y - low).coef_
             H = sparse.hrf_matrix_
             u, s, vt = np.linalg.svd(Y - H @ coef_new, full_matrices=False)
-            s_thr = np.maximum(s - self.threshold * s[0], 0.0)
+            s_thr = np.where(s > self.threshold * s[0], s, 0.0)
             rank = int(np.count_nonzero(s_thr))
             low = (u[:, :rank] * s_thr[:rank]) @ vt[:rank]
             change = np.linalg.norm(coef_new - coef) / max(np.linalg.norm(coef_new), 1e-12)

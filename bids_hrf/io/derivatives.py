@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import re
+import socket
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -169,13 +170,59 @@ def output_path(output_dir: str | os.PathLike, entities: Mapping[str, Any], suff
     return folder / build_name(entities, suffix, extension)
 
 
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+_PART_RE = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9-]+)-(?P<pid>\d+)\.[^.]+\.part(\.[a-z]+)*$")
+STALE_PART_SECONDS = 24 * 3600
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_parts(output_dir: str | os.PathLike) -> list[Path]:
+    """Remove temporary files left by interrupted writes (``kill -9``, node failure).
+
+    A ``.part`` file is stale when the process that made it (its name records host and
+    process id) is gone from this host, or when it is older than a day (other hosts).
+    Files of live writers, here or on other cluster nodes, are never touched.
+    """
+    import time
+
+    removed: list[Path] = []
+    root = Path(output_dir)
+    if not root.is_dir():
+        return removed
+    now = time.time()
+    for path in root.rglob(".*.part*"):
+        match = _PART_RE.match(path.name)
+        if not match or not path.is_file():
+            continue
+        try:
+            old = now - path.stat().st_mtime > STALE_PART_SECONDS
+        except OSError:
+            continue
+        here = match["host"] == _HOST
+        if old or (here and not _pid_alive(int(match["pid"]))):
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; move it into place only on success."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+        owner = f"{_HOST}-{os.getpid()}"
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{owner}.",
                                        suffix=".part" + "".join(path.suffixes))
         os.close(handle)
     except OSError as exc:
@@ -289,6 +336,7 @@ def init_output_dir(output_dir: str | os.PathLike, config_hash: str,
     except OSError as exc:
         raise OutputError(f"cannot create the output folder {root}: {exc.strerror}",
                           fix="choose a writable OUTPUT_DIR", path=str(root)) from exc
+    remove_stale_parts(root)
     desc_path = root / "dataset_description.json"
     if not desc_path.exists():
         write_json(desc_path, dataset_description(config_hash, source_datasets))

@@ -86,6 +86,34 @@ def _layout(config: Config):
                                 "and its derivatives", path=str(config.bids_dir)) from exc
 
 
+class Problem(str):
+    """A problem message that knows its error class (missing input, bad data, usage)."""
+
+    kind: type[BidsHrfError] = DataError
+
+    def __new__(cls, text: str, kind: type[BidsHrfError] = DataError):
+        obj = super().__new__(cls, text)
+        obj.kind = kind
+        return obj
+
+
+def _missing(text: str) -> Problem:
+    return Problem(text, NoInputError)
+
+
+def _unreadable(path: Path) -> Problem | None:
+    """A problem when ``path`` cannot be opened for reading (permissions, broken link)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except PermissionError:
+        return _missing(f"{path}: cannot be read (permission denied): make it readable "
+                        "(chmod a+r) by the user running bids-hrf")
+    except OSError as exc:
+        return _missing(f"{path}: cannot be read ({exc.strerror}): restore the file")
+    return None
+
+
 def _tr_from(metadata: dict, bold: Path, img) -> tuple[float | None, list[str]]:
     problems: list[str] = []
     tr = metadata.get("RepetitionTime")
@@ -177,18 +205,18 @@ def collect_runs(config: Config) -> tuple[list[RunInputs], dict[str, list[str]]]
             any_space = layout.get(**query)
             spaces = sorted({f.entities.get("space", "(none)") for f in any_space})
             if any_space:
-                problems[subject].append(
+                problems[subject].append(_missing(
                     f"sub-{subject}: no preprocessed BOLD in space {config.space} "
-                    f"(found spaces: {', '.join(spaces)}): use --space one of these")
+                    f"(found spaces: {', '.join(spaces)}): use --space one of these"))
             else:
                 raw = layout.get(subject=subject, suffix="bold", scope="raw",
                                  extension=_NIFTI, **({"task": list(config.task)}
                                                      if config.task else {}))
-                problems[subject].append(
+                problems[subject].append(_missing(
                     f"sub-{subject}: no fMRIPrep desc-preproc_bold found in "
                     f"{', '.join(str(p) for p in config.fmriprep_dirs)} "
                     f"({len(raw)} raw BOLD file(s) found): run fMRIPrep for this subject"
-                    + (" or check --task" if config.task else ""))
+                    + (" or check --task" if config.task else "")))
             continue
         for bold_file in bolds:
             run, msgs = _run_inputs(layout, bold_file, config)
@@ -200,7 +228,7 @@ def collect_runs(config: Config) -> tuple[list[RunInputs], dict[str, list[str]]]
     runs = [r for r in runs if r.subject not in skipped]
     if not runs:
         lines = [m for msgs in skipped.values() for m in msgs]
-        errors = [(NoInputError if _is_missing(m) else DataError)(m) for m in lines]
+        errors = [_problem_class(m)(m) for m in lines]
         if not errors:
             raise NoInputError(f"no runs to analyse in {config.bids_dir}",
                                fix="check --participant-label, --task and --space")
@@ -214,9 +242,11 @@ def collect_runs(config: Config) -> tuple[list[RunInputs], dict[str, list[str]]]
     return runs, skipped
 
 
-def _is_missing(message: str) -> bool:
-    return any(word in message for word in ("missing", "no fMRIPrep", "no events",
-                                            "no preprocessed"))
+def _problem_class(message: str) -> type[BidsHrfError]:
+    if isinstance(message, Problem):
+        return message.kind
+    missing = any(word in message for word in ("no fMRIPrep", "no preprocessed"))
+    return NoInputError if missing else DataError
 
 
 def _run_sort_key(run: str | None) -> tuple[int, str]:
@@ -239,16 +269,24 @@ def _run_inputs(layout, bold_file, config: Config) -> tuple[RunInputs | None, li
     events = _first(layout.get(scope="raw", suffix="events", extension=".tsv",
                                **{k: v for k, v in conf_common.items()}))
     if mask is None:
-        problems.append(f"{bold.name}: brain mask (*_space-{ents.get('space')}_desc-brain_mask"
-                        ".nii.gz) missing next to it: rerun fMRIPrep or restore the file")
+        problems.append(_missing(
+            f"{bold.name}: brain mask (*_space-{ents.get('space')}_desc-brain_mask.nii.gz) "
+            "missing next to it: rerun fMRIPrep or restore the file"))
     if confounds is None:
-        problems.append(f"{bold.name}: confounds file (*_desc-confounds_timeseries.tsv) missing"
-                        f" in {bold.parent}: rerun fMRIPrep or restore the file")
+        problems.append(_missing(
+            f"{bold.name}: confounds file (*_desc-confounds_timeseries.tsv) missing in "
+            f"{bold.parent}: rerun fMRIPrep or restore the file"))
     needs_events = config.hrf_method in ("canonical", "fir", "jde-vem")
     if events is None and needs_events and not ents.get("task", "").startswith("rest"):
-        problems.append(f"{bold.name}: no events.tsv for task '{ents.get('task')}' in "
-                        f"{config.bids_dir}: add the events file, or use --hrf-method sparse "
-                        "for paradigm-free analysis")
+        problems.append(_missing(
+            f"{bold.name}: no events.tsv for task '{ents.get('task')}' in {config.bids_dir}: "
+            "add the events file, or use --hrf-method sparse for paradigm-free analysis"))
+    for path in (bold, mask, confounds, events):
+        unreadable = _unreadable(path) if path is not None else None
+        if unreadable:
+            problems.append(unreadable)
+    if problems:
+        return None, problems
     try:
         img = nib.load(str(bold))
         shape = img.shape
@@ -257,10 +295,12 @@ def _run_inputs(layout, bold_file, config: Config) -> tuple[RunInputs | None, li
                         "restore the file from the fMRIPrep output")
         return None, problems
     if len(shape) != 4:
-        problems.append(f"{bold}: is {len(shape)}D, a 4D time series is needed: check the file")
+        problems.append(f"{bold}: is {len(shape)}D, a 4D time series is needed: give the "
+                        "preprocessed BOLD series written by fMRIPrep")
         return None, problems
     if shape[3] < 10:
-        problems.append(f"{bold}: only {shape[3]} volume(s); at least 10 are needed")
+        problems.append(f"{bold}: only {shape[3]} volume(s); at least 10 are needed: give "
+                        "the whole BOLD series")
         return None, problems
     try:
         metadata = layout.get_metadata(str(bold))
@@ -276,12 +316,67 @@ def _run_inputs(layout, bold_file, config: Config) -> tuple[RunInputs | None, li
         return None, problems
     if needs_events and events is None:
         return None, problems
+    problems.extend(_check_confounds(bold, config, int(shape[3])))
+    if events is not None:
+        problems.extend(_check_events(events, int(shape[3]) * tr, needs_events))
+    if problems:
+        return None, problems
     return RunInputs(subject=ents["subject"], session=ents.get("session"), task=ents["task"],
                      run=str(ents["run"]) if ents.get("run") is not None else None,
                      bold=bold, mask=mask, confounds=confounds, events=events, tr=tr,
                      n_volumes=int(shape[3]), acquisition=ents.get("acquisition"),
                      echo=str(ents["echo"]) if ents.get("echo") is not None else None,
                      metadata=metadata), problems
+
+
+def _check_confounds(bold: Path, config: Config, n_volumes: int) -> list[str]:
+    """Load the run's confounds as the workflow will (row count, NaN/inf, constant columns,
+    absent columns), so that a bad table is reported before any work starts."""
+    from bids_hrf.confounds import load_run_confounds
+
+    dummy: int | str = int(config.dummy_scans) if str(config.dummy_scans).isdigit() else "auto"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            load_run_confounds(bold, config.confounds, dummy_scans=dummy,
+                               fd_threshold=config.fd_threshold, n_volumes=n_volumes)
+    except BidsHrfError as exc:
+        return [Problem(exc.one_line(), type(exc) if type(exc) in (
+            DataError, NoInputError, UsageError) else DataError)]
+    except ValueError as exc:
+        return [Problem(f"confounds of {bold.name}: {exc}", DataError)]
+    return []
+
+
+def _check_events(events: Path, duration: float, needs_conditions: bool) -> list[str]:
+    """Read and check an events file; warn about ignored rows, report unusable files."""
+    from bids_hrf.steps.hrf import read_events
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            table = read_events(events)
+    except BidsHrfError as exc:
+        return [Problem(exc.one_line(), DataError)]
+    for warning in caught:
+        if issubclass(warning.category, UserWarning):
+            LOGGER.warning("%s: %s", events, warning.message)
+    if table is None:
+        return []
+    if needs_conditions and "trial_type" not in table.columns:
+        return [Problem(f"events file {events} has no trial_type column: add one naming the "
+                        "condition of each event (a single value if there is one condition)",
+                        DataError)]
+    onsets = table["onset"].to_numpy(dtype=float)
+    late = onsets >= duration
+    if late.all():
+        return [Problem(f"events file {events}: every event starts after the end of the scan "
+                        f"({duration:g} s): use the events file of this run (onsets in "
+                        "seconds from the first volume)", DataError)]
+    if late.any():
+        LOGGER.warning("%s: %d event(s) start after the end of the scan (%g s) and are "
+                       "ignored", events, int(late.sum()), duration)
+    return []
 
 
 def group_runs(runs: list[RunInputs]) -> dict[tuple[str, str | None, str], list[RunInputs]]:

@@ -1,4 +1,10 @@
-"""File-level group steps: second-level GLM per contrast over participants' outputs."""
+"""File-level group steps: second-level GLM per contrast over participants' outputs.
+
+The participant outputs already written are read back (never recomputed): each subject's
+fixed-effects contrast maps (sessions combined by fixed effects, or kept apart for paired
+models), then nilearn's second-level OLS model (:mod:`bids_hrf.glm.second_level`),
+thresholded maps, cluster tables and, optionally, permutation inference.
+"""
 
 from __future__ import annotations
 
@@ -10,33 +16,69 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from bids_hrf.errors import UsageError
 from bids_hrf.io.derivatives import bids_label
 from bids_hrf.steps.sink import record
 
 LOGGER = logging.getLogger("bids_hrf")
 GROUP_STATS = ("effect", "variance", "stat", "z", "p")
+DEFAULT_SETTINGS = {"alpha": 0.001, "height_control": "fpr", "cluster_threshold": 0,
+                    "n_perm": 0, "fdr": 0.05, "nprocs": 1}
 
 
-def read_participants(bids_dir: str | Path) -> pd.DataFrame | None:
-    """Read participants.tsv of the raw dataset (None when absent)."""
-    path = Path(bids_dir) / "participants.tsv"
-    if not path.is_file():
+def read_participants(path: str | Path | None) -> pd.DataFrame | None:
+    """Read a participants.tsv (None when not given or absent)."""
+    if not path or not Path(path).is_file():
         return None
     return pd.read_csv(path, sep="\t", dtype={"participant_id": str}, na_values=["n/a"])
 
 
+def load_group_model(group_model):
+    """``--group-model``: a JSON file's content (BIDS Stats Models) or the string itself."""
+    if isinstance(group_model, str) and group_model.lower().endswith(".json"):
+        path = Path(group_model)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--group-model {path} cannot be read as JSON: {exc}",
+                             fix="give a BIDS Stats Models JSON file", path=str(path)) from exc
+    return group_model
+
+
+def parse_model(group_model, participants: pd.DataFrame | None):
+    """Parse ``--group-model`` against participants.tsv (user errors as UsageError)."""
+    from bids_hrf.glm.group_design import parse_group_model
+
+    try:
+        return parse_group_model(load_group_model(group_model), participants)
+    except ValueError as exc:
+        raise UsageError(f"--group-model: {exc}", fix="see 'bids-hrf --help'") from exc
+
+
+def subject_groups(spec, participants: pd.DataFrame | None) -> pd.Series | None:
+    """Subject -> group label for two-sample models (None otherwise)."""
+    if spec.kind != "two-sample" or participants is None:
+        return None
+    table = participants.dropna(subset=[spec.group])
+    labels = table["participant_id"].astype(str).str.replace(r"^sub-", "", regex=True)
+    groups = pd.Series(table[spec.group].astype(str).to_numpy(), index=labels.to_numpy())
+    return groups[groups.isin(spec.levels)]
+
+
 def subject_maps(inv: pd.DataFrame, space: str) -> dict[tuple, dict[str, dict]]:
-    """Subject-level (fixed-effects, no run entity) t-contrast maps per (task, desc, contrast).
+    """Subject-level (fixed-effects, no run entity) contrast maps per (task, desc, contrast).
 
     Returns
     -------
     dict
-        (task, desc, contrast) -> subject -> {"effect": path, "variance": path, "sessions": [...]}
-        where several sessions of a subject are listed to be combined.
+        (task, desc, contrast) -> subject -> {"effect": [paths], "variance": [paths],
+        "sessions": [labels or None]}, one entry per session.
     """
     sel = inv[(inv["suffix"] == "statmap") & inv["run"].isna() & (inv["space"] == space)
               & inv["stat"].isin(["effect", "variance"])]
     out: dict[tuple, dict[str, dict]] = {}
+    if sel.empty:
+        return out
     for (task, desc, contrast, sub), rows in sel.groupby(
             ["task", sel["desc"].fillna(""), "contrast", "sub"], dropna=False):
         entry = out.setdefault((task, desc, contrast), {}).setdefault(
@@ -61,93 +103,217 @@ def _combine_sessions(entry: dict):
     return combine_sessions(effects, variances)
 
 
+def _inputs(subjects: dict[str, dict], paired: bool) -> tuple[list, dict, dict]:
+    """Map labels, their effect images and how many sessions each combines."""
+    labels, maps, n_sessions = [], {}, {}
+    for sub in sorted(subjects):
+        entry = subjects[sub]
+        if paired:
+            for eff, ses in zip(entry["effect"], entry["sessions"], strict=True):
+                key = f"{sub}:{ses}"
+                labels.append(key)
+                maps[key] = nib.load(eff)
+                n_sessions[key] = 1
+        else:
+            labels.append(sub)
+            maps[sub] = _combine_sessions(entry)[0]
+            n_sessions[sub] = len(entry["effect"])
+    return labels, maps, n_sessions
+
+
 def group_glm_step(inv_records: list[dict], participants_tsv: str | None, group_model,
-                   space: str, out_dir: str | Path) -> tuple[dict, list[dict]]:
+                   space: str, out_dir: str | Path,
+                   settings: dict | None = None) -> tuple[dict, list[dict]]:
     """Second-level model of every subject-level contrast.
+
+    Parameters
+    ----------
+    inv_records : list of dict
+        :func:`bids_hrf.io.outputs.inventory` rows.
+    participants_tsv : str or None
+        The raw dataset's participants.tsv.
+    group_model : str, dict or None
+        ``--group-model``.
+    space : str
+        Output space of the maps.
+    out_dir : path
+        Working folder of the step.
+    settings : dict, optional
+        ``alpha``, ``height_control``, ``cluster_threshold``, ``n_perm``, ``nprocs``.
 
     Returns
     -------
     result : dict
-        Per analysis: contrast, design path, used and dropped subjects, maps.
+        ``kind: "glm"``, the model, and per analysis: contrast, design, used, dropped
+        and missing subjects, maps, diagnostics.
     records : list
         Files for OUTPUT_DIR/group.
     """
-    from bids_hrf.glm.group_design import build_group_design, parse_group_model
-    from bids_hrf.glm.second_level import fit_second_level, threshold_and_clusters
+    from bids_hrf.glm.group_design import build_group_design
 
+    s = {**DEFAULT_SETTINGS, **(settings or {})}
     out_dir = Path(out_dir)
     inv = pd.DataFrame(inv_records)
-    participants = (pd.read_csv(participants_tsv, sep="\t", dtype={"participant_id": str},
-                                na_values=["n/a"]) if participants_tsv else None)
-    spec = parse_group_model(group_model, participants)
+    participants = read_participants(participants_tsv)
+    spec = parse_model(group_model, participants)
     analyses = []
     records: list[dict] = []
-    all_subjects = sorted({s for s in inv["sub"].dropna()})
+    all_subjects = sorted({s_ for s_ in inv["sub"].dropna()})
     for (task, desc, contrast), subjects in sorted(subject_maps(inv, space).items()):
-        missing = [s for s in all_subjects if s not in subjects]
+        missing = [x for x in all_subjects if x not in subjects]
         if missing:
             LOGGER.warning("group: contrast %s of task %s missing for %s: they are left out",
-                           contrast, task, ", ".join(f"sub-{s}" for s in missing))
-        labels = sorted(subjects)
-        maps_in = []
-        for sub in labels:
-            eff, _ = _combine_sessions(subjects[sub])
-            maps_in.append(eff)
+                           contrast, task, ", ".join(f"sub-{x}" for x in missing))
+        labels, maps_in, n_sessions = _inputs(subjects, spec.kind == "paired")
+        base = {"task": task, "desc": desc, "contrast": contrast, "missing": missing}
         try:
             design, used, dropped = build_group_design(spec, labels, participants)
         except ValueError as exc:
             LOGGER.warning("group: contrast %s of task %s not analysed: %s", contrast, task, exc)
-            analyses.append({"task": task, "desc": desc, "contrast": contrast,
-                             "error": str(exc), "subjects": labels})
+            analyses.append({**base, "error": str(exc), "subjects": labels})
             continue
         for sub, why in dropped.items():
             LOGGER.warning("group: sub-%s left out of %s: %s", sub, contrast, why)
-        maps_used = [maps_in[labels.index(str(u))] for u in used]
-        mask = _common_mask(maps_used)
-        results = fit_second_level(maps_used, design, mask_img=mask)
-        tag = f"task-{task}_contrast-{contrast}" + (f"_desc-{desc}" if desc else "")
-        design_path = out_dir / f"{tag}_design.tsv"
-        design.to_csv(design_path, sep="\t", index_label="participant")
-        ents = {"task": task, "space": space, "contrast": contrast, "desc": desc or None}
-        meta_base = {"GroupModel": spec.kind, "Subjects": [f"sub-{u}" for u in used],
-                     "DroppedSubjects": {f"sub-{k}": v for k, v in dropped.items()},
-                     "MissingSubjects": [f"sub-{s}" for s in missing],
-                     "Design": list(design.columns)}
-        records.append(record(design_path, "groupdesign", {k: v for k, v in ents.items()
-                                                            if k in ("task", "contrast",
-                                                                     "desc")},
-                              meta_base, datatype=None))
-        group_maps = {}
-        for gname, res in results.items():
-            glabel = bids_label(gname)
-            paths = {}
-            for stat in GROUP_STATS:
-                img = getattr(res, stat)
-                name = res.stat_type if stat == "stat" else stat
-                path = out_dir / f"{tag}_{glabel}_{name}.nii.gz"
-                nib.save(img, str(path))
-                paths[name] = str(path)
-                records.append(record(path, f"model-{glabel}_stat-{name}_statmap", ents, {
-                    **meta_base, "GroupContrast": gname, "ContrastType": res.stat_type,
-                    "Weights": np.asarray(res.weights).tolist(),
-                    "DegreesOfFreedom": res.dof}, datatype=None))
-            try:
-                thr_img, clusters = threshold_and_clusters(res.z, alpha=0.001,
-                                                           height_control="fpr",
-                                                           cluster_threshold=0)
-                cpath = out_dir / f"{tag}_{glabel}_clusters.tsv"
-                clusters.to_csv(cpath, sep="\t", index=False)
-                records.append(record(cpath, f"model-{glabel}_clusters", ents, {
-                    **meta_base, "Threshold": "z, p < 0.001 uncorrected"}, datatype=None))
-                paths["clusters"] = str(cpath)
-            except Exception as exc:  # a cluster table is a summary, not a result
-                LOGGER.warning("group: no cluster table for %s %s: %s", contrast, gname, exc)
-            group_maps[gname] = paths
-        analyses.append({"task": task, "desc": desc, "contrast": contrast,
-                         "design": str(design_path), "used": [str(u) for u in used],
-                         "dropped": dropped, "missing": missing, "maps": group_maps})
+        analysis, recs = _analyse(spec, design, [str(u) for u in used], dropped,
+                                  [maps_in[str(u)] for u in used], n_sessions, base, space,
+                                  out_dir, s)
+        analyses.append(analysis)
+        records.extend(recs)
     (out_dir / "group_glm.json").write_text(json.dumps(analyses, default=str))
-    return {"analyses": analyses, "model": spec.kind}, records
+    return {"kind": "glm", "analyses": analyses, "model": spec.kind,
+            "settings": s}, records
+
+
+def _analyse(spec, design, used, dropped, maps_used, n_sessions, base, space, out_dir, s):
+    from bids_hrf.glm.second_level import fit_second_level
+
+    task, desc, contrast = base["task"], base["desc"], base["contrast"]
+    mask = _common_mask(maps_used)
+    results = fit_second_level(maps_used, design, mask_img=mask)
+    tag = f"task-{task}_contrast-{contrast}" + (f"_desc-{desc}" if desc else "")
+    design_path = out_dir / f"{tag}_design.tsv"
+    design.to_csv(design_path, sep="\t", index_label="participant")
+    ents = {"task": task, "space": space, "contrast": contrast, "desc": desc or None}
+    meta_base = {"GroupModel": spec.kind, "Subjects": [f"sub-{u}" for u in used],
+                 "DroppedSubjects": {f"sub-{k}": v for k, v in dropped.items()},
+                 "MissingSubjects": [f"sub-{x}" for x in base["missing"]],
+                 "SessionsCombined": {f"sub-{u}": n_sessions[u] for u in used},
+                 "Design": list(design.columns)}
+    records = [record(design_path, "groupdesign",
+                      {k: v for k, v in ents.items() if k in ("task", "contrast", "desc")},
+                      {**meta_base, "Description": "second-level design matrix (one row "
+                                                   "per map, 'participant' first)"},
+                      datatype=None)]
+    diagnostics = _diagnostics(design, maps_used, mask, used, n_sessions)
+    diag_path = out_dir / f"{tag}_diagnostics.tsv"
+    diagnostics.to_csv(diag_path, sep="\t", index=False)
+    group_maps = {}
+    for gname, res in results.items():
+        glabel = bids_label(gname)
+        paths = {"type": res.stat_type, "dof": res.dof,
+                 "weights": np.asarray(res.weights).tolist()}
+        meta = {**meta_base, "GroupContrast": gname, "ContrastType": res.stat_type,
+                "Weights": np.asarray(res.weights).tolist(), "DegreesOfFreedom": res.dof}
+        for stat in GROUP_STATS:
+            name = res.stat_type if stat == "stat" else stat
+            path = out_dir / f"{tag}_{glabel}_{name}.nii.gz"
+            nib.save(getattr(res, stat), str(path))
+            paths[name] = str(path)
+            records.append(record(path, f"model-{glabel}_stat-{name}_statmap", ents,
+                                  {**meta, "Statistic": name}, datatype=None))
+        recs, extra = _threshold(res, tag, glabel, ents, meta, out_dir, s)
+        records.extend(recs)
+        paths.update(extra)
+        if s["n_perm"] and res.stat_type == "t":
+            recs, extra = _permutations(maps_used, design, res, mask, tag, glabel, ents,
+                                        meta, out_dir, s)
+            records.extend(recs)
+            paths.update(extra)
+        paths["max_z"] = float(np.nanmax(np.abs(np.asarray(res.z.dataobj))))
+        group_maps[gname] = paths
+    return {**base, "design": str(design_path), "diagnostics": str(diag_path),
+            "used": used, "dropped": dropped, "maps": group_maps}, records
+
+
+def _threshold(res, tag, glabel, ents, meta, out_dir, s):
+    from bids_hrf.glm.second_level import threshold_and_clusters
+
+    two_sided = res.stat_type == "t"
+    what = (f"{s['height_control']} p < {s['alpha']:g}"
+            + (f", clusters >= {s['cluster_threshold']} voxels" if s["cluster_threshold"]
+               else ""))
+    try:
+        thr_img, clusters = threshold_and_clusters(
+            res.z, alpha=s["alpha"], height_control=s["height_control"],
+            cluster_threshold=int(s["cluster_threshold"]), two_sided=two_sided)
+    except Exception as exc:  # a thresholded map is a summary, not a result
+        LOGGER.warning("group: no thresholded map for %s: %s", tag, exc)
+        return [], {}
+    z_thr = float(clusters.attrs.get("threshold", np.inf))
+    tdesc = bids_label(f"{ents['desc']} thresholded") if ents.get("desc") else "thresholded"
+    tpath = out_dir / f"{tag}_{glabel}_zthr.nii.gz"
+    nib.save(thr_img, str(tpath))
+    cpath = out_dir / f"{tag}_{glabel}_clusters.tsv"
+    clusters.to_csv(cpath, sep="\t", index=False)
+    tmeta = {**meta, "Threshold": what, "ZThreshold": z_thr if np.isfinite(z_thr) else None,
+             "TwoSided": two_sided}
+    records = [
+        record(tpath, f"model-{glabel}_stat-z_statmap", {**ents, "desc": tdesc},
+               {**tmeta, "Description": "z map, values below the threshold set to 0"},
+               datatype=None),
+        record(cpath, f"model-{glabel}_clusters", ents,
+               {**tmeta, "Description": "clusters of the thresholded z map (nilearn)"},
+               datatype=None),
+    ]
+    return records, {"zthr": str(tpath), "clusters": str(cpath), "z_threshold": z_thr,
+                     "threshold": what, "n_clusters": int(len(clusters))}
+
+
+def _permutations(maps, design, res, mask, tag, glabel, ents, meta, out_dir, s):
+    from bids_hrf.glm.second_level import permutation_inference
+
+    try:
+        perm = permutation_inference(maps, design, np.asarray(res.weights), mask_img=mask,
+                                     n_perm=int(s["n_perm"]), two_sided=True,
+                                     threshold=s["alpha"] if s["height_control"] == "fpr"
+                                     else 0.001, random_state=0, n_jobs=int(s["nprocs"]))
+    except Exception as exc:  # noqa: BLE001 - inference must not stop the other outputs
+        LOGGER.warning("group: permutation inference of %s failed: %s", tag, exc)
+        return [], {}
+    records, paths = [], {}
+    names = {"logp_max_t": "logpFweVoxel", "logp_max_size": "logpFweClusterSize",
+             "logp_max_mass": "logpFweClusterMass"}
+    for key, name in names.items():
+        img = perm.get(key)
+        if img is None:
+            continue
+        path = out_dir / f"{tag}_{glabel}_{name}.nii.gz"
+        nib.save(img, str(path))
+        paths[name] = str(path)
+        records.append(record(path, f"model-{glabel}_stat-{name}_statmap", ents, {
+            **meta, "Statistic": name, "Permutations": int(s["n_perm"]),
+            "Description": "-log10 family-wise-error-corrected p value (max statistic "
+                           "permutation test, nilearn non_parametric_inference)"
+                           + ("; cluster-forming p < " + f"{s['alpha']:g}"
+                              if "Cluster" in name else "")}, datatype=None))
+    return records, paths
+
+
+def _diagnostics(design: pd.DataFrame, maps, mask, used, n_sessions) -> pd.DataFrame:
+    """Per map: mean and sd of the effect in the group mask, and its leverage."""
+    from nilearn.masking import apply_mask
+
+    data = apply_mask(maps, mask)
+    x = design.to_numpy(dtype=float)
+    leverage = np.einsum("ij,jk,ik->i", x, np.linalg.pinv(x.T @ x), x)
+    mean = data.mean(axis=1)
+    centre, spread = np.median(mean), np.median(np.abs(mean - np.median(mean))) * 1.4826
+    robust_z = (mean - centre) / spread if spread > 0 else np.zeros_like(mean)
+    return pd.DataFrame({"participant": [f"sub-{u}" if ":" not in u else
+                                         "sub-" + u.replace(":", "_ses-") for u in used],
+                         "sessions_combined": [n_sessions[u] for u in used],
+                         "mean_effect": mean, "sd_effect": data.std(axis=1),
+                         "robust_z_of_mean": robust_z, "leverage": leverage})
 
 
 def _common_mask(imgs):

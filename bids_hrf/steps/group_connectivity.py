@@ -1,0 +1,282 @@
+"""File-level connectivity step: per-run connectivity matrices from the cleaned parcel time
+series (and optionally deconvolved activity), group means, edge-wise and network-level
+group comparisons."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bids_hrf.io.derivatives import bids_label
+from bids_hrf.steps.group import parse_model, read_participants, subject_groups
+from bids_hrf.steps.sink import record
+
+LOGGER = logging.getLogger("bids_hrf")
+_FISHER = ("correlation", "partial correlation")
+_RUN_ENTITIES = ("sub", "ses", "task", "acq", "run", "echo")
+
+
+def _runs(inv: pd.DataFrame, space: str, source: str) -> dict[tuple, pd.DataFrame]:
+    """Per-run inputs per (task, seg): the cleaned parcel series or activity maps."""
+    if source == "timeseries":
+        sel = inv[(inv["suffix"] == "timeseries") & (inv["stat"] == "mean")
+                  & inv["desc"].isna() & inv["sub"].notna() & inv["seg"].notna()]
+    else:
+        sel = inv[(inv["suffix"] == "bold") & (inv["desc"].isin(["activity", "innovation"]))
+                  & inv["sub"].notna() & inv["stat"].isna()]
+    sel = sel[sel["space"] == space]
+    out = {}
+    if sel.empty:
+        return out
+    for (task, seg), rows in sel.groupby(["task", sel["seg"].fillna("")]):
+        out[(task, seg)] = rows.sort_values("path")
+    return out
+
+
+def _activity_series(row: pd.Series, inv: pd.DataFrame) -> pd.DataFrame | None:
+    """Parcel means of a deconvolved activity map, with the subject's parcellation."""
+    from nilearn.maskers import NiftiLabelsMasker
+
+    dseg = inv[(inv["suffix"] == "dseg") & (inv["sub"] == row["sub"])
+               & (inv["task"] == row["task"]) & (inv["extension"] == ".nii.gz")]
+    if row["ses"] is not None:
+        dseg = dseg[dseg["ses"] == row["ses"]]
+    labels = inv[(inv["suffix"] == "dseg") & (inv["extension"] == ".tsv")
+                 & (inv["sub"] == row["sub"]) & (inv["task"] == row["task"])]
+    if dseg.empty or labels.empty:
+        return None
+    table = pd.read_csv(labels["path"].iloc[0], sep="\t")
+    masker = NiftiLabelsMasker(dseg["path"].iloc[0], standardize=False, keep_masked_labels=False)
+    data = masker.fit_transform(row["path"])
+    names = dict(zip(table["index"].astype(int), table["name"].astype(str), strict=True))
+    cols = [names.get(int(v), str(v)) for v in masker.labels_ if int(v) != 0]
+    return pd.DataFrame(data[:, -len(cols):], columns=cols)
+
+
+def _networks_of(inv: pd.DataFrame, seg: str, networks_tsv: str | None) -> dict | None:
+    """Parcel name -> network: ``--networks`` or the atlas label table's network column."""
+    from bids_hrf.connectivity import read_networks_tsv
+
+    if networks_tsv:
+        return read_networks_tsv(networks_tsv)
+    sel = inv[(inv["suffix"] == "dseg") & (inv["extension"] == ".tsv") & (inv["seg"] == seg)]
+    for path in sel["path"]:
+        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+        if {"name", "network"} <= set(table.columns):
+            table = table[table["network"].str.strip().ne("") & table["network"].ne("n/a")]
+            if table["network"].nunique() > 1:
+                return dict(zip(table["name"], table["network"], strict=True))
+    return None
+
+
+def _subject_mean(stack: np.ndarray, kind: str) -> np.ndarray:
+    """Average runs of one subject (in Fisher z for correlations)."""
+    if kind in _FISHER:
+        from bids_hrf.connectivity import fisher_z
+
+        return np.tanh(fisher_z(stack).mean(axis=0))
+    return stack.mean(axis=0)
+
+
+def _write_matrix(path: Path, matrix: np.ndarray, names: list[str]) -> None:
+    pd.DataFrame(matrix, columns=names).to_csv(path, sep="\t", index=False,
+                                               float_format="%.8g")
+
+
+def connectivity_step(inv_records: list[dict], participants_tsv: str | None, group_model,
+                      space: str, out_dir: str | Path, settings: dict | None = None,
+                      ) -> tuple[dict, list[dict]]:
+    """Connectivity of every run, group means and group comparisons.
+
+    Parameters
+    ----------
+    inv_records : list of dict
+        :func:`bids_hrf.io.outputs.inventory` rows.
+    participants_tsv : str or None
+        participants.tsv of the raw dataset.
+    group_model : str, dict or None
+        ``--group-model``; two-sample models give the groups compared.
+    space : str
+        Output space.
+    out_dir : path
+        Working folder.
+    settings : dict, optional
+        ``kinds`` (connectivity measures), ``fdr``, ``networks`` (a TSV path or None),
+        ``activity`` (also use deconvolved activity).
+
+    Returns
+    -------
+    result : dict
+        ``kind: "connectivity"`` with, per (task, atlas, source, measure), the paths of the
+        group means, edge and network comparisons.
+    records : list
+        Per-run ``_relmat.tsv`` (subject folders) and group files.
+    """
+    s = {"kinds": ("correlation", "partial correlation", "tangent"), "fdr": 0.05,
+         "networks": None, "activity": False, **(settings or {})}
+    kinds = tuple(s["kinds"])
+    out_dir = Path(out_dir)
+    result = {"kind": "connectivity", "analyses": [], "fdr": s["fdr"]}
+    if not kinds:
+        return result, []
+    inv = pd.DataFrame(inv_records)
+    participants = read_participants(participants_tsv)
+    spec = parse_model(group_model, participants)
+    groups = subject_groups(spec, participants)
+    records: list[dict] = []
+    sources = ["timeseries"] + (["activity"] if s["activity"] else [])
+    for source in sources:
+        for (task, seg), rows in sorted(_runs(inv, space, source).items()):
+            analyses, recs = _analyse(inv, rows, task, seg, source, kinds, groups, space,
+                                      out_dir, s)
+            result["analyses"].extend(analyses)
+            records.extend(recs)
+    if not result["analyses"]:
+        LOGGER.info("connectivity: no parcel time series in space %s", space)
+    return result, records
+
+
+def _load_series(inv, rows, source):
+    series, keys = [], []
+    for _, row in rows.iterrows():
+        if source == "timeseries":
+            table = pd.read_csv(row["path"], sep="\t")
+        else:
+            table = _activity_series(row, inv)
+            if table is None:
+                LOGGER.warning("connectivity: no parcellation for %s", row["path"])
+                continue
+        series.append(table)
+        keys.append(row)
+    return series, keys
+
+
+def _analyse(inv, rows, task, seg, source, kinds, groups, space, out_dir, s):
+    from bids_hrf.connectivity import connectivity_matrices
+
+    series, keys = _load_series(inv, rows, source)
+    if not series:
+        return [], []
+    names = [c for c in series[0].columns if all(c in t.columns for t in series)]
+    partial = sorted(set().union(*(set(t.columns) for t in series)) - set(names))
+    if partial:
+        LOGGER.warning("connectivity: parcel(s) %s missing in some runs: left out",
+                       ", ".join(map(str, partial)))
+    arrays = [t[names].to_numpy(dtype=float) for t in series]
+    usable = [i for i, a in enumerate(arrays) if np.all(np.isfinite(a)) and len(a) > 3
+              and np.all(a.std(axis=0) > 0)]
+    if len(usable) < len(arrays):
+        LOGGER.warning("connectivity: run(s) %s left out (constant or non-finite series)",
+                       ", ".join(Path(keys[i]["path"]).name for i in range(len(arrays))
+                                 if i not in usable))
+    arrays, keys = [arrays[i] for i in usable], [keys[i] for i in usable]
+    kinds_ok = [k for k in kinds if k != "tangent" or len(arrays) >= 2]
+    if not arrays or not kinds_ok:
+        return [], []
+    mats = connectivity_matrices(arrays, kinds=kinds_ok)
+    networks = _networks_of(inv, seg, s["networks"])
+    subjects = [k["sub"] for k in keys]
+    order = list(dict.fromkeys(subjects))
+    analyses, records = [], []
+    for kind in kinds_ok:
+        label = bids_label(kind)
+        base = {"task": task, "space": space, "seg": seg or None,
+                "desc": "deconvolved" if source == "activity" else None}
+        meta = {"Measure": kind, "Source": "deconvolved activity" if source == "activity"
+                else "cleaned parcel mean time series", "NodeNames": names,
+                "Estimator": "nilearn ConnectivityMeasure"
+                             + (" (tangent space relative to the mean of all runs)"
+                                if kind == "tangent" else "")}
+        for i, key in enumerate(keys):
+            path = out_dir / f"{Path(key['path']).name.split('.')[0]}_{label}_relmat.tsv"
+            _write_matrix(path, mats[kind][i], names)
+            ents = {e: key[e] for e in _RUN_ENTITIES if key.get(e) is not None}
+            records.append(record(path, f"meas-{label}_relmat", {**base, **ents}, {
+                **meta, "Sources": [Path(key["path"]).name]}))
+        per_sub = np.stack([_subject_mean(mats[kind][[i for i, x in enumerate(subjects)
+                                                      if x == sub]], kind) for sub in order])
+        analysis = {"task": task, "seg": seg, "source": source, "measure": kind,
+                    "names": names, "subjects": order, "networks": networks}
+        tag = f"task-{task}_seg-{seg}_{source}_{label}"
+        means = {"all": per_sub}
+        sub_groups = groups.reindex(order) if groups is not None else None
+        if sub_groups is not None:
+            for level in sorted(sub_groups.dropna().unique()):
+                means[level] = per_sub[(sub_groups == level).to_numpy()]
+        analysis["means"] = {}
+        for level, stack in means.items():
+            if not len(stack):
+                continue
+            path = out_dir / f"{tag}_{bids_label(level)}_mean.tsv"
+            _write_matrix(path, _subject_mean(stack, kind), names)
+            desc = bids_label(f"{base['desc'] or ''} {'mean' if level == 'all' else level}")
+            records.append(record(path, f"meas-{label}_relmat", {**base, "desc": desc}, {
+                **meta, "Description": f"mean over the subjects of {level} (subjects: runs "
+                                       "averaged first; correlations averaged in Fisher z)",
+                "Subjects": [f"sub-{x}" for x, g in zip(order, sub_groups if sub_groups
+                                                         is not None else order, strict=True)
+                             if level == "all" or g == level]}, datatype=None))
+            analysis["means"][level] = str(path)
+        analysis.update(_compare(per_sub, order, sub_groups, names, networks, kind, label,
+                                 base, meta, tag, out_dir, s, records))
+        analyses.append(analysis)
+    return analyses, records
+
+
+def _compare(per_sub, order, sub_groups, names, networks, kind, label, base, meta, tag,
+             out_dir, s, records) -> dict:
+    from bids_hrf.connectivity import compare_edges, compare_networks, network_summary
+
+    out: dict = {}
+    fisher = kind in _FISHER
+    summary = None
+    if networks:
+        known = {k: v for k, v in networks.items() if str(k) in names}
+        if known:
+            summary = network_summary(per_sub, known, names=names, subjects=order,
+                                      fisher_z=fisher)
+            if sub_groups is not None:
+                summary.insert(1, "group", summary["subject"].map(sub_groups).fillna("n/a"))
+            path = out_dir / f"{tag}_networks.tsv"
+            summary.assign(subject="sub-" + summary["subject"]).to_csv(
+                path, sep="\t", index=False, na_rep="n/a")
+            records.append(record(path, f"meas-{label}_networks", base, {
+                **meta, "Description": "mean connectivity within and between networks per "
+                                       "subject" + (" (Fisher z)" if fisher else "")},
+                datatype=None))
+            out["network_summary"] = str(path)
+    if sub_groups is None or sub_groups.dropna().nunique() != 2:
+        return out
+    keep = sub_groups.notna().to_numpy()
+    if min(sub_groups.value_counts()) < 2:
+        LOGGER.warning("connectivity: fewer than 2 subjects in a group: no comparison")
+        return out
+    levels = sorted(sub_groups.dropna().unique())
+    cmeta = {**meta, "Test": "Welch t test" + (" on Fisher z" if fisher else ""),
+             "Groups": levels, "Difference": f"{levels[1]} - {levels[0]}",
+             "MultipleComparisons": f"Benjamini-Hochberg FDR, q < {s['fdr']:g}"}
+    edges = compare_edges(per_sub[keep], sub_groups[keep].to_numpy(), alpha=s["fdr"],
+                          names=names, fisher_z=fisher)
+    path = out_dir / f"{tag}_edges.tsv"
+    edges.to_csv(path, sep="\t", index=False, na_rep="n/a")
+    records.append(record(path, f"meas-{label}_edges", base, {
+        **cmeta, "Description": "group comparison of every edge"}, datatype=None))
+    out["edges"] = str(path)
+    for _, row in edges[edges["significant"]].iterrows():
+        LOGGER.info("connectivity (%s): edge %s - %s differs (q = %.3g)", kind, row["name_i"],
+                    row["name_j"], row["p_fdr"])
+    if summary is not None:
+        sub = summary[summary["subject"].isin(sub_groups.dropna().index)]
+        comp = compare_networks(sub.drop(columns="group"), sub_groups.dropna(),
+                                alpha=s["fdr"])
+        path = out_dir / f"{tag}_networkcomparison.tsv"
+        comp.to_csv(path, sep="\t", index=False, na_rep="n/a")
+        desc = bids_label(f"{base['desc'] or ''} group comparison")
+        records.append(record(path, f"meas-{label}_networks", {**base, "desc": desc}, {
+            **cmeta, "Description": "group comparison of within/between-network means"},
+            datatype=None))
+        out["network_comparison"] = str(path)
+    return out
