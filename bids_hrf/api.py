@@ -97,10 +97,13 @@ def _plugin(config: Config, n_nodes: int) -> tuple[str, dict]:
         if config.mem_gb and "sbatch_args" not in args:
             args["sbatch_args"] = f"--mem={int(config.mem_gb * 1024)}M"
     if plugin in ("Linear", "MultiProc"):
-        state = {"done": 0, "t0": time.time()}
+        state = {"done": 0, "t0": time.time(), "started": set()}
 
         def status(node, status_name):
-            if status_name == "end":
+            # nipype's Linear plugin also reports "end" for nodes skipped after a failure
+            if status_name == "start":
+                state["started"].add(node.fullname)
+            elif status_name == "end" and node.fullname in state["started"]:
                 state["done"] += 1
                 LOGGER.info("[%d/%d] %s done", state["done"], n_nodes,
                             node.fullname.replace("bids_hrf_wf.", ""))
@@ -140,8 +143,11 @@ def _configure_nipype(config: Config, work: Path) -> None:
                       "create_report": "false", "poll_sleep_duration": 2,
                       "local_hash_check": "true"},
         "monitoring": {"enabled": "false"},
-        "logging": {"workflow_level": "INFO" if config.verbose >= 2 else "ERROR",
-                    "interface_level": "INFO" if config.verbose >= 2 else "ERROR",
+        # nipype logs a failing node with its traceback at ERROR level; bids-hrf reports
+        # the failure in one line itself, so nipype only speaks with -vv.
+        "logging": {"workflow_level": "INFO" if config.verbose >= 2 else "CRITICAL",
+                    "interface_level": "INFO" if config.verbose >= 2 else "CRITICAL",
+                    "utils_level": "INFO" if config.verbose >= 2 else "CRITICAL",
                     "log_to_file": "false"},
     })
     nipype_logging.update_logging(nipype_config)
@@ -193,8 +199,20 @@ def run_participant(config: Config) -> dict:
     return {"subjects": subjects, "reports": reports, "skipped": skipped}
 
 
+def _explain(item: dict) -> dict:
+    """Make a non-user error from a step (out of memory) actionable."""
+    message = str(item.get("message", ""))
+    if message.startswith("MemoryError"):
+        step = Path(str(item.get("node", ""))).name or "a step"
+        return {**item, "exit_code": 1,
+                "message": f"out of memory in step {step} -- lower --nprocs, give --mem-gb "
+                           "with the memory available to the job, or use a machine with more "
+                           "memory; rerun with the same -w/--work-dir to resume"}
+    return item
+
+
 def _raise_workflow_errors(errors_dir: Path, exc: Exception, work: Path) -> None:
-    found = _collect_errors(errors_dir)
+    found = [_explain(item) for item in _collect_errors(errors_dir)]
     if found:
         unique = []
         for item in found:

@@ -122,7 +122,8 @@ def masked_voxel_data(bold_img, mask_img=None, smoothing_fwhm: float | None = No
                         "the brain mask", fix="check the preprocessing of this run",
                         path=bold_name)
     if not good.all():
-        warnings.warn(f"BOLD run {bold_name}: dropped {int((~finite).sum())} voxels with "
+        where = bold_name if bold_name.startswith("the ") else f"BOLD run {bold_name}"
+        warnings.warn(f"{where}: dropped {int((~finite).sum())} voxels with "
                       f"NaN/inf values and {int((finite & ~varying).sum())} constant voxels "
                       f"from the brain mask ({int(good.sum())} of {good.size} kept)",
                       UserWarning, stacklevel=2)

@@ -47,7 +47,14 @@ def main(queries: list[str]) -> int:
     print(f"TemplateFlow home {home}: {len(api.templates())} templates in the skeleton")
     for text in queries:
         template, entities = parse_query(text)
-        found = api.get(template, raise_empty=True, **entities)
+        try:
+            found = api.get(template, raise_empty=True, **entities)
+        except Exception as exc:  # network, S3/DataLad or query errors: one clear line
+            raise SystemExit(
+                f"could not fetch TemplateFlow files for {text!r}: {type(exc).__name__}: "
+                f"{exc} -- TEMPLATEFLOW_PREFETCH needs network access at build time and "
+                "entities that match files of the template"
+            ) from exc
         paths = [Path(p) for p in (found if isinstance(found, list) else [found])]
         empty = [p for p in paths if p.stat().st_size == 0]
         if empty:

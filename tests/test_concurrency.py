@@ -104,3 +104,82 @@ def test_participant_jobs_into_one_output_dir(tmp_path, shared_work):
             json.loads(path.read_text())
         elif path.suffix == ".tsv":
             assert len(pd.read_csv(path, sep="\t")) > 0, path
+
+
+@pytest.mark.parametrize("plugin, expected", [
+    ("MultiProc", {"memory_gb": 3.0, "n_procs": 4}),
+    ("SLURM", {"sbatch_args": "--mem=3072M"}),
+])
+def test_mem_gb_reaches_the_scheduler(tmp_path, plugin, expected):
+    """--mem-gb becomes nipype's memory budget (MultiProc) or the sbatch request (SLURM)."""
+    from bids_hrf.api import _plugin
+    from bids_hrf.config import make_config
+
+    config = make_config(tmp_path, tmp_path / "out", "participant", nprocs=4, mem_gb=3.0,
+                         plugin=plugin)
+    name, args = _plugin(config, n_nodes=10)
+    assert name == plugin
+    for key, value in expected.items():
+        assert args[key] == value
+
+
+def _sleeper(x, log):
+    import os
+    import time
+
+    t0 = time.time()
+    time.sleep(1.0)
+    with open(log, "a") as fh:
+        fh.write(f"{t0} {time.time()} {os.getpid()}\n")
+    return x
+
+
+def test_multiproc_keeps_within_mem_gb(tmp_path):
+    """With --mem-gb 3, MultiProc never runs two 2-GB steps at the same time."""
+    from nipype.interfaces.utility import Function
+    from nipype.pipeline import engine as pe
+
+    log = tmp_path / "intervals.txt"
+    wf = pe.Workflow(name="mem", base_dir=str(tmp_path))
+    for i in range(3):
+        node = pe.Node(Function(input_names=["x", "log"], output_names=["x"],
+                                function=_sleeper), name=f"step{i}", mem_gb=2.0)
+        node.inputs.x = i
+        node.inputs.log = str(log)
+        wf.add_nodes([node])
+    wf.config["execution"] = {"poll_sleep_duration": 0.1, "crashdump_dir": str(tmp_path)}
+    wf.run(plugin="MultiProc", plugin_args={"n_procs": 3, "memory_gb": 3.0,
+                                            "raise_insufficient": False})
+    spans = sorted(tuple(map(float, line.split()[:2])) for line in log.read_text().split("\n")
+                   if line)
+    assert len(spans) == 3
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        assert start >= end - 0.05, f"two 2-GB steps overlapped under a 3-GB budget: {spans}"
+
+
+def test_participant_steps_declare_memory(small_bold_run):
+    """The heavy steps of the participant workflow carry a memory estimate for the
+    scheduler that grows with the BOLD size."""
+    from bids_hrf.workflows.participant import _mem
+
+    small, large = small_bold_run
+    assert _mem(large, 4.0) > _mem(small, 4.0) >= 0.5
+
+
+@pytest.fixture
+def small_bold_run(tmp_path):
+    from bids_hrf.io.inputs import RunInputs
+
+    runs = []
+    for name, shape in (("small", (40, 40, 40, 100)), ("large", (97, 115, 97, 600))):
+        # only a header with the wanted shape (the data are never read)
+        hdr = nib.Nifti1Header()
+        hdr.set_data_shape(shape)
+        hdr.set_data_dtype(np.float32)
+        path = tmp_path / f"{name}_bold.nii"
+        with open(path, "wb") as fh:
+            fh.write(hdr.binaryblock + b"\x00" * 4)
+        runs.append(RunInputs(subject="01", session=None, task="t", run=None, bold=path,
+                              mask=path, confounds=path, events=None, tr=2.0,
+                              n_volumes=shape[3]))
+    return runs

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -471,10 +472,9 @@ def test_events_partly_after_end_and_missing_trial_type(ds):
     _run(ds, code=0, mentions=("after the end", "trial_type"))
 
 
-@pytest.mark.slow
 def test_events_without_trial_type_column(ds):
     edit_tsv(ds.events(), lambda t: t.drop(columns=["trial_type"]))
-    _run(ds, code=0, mentions=("trial_type",))
+    _run(ds, code=DATAERR, mentions=(ds.events().name, "trial_type"))
 
 
 @pytest.mark.slow
@@ -511,9 +511,31 @@ def test_paths_with_spaces_and_non_ascii(tmp_path):
 def test_differing_compcor_columns_across_runs(tmp_path):
     """Run 2 has fewer CompCor components than run 1 (fMRIPrep keeps a variance share)."""
     ds = make_dataset(tmp_path, n_runs=2)
-    edit_tsv(ds.confounds(run=2), lambda t: t.drop(
-        columns=[c for c in t.columns if c.startswith("a_comp_cor_")][2:]))
+    _drop_compcor(ds.confounds(run=2), keep=2, sidecar=True)
     _run(ds, "--confounds", "compcor", code=0)
+    designs = sorted((ds.out / "sub-01" / "func").glob("*_design.tsv"))
+    n_compcor = [sum(c.startswith("a_comp_cor") for c in p.read_text().split("\n")[0].split())
+                 for p in designs]
+    assert n_compcor[0] > n_compcor[1] == 2
+
+
+def _drop_compcor(tsv: Path, keep: int, sidecar: bool) -> None:
+    """Keep only the first ``keep`` aCompCor columns (in the JSON sidecar too if asked)."""
+    drop: list[str] = []
+
+    def cut(t):
+        drop.extend([c for c in t.columns if c.startswith("a_comp_cor_")][keep:])
+        return t.drop(columns=drop)
+    edit_tsv(tsv, cut)
+    if sidecar:
+        meta = tsv.with_suffix(".json")
+        data = json.loads(meta.read_text())
+        meta.write_text(json.dumps({k: v for k, v in data.items() if k not in drop}))
+
+
+def test_compcor_columns_missing_from_table_but_in_sidecar(ds):
+    _drop_compcor(ds.confounds(), keep=2, sidecar=False)
+    _run(ds, "--confounds", "compcor", code=DATAERR, mentions=(ds.confounds().name,))
 
 
 def test_not_run_inside_bids_dir_writes(ds):
@@ -522,3 +544,16 @@ def test_not_run_inside_bids_dir_writes(ds):
     _run(ds, code=DATAERR)
     assert not ds.out.exists()
     assert os.listdir(ds.bids)
+
+
+def test_out_of_memory_in_a_step(ds):
+    """A step running out of memory: exit 1, one line saying what to do, resumable."""
+    prelude = """
+import bids_hrf.glm.first_level as fl
+def _oom(*args, **kwargs):
+    raise MemoryError()
+fl.fit_first_level = _oom
+"""
+    before = files_below(ds.bids)
+    result = run_cli(*ds.args(), python_prelude=prelude)
+    _check(ds, result, 1, "out of memory", "--mem-gb", before=before)

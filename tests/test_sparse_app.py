@@ -26,7 +26,11 @@ def test_estimate_sparse_canonical_outputs():
     Y, S, labels = _run()
     calls = []
     est = estimate_sparse(
-        Y, 2.0, labels, {3: "left", 7: "right"}, estimate_hrf=False,
+        Y,
+        2.0,
+        labels,
+        {3: "left", 7: "right"},
+        estimate_hrf=False,
         progress=lambda d, t: calls.append((d, t)),
     )
     assert isinstance(est, HRFEstimate) and est.method == "sparse"
@@ -48,7 +52,13 @@ def test_estimate_sparse_canonical_outputs():
 def test_estimate_sparse_blind_stability_block():
     Y, S, labels = _run(seed=1)
     est = estimate_sparse(
-        Y, 2.0, labels, {3: "a"}, n_surrogates=5, block_model=True, hrf_duration=20.0,
+        Y,
+        2.0,
+        labels,
+        {3: "a"},
+        n_surrogates=5,
+        block_model=True,
+        hrf_duration=20.0,
     )
     assert est.labels == ["a", "7"]
     assert "desc-innovation_bold" in est.voxel_maps

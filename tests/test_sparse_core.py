@@ -132,7 +132,10 @@ def test_fista_matches_sklearn_lasso():
     for j in range(v):
         ref = Lasso(alpha=lam[j] / n, fit_intercept=False, tol=1e-12, max_iter=200000)
         ref.fit(H, Y[:, j])
-        obj = lambda s: 0.5 * np.sum((Y[:, j] - H @ s) ** 2) + lam[j] * np.abs(s).sum()  # noqa: E731
+
+        def obj(s, y=Y[:, j], lj=lam[j]):
+            return 0.5 * np.sum((y - H @ s) ** 2) + lj * np.abs(s).sum()
+
         assert obj(res.coef[:, j]) <= obj(ref.coef_) + 1e-6
         np.testing.assert_allclose(res.coef[:, j], ref.coef_, atol=1e-3)
 

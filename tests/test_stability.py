@@ -30,8 +30,12 @@ def test_auc_matches_per_voxel_reference():
     hs = H[keep]
     for j in range(3):
         alphas, _, coefs = lars_path_gram(
-            Xy=hs.T @ Y[keep, j], Gram=hs.T @ hs, n_samples=keep.size, max_iter=29,
-            method="lasso", eps=1e-12,
+            Xy=hs.T @ Y[keep, j],
+            Gram=hs.T @ hs,
+            n_samples=keep.size,
+            max_iter=29,
+            method="lasso",
+            eps=1e-12,
         )
         # sklearn leaves ~1e-17 on a coefficient dropped at a breakpoint: count it as zero
         ref = ((np.abs(coefs) > 1e-10) * alphas).sum(axis=1) / alphas.sum()

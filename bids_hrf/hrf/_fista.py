@@ -153,11 +153,10 @@ def prox_l1_l21(z: np.ndarray, thr: float, group: float) -> np.ndarray:
 
 
 def _gram_product(gram: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """``gram @ z``, through a sparse product when ``z`` is mostly zeros (the usual case)."""
-    nnz = np.count_nonzero(z)
-    if nnz < 0.25 * z.size:
-        return np.asarray(sparse.csr_matrix(z.T) @ gram).T
-    return gram @ z
+    """``z @ gram`` (voxel-major ``z``), sparse when ``z`` is mostly zeros (the usual case)."""
+    if np.count_nonzero(z) < 0.35 * z.size:
+        return np.asarray(sparse.csr_matrix(z) @ gram)
+    return z @ gram
 
 
 @dataclass
@@ -211,56 +210,64 @@ def fista_batched(
     if not 0.0 <= group <= 1.0:
         raise ValueError(f"group must be in [0, 1], got {group}")
     gram = hrf_mat.T @ hrf_mat
-    hty = hrf_mat.T @ y
-    step = 1.0 / largest_eigenvalue(gram)
+    step = float(1.0 / largest_eigenvalue(gram.astype(float)))
     sign = 1.0 if hrf_mat[np.argmax(np.abs(hrf_mat[:, 0])), 0] >= 0 else -1.0
-
-    s = np.zeros((n_scans, n_vox))
     if group > 0:
         lam[:] = np.median(lam)
+    # Voxel-major layout: converged voxels are removed by compacting the rows.
+    b = np.ascontiguousarray((hrf_mat.T @ y).T)  # (V, N) = (H'Y)'
+    yt = np.ascontiguousarray(y.T) if sigma_update is not None else None
+    dtype = np.result_type(hrf_mat, y)
+    gram = gram.astype(dtype, copy=False)
+    out = np.zeros((n_vox, n_scans), dtype=dtype)
+    idx = np.arange(n_vox)
+    s = np.zeros((n_vox, n_scans), dtype=dtype)
     z = s.copy()
-    t = np.ones(n_vox)
-    active = np.arange(n_vox)
+    t = np.ones(n_vox, dtype=dtype)
+    lam_a = lam.astype(dtype)
+    sig_a = None if sigma_update is None else np.asarray(sigma_update, dtype=float).copy()
     n_iter = 0
-    precision = None if sigma_update is None else sigma_update / 1e5
     for n_iter in range(1, max_iter + 1):
-        s_old = s[:, active]
-        z_a = z[:, active]
-        grad_in = z_a + step * (hty[:, active] - _gram_product(gram, z_a))
+        grad_in = z + step * (b - _gram_product(gram, z))
         if group > 0:
-            s_new = prox_l1_l21(grad_in, step * lam[0], group)
+            s_new = prox_l1_l21(grad_in.T, step * lam_a[0], group).T
         else:
-            s_new = prox_l1(grad_in, step * lam[active])
+            s_new = prox_l1(grad_in, step * lam_a[:, None])
         if positive_only:
             s_new = sign * np.maximum(sign * s_new, 0.0)
-        delta = s_new - s_old
+        delta = s_new - s
         # Adaptive restart (O'Donoghue & Candes 2015): drop the momentum of a voxel whose
-        # step goes against it; this keeps FISTA monotone-ish and linearly convergent.
-        restart = np.sum((z_a - s_new) * delta, axis=0) > 0
+        # step goes against it, which makes FISTA converge linearly near the solution.
+        restart = np.einsum("vn,vn->v", z - s_new, delta) > 0
         if group > 0:  # one coupled problem: one momentum
-            restart = np.full(restart.shape, np.sum((z_a - s_new) * delta) > 0)
-        t_a = np.where(restart, 1.0, t[active])
-        t_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t_a * t_a))
-        z[:, active] = s_new + ((t_a - 1.0) / t_new) * delta
-        t[active] = t_new
-        s[:, active] = s_new
-        if sigma_update is not None:
-            resid = hrf_mat @ s_new - y[:, active]
-            nv = np.sqrt(np.sum(resid**2, axis=0) / n_scans)
-            upd = np.abs(nv - sigma_update[active]) > precision[active]
+            restart[:] = np.sum((z - s_new) * delta) > 0
+        t_a = np.where(restart, 1.0, t)
+        t = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t_a * t_a))
+        z = s_new + ((t_a - 1.0) / t)[:, None] * delta
+        s = s_new
+        if sig_a is not None:
+            resid = s @ hrf_mat.T - yt
+            nv = np.sqrt(np.sum(resid**2, axis=1) / n_scans)
+            upd = np.abs(nv - sig_a) > sig_a / 1e5
             with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = np.where(nv > 0, sigma_update[active] / nv, 1.0)
-            lam[active] = np.where(upd, lam[active] * ratio, lam[active])
+                ratio = np.where(nv > 0, sig_a / nv, 1.0)
+            lam_a = np.where(upd, lam_a * ratio, lam_a)
         if n_iter >= min_iter:
-            change = np.linalg.norm(delta, axis=0)
-            norm = np.linalg.norm(s_new, axis=0)
+            change = np.linalg.norm(delta, axis=1)
+            norm = np.linalg.norm(s, axis=1)
             done = change <= tol * np.maximum(norm, 1e-12)
             if group > 0:
-                # One coupled problem: stop when every voxel has converged.
                 if np.all(done):
                     break
-            else:
-                active = active[~done]
-                if active.size == 0:
+            elif done.any():
+                out[idx[done]] = s[done]
+                lam[idx[done]] = lam_a[done]
+                keep = ~done
+                idx, s, z, b, t, lam_a = idx[keep], s[keep], z[keep], b[keep], t[keep], lam_a[keep]
+                if sig_a is not None:
+                    sig_a, yt = sig_a[keep], yt[keep]
+                if idx.size == 0:
                     break
-    return FistaResult(coef=s, lambda_=lam, n_iter=n_iter)
+    out[idx] = s
+    lam[idx] = lam_a
+    return FistaResult(coef=out.T.astype(float), lambda_=lam, n_iter=n_iter)

@@ -31,10 +31,20 @@ from scipy.stats import gamma
 
 # Double-gamma parameters of the canonical shapes (as in SPM and nilearn's presets).
 _DOUBLE_GAMMA = {
-    "spm": {"delay": 6.0, "undershoot": 16.0, "dispersion": 1.0, "u_dispersion": 1.0,
-            "ratio": 1.0 / 6.0},
-    "glover": {"delay": 6.0, "undershoot": 12.0, "dispersion": 0.9, "u_dispersion": 0.9,
-               "ratio": 0.48},
+    "spm": {
+        "delay": 6.0,
+        "undershoot": 16.0,
+        "dispersion": 1.0,
+        "u_dispersion": 1.0,
+        "ratio": 1.0 / 6.0,
+    },
+    "glover": {
+        "delay": 6.0,
+        "undershoot": 12.0,
+        "dispersion": 0.9,
+        "u_dispersion": 0.9,
+        "ratio": 0.48,
+    },
 }
 
 

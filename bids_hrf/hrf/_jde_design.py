@@ -160,22 +160,34 @@ def condition_matrices(
     ndarray, shape (n_conditions, n_scans, n_lags)
     """
     frame_times = np.asarray(frame_times, dtype=float)
+    n_scans = frame_times.size
     lags = np.arange(n_lags)[None, :]
     stim_times = frame_times[:, None] - dt * lags  # stimulus time seen at lag d
-    out = np.zeros((len(conditions), frame_times.size, n_lags))
+    out = np.zeros((len(conditions), n_scans, n_lags))
+    types = events["trial_type"].to_numpy()
     for m, name in enumerate(conditions):
-        sel = events[events["trial_type"] == name]
-        for onset, duration, amp in zip(
-            sel["onset"].to_numpy(), sel["duration"].to_numpy(), sel["modulation"].to_numpy(),
-            strict=True,
-        ):
+        sel = types == name
+        ons = events["onset"].to_numpy()[sel]
+        durs = events["duration"].to_numpy()[sel]
+        amps = events["modulation"].to_numpy()[sel]
+        # impulses: linear interpolation of the HRF at lag t_n - o (two samples per scan)
+        imp = durs <= 0
+        tau = (frame_times[None, :] - ons[imp, None]) / dt  # (E, N) in units of dt
+        tau = np.where(np.abs(tau - np.round(tau)) < _EPS_T / dt, np.round(tau), tau)
+        e_idx, n_idx = np.nonzero((tau >= 0) & (tau < n_lags))
+        t = tau[e_idx, n_idx]
+        d0 = np.floor(t).astype(int)
+        frac = t - d0
+        a = amps[imp][e_idx]
+        np.add.at(out[m], (n_idx, d0), a * (1.0 - frac))
+        nxt = d0 + 1 < n_lags
+        np.add.at(out[m], (n_idx[nxt], d0[nxt] + 1), (a * frac)[nxt])
+        # events with a duration: integral of the interpolated HRF over the duration
+        for onset, duration, amp in zip(ons[~imp], durs[~imp], amps[~imp], strict=True):
             causal = (frame_times - onset >= -_EPS_T)[:, None]
             u = (stim_times - onset) / dt  # lag of the scan after the onset, minus d, in dt
-            if duration <= 0:
-                w = _hat(u)
-            else:
-                lower = np.maximum(u - duration / dt, -lags)
-                w = (_hat_integral(u) - _hat_integral(lower)) * max(duration, dt) / duration
+            lower = np.maximum(u - duration / dt, -lags)
+            w = (_hat_integral(u) - _hat_integral(lower)) * max(duration, dt) / duration
             out[m] += amp * np.where(causal, w, 0.0)
     return out
 

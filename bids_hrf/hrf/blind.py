@@ -28,6 +28,9 @@ import numpy as np
 from bids_hrf.hrf._hrf_matrix import canonical_hrf
 from bids_hrf.hrf.sparse import SparseDeconvolution
 
+#: Time-stretch factors of the canonical HRF tried by default (peak 3 s to 10 s for SPM).
+DEFAULT_SCALES = tuple(np.round(np.arange(0.6, 2.01, 0.1), 2))
+
 
 @dataclass
 class BlindHRFResult:
@@ -85,7 +88,7 @@ def estimate_blind_hrf(
     smoothness: float = 1e-3,
     max_iter: int = 5,
     tol: float = 1e-3,
-    scales: np.ndarray | tuple = tuple(np.round(np.arange(0.6, 2.01, 0.1), 2)),
+    scales: np.ndarray | tuple = DEFAULT_SCALES,
 ) -> BlindHRFResult:
     """Estimate one HRF and the sparse activity of the voxels of a parcel, without events.
 
@@ -136,6 +139,7 @@ def estimate_blind_hrf(
     free = np.arange(1, time.size - 1)  # h(0) = h(end) = 0
     d2 = np.diff(np.eye(time.size), n=2, axis=0)[:, free]
     penalty = d2.T @ d2 / dt**3  # discretised integral of h''^2, in seconds
+
     def fit_activity(h_fine):
         h_tr = p_mat @ h_fine
         model = SparseDeconvolution(tr, hrf_model=h_tr, criterion=criterion).fit(Y)
@@ -154,7 +158,7 @@ def estimate_blind_hrf(
     h, s, bic = best
     converged = False
     n_iter = 0
-    for n_iter in range(1, max_iter + 1):
+    for n_iter in range(1, max_iter + 1):  # noqa: B007 - reported after the loop
         if not np.any(s):
             converged = True  # nothing to learn the shape from: keep the current HRF
             break
@@ -186,6 +190,10 @@ def estimate_blind_hrf(
     h_tr = p_mat @ h_peak
     activity = SparseDeconvolution(tr, hrf_model=h_tr, criterion=criterion).fit(Y).coef_
     return BlindHRFResult(
-        time=time, hrf=h_peak, hrf_tr=h_tr, activity=activity, n_iter=n_iter,
+        time=time,
+        hrf=h_peak,
+        hrf_tr=h_tr,
+        activity=activity,
+        n_iter=n_iter,
         converged=converged,
     )

@@ -16,12 +16,22 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, stats
 from sklearn.exceptions import ConvergenceWarning
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from bids_hrf.hrf import _jde_design as design
 from bids_hrf.hrf import _jde_steps as steps
 
 __all__ = ["JDEVEM"]
+
+_CONTROLLER: ThreadpoolController | None = None
+
+
+def _blas_single_thread():
+    """Context manager holding BLAS to one thread (libraries are looked up once)."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas")
 
 
 def _as_list(x, n: int | None, what: str) -> list:
@@ -212,7 +222,7 @@ class JDEVEM:
         small to gain from threads, and on a loaded machine threads slow it down tenfold.
         Parallelise over parcels instead.
         """
-        with threadpool_limits(limits=1, user_api="blas"):
+        with _blas_single_thread():
             return self._fit(Y, events, frame_times, neighbours)
 
     def _fit(self, Y, events, frame_times, neighbours) -> JDEVEM:

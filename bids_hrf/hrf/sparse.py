@@ -106,8 +106,7 @@ class SparseDeconvolution:
     def _validate(self, Y: np.ndarray) -> tuple[np.ndarray, int]:
         if self.criterion not in LARS_CRITERIA + FISTA_CRITERIA:
             raise ValueError(
-                f"Unknown criterion {self.criterion!r}; use one of "
-                f"{LARS_CRITERIA + FISTA_CRITERIA}"
+                f"Unknown criterion {self.criterion!r}; use one of {LARS_CRITERIA + FISTA_CRITERIA}"
             )
         if not 0.0 <= self.group <= 1.0:
             raise ValueError(f"group must be in [0, 1], got {self.group}")
@@ -140,7 +139,11 @@ class SparseDeconvolution:
         n_iter = 0
         if self.criterion in LARS_CRITERIA:
             res = lars_batched(
-                H.T @ H, H.T @ Y, np.sum(Y**2, axis=0), Y.shape[0], self.n_lambdas - 1,
+                H.T @ H,
+                H.T @ Y,
+                np.sum(Y**2, axis=0),
+                Y.shape[0],
+                self.n_lambdas - 1,
                 criterion=self.criterion,
             )
             coef, lam = res.coef, res.lambda_
@@ -150,8 +153,13 @@ class SparseDeconvolution:
         else:
             lam = select_lambda(self.criterion, Y, H, sigma, self.factor, self.pcg)
             res = fista_batched(
-                H, Y, lam, group=self.group, positive_only=self.positive_only,
-                max_iter=self.max_iter, tol=self.tol,
+                H,
+                Y,
+                lam,
+                group=self.group,
+                positive_only=self.positive_only,
+                max_iter=self.max_iter,
+                tol=self.tol,
                 sigma_update=sigma if self.criterion == "mad_update" else None,
             )
             coef, lam, n_iter = res.coef, res.lambda_, res.n_iter
@@ -166,9 +174,13 @@ class SparseDeconvolution:
 
         n = effective_n_jobs(self.n_jobs)
         chunks = np.array_split(np.arange(Y.shape[1]), n)
-        parts = Parallel(n_jobs=n, prefer="threads")(delayed(self._solve)(Y[:, c], H, n_scans) for c in chunks)
+        parts = Parallel(n_jobs=n, prefer="threads")(
+            delayed(self._solve)(Y[:, c], H, n_scans) for c in chunks
+        )
         coef = np.concatenate([p[0] for p in parts], axis=1)
-        lam = np.concatenate([np.broadcast_to(p[1], (len(c),)) for p, c in zip(parts, chunks)])
+        lam = np.concatenate(
+            [np.broadcast_to(p[1], (len(c),)) for p, c in zip(parts, chunks, strict=True)]
+        )
         sigma = np.concatenate([p[2] for p in parts])
         return coef, lam, sigma, max(p[3] for p in parts)
 

@@ -108,16 +108,27 @@ def estimate_sparse(
 
     def deconvolve(mask: np.ndarray, h_model) -> None:
         model = SparseDeconvolution(
-            tr, hrf_model=h_model, block_model=block_model, criterion=criterion,
-            group=group, n_jobs=n_jobs,
+            tr,
+            hrf_model=h_model,
+            block_model=block_model,
+            criterion=criterion,
+            group=group,
+            n_jobs=n_jobs,
         ).fit(Y[:, mask])
         coef[:, mask] = model.coef_
         denoised[:, mask] = model.fitted_
         lam[mask] = model.lambda_
         if auc is not None:
-            auc[:, mask] = StabilitySelection(
-                tr, hrf_model=h_model, n_surrogates=n_surrogates, block_model=block_model,
-            ).fit(Y[:, mask]).auc_
+            auc[:, mask] = (
+                StabilitySelection(
+                    tr,
+                    hrf_model=h_model,
+                    n_surrogates=n_surrogates,
+                    block_model=block_model,
+                )
+                .fit(Y[:, mask])
+                .auc_
+            )
 
     canonical = canonical_hrf(time, hrf_model)
     background = labels_arr == 0
@@ -134,7 +145,11 @@ def estimate_sparse(
             mask = labels_arr == label
             if estimate_hrf:
                 res = estimate_blind_hrf(
-                    Y[:, mask], tr, dt=dt, hrf_duration=hrf_duration, hrf_model=hrf_model,
+                    Y[:, mask],
+                    tr,
+                    dt=dt,
+                    hrf_duration=hrf_duration,
+                    hrf_model=hrf_model,
                 )
                 hrfs[:, i] = res.hrf
                 n_iters[label] = res.n_iter
@@ -160,15 +175,27 @@ def estimate_sparse(
     if auc is not None:
         voxel_maps["desc-sparse_stat-auc_bold"] = auc
     parameters = {
-        "criterion": criterion, "group": group, "block_model": block_model,
-        "n_surrogates": n_surrogates, "estimate_hrf": estimate_hrf, "hrf_model": hrf_model,
-        "dt": dt, "hrf_duration": hrf_duration, "tr": tr,
+        "criterion": criterion,
+        "group": group,
+        "block_model": block_model,
+        "n_surrogates": n_surrogates,
+        "estimate_hrf": estimate_hrf,
+        "hrf_model": hrf_model,
+        "dt": dt,
+        "hrf_duration": hrf_duration,
+        "tr": tr,
         "time_convention": "coefficient i = event at scan i (HRF column i starts at scan i)",
     }
     if n_iters:
-        parameters["blind_iterations"] = {parcel_names.get(k, str(k)): v
-                                          for k, v in n_iters.items()}
+        parameters["blind_iterations"] = {
+            parcel_names.get(k, str(k)): v for k, v in n_iters.items()
+        }
     return HRFEstimate(
-        time=time, hrfs=hrfs, labels=names, method="sparse", parameters=parameters,
-        voxel_maps=voxel_maps, parcel_tables=_hrf_table(time, hrfs, names),
+        time=time,
+        hrfs=hrfs,
+        labels=names,
+        method="sparse",
+        parameters=parameters,
+        voxel_maps=voxel_maps,
+        parcel_tables=_hrf_table(time, hrfs, names),
     )

@@ -87,14 +87,17 @@ class LowRankPlusSparse:
         if Y.ndim != 2 or Y.shape[1] < 2:
             raise ValueError("Y must be (n_scans, n_voxels) with at least 2 voxels")
         sparse = SparseDeconvolution(
-            self.tr, hrf_model=self.hrf_model, criterion=self.criterion, factor=self.factor,
+            self.tr,
+            hrf_model=self.hrf_model,
+            criterion=self.criterion,
+            factor=self.factor,
             debias=False,
         )
         low = np.zeros_like(Y)
         coef = np.zeros_like(Y)
         rank = 0
         n_iter = 0
-        for n_iter in range(1, self.max_iter + 1):
+        for n_iter in range(1, self.max_iter + 1):  # noqa: B007 - reported after the loop
             coef_new = sparse.fit(Y - low).coef_
             H = sparse.hrf_matrix_
             u, s, vt = np.linalg.svd(Y - H @ coef_new, full_matrices=False)

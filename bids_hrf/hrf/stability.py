@@ -84,9 +84,7 @@ class StabilitySelection:
         if self.n_surrogates < 1:
             raise ValueError(f"n_surrogates must be >= 1, got {self.n_surrogates}")
         if not 0.0 < self.subsample_fraction < 1.0:
-            raise ValueError(
-                f"subsample_fraction must be in (0, 1), got {self.subsample_fraction}"
-            )
+            raise ValueError(f"subsample_fraction must be in (0, 1), got {self.subsample_fraction}")
         if self.n_lambdas < 2:
             raise ValueError(f"n_lambdas must be >= 2, got {self.n_lambdas}")
         Y = np.asarray(Y, dtype=float)
@@ -175,7 +173,7 @@ def debias(
     Y: np.ndarray,
     support: np.ndarray,
     positive_only: bool = False,
-    max_block_bytes: float = 64e6,
+    max_block_bytes: float = 16e6,
 ) -> np.ndarray:
     """Least squares on the selected support of each voxel, batched over voxels.
 

@@ -314,7 +314,7 @@ def _run_inputs(layout, bold_file, config: Config) -> tuple[RunInputs | None, li
     problems.extend(tr_problems)
     if problems or tr is None or mask is None or confounds is None:
         return None, problems
-    if needs_events and events is None:
+    if needs_events and events is None and not ents.get("task", "").startswith("rest"):
         return None, problems
     problems.extend(_check_confounds(bold, config, int(shape[3])))
     if events is not None:

@@ -73,14 +73,18 @@ def first_level_step(bold: str, mask: str, events: str, confounds: str, sample_m
     mask_img = load_img(mask, "brain mask")
     if smoothing_fwhm:
         bold_img = image.smooth_img(bold_img, smoothing_fwhm)
-    Y = masking.apply_mask(bold_img, mask_img)
-    bad = ~np.isfinite(Y).all(axis=0)
+    # ensure_finite=False: nilearn would silently turn NaN/inf into 0
+    Y = masking.apply_mask(bold_img, mask_img, ensure_finite=False)
+    finite = np.isfinite(Y).all(axis=0)
+    flat = finite & (np.ptp(np.where(np.isfinite(Y), Y, 0.0), axis=0) == 0)
+    bad = ~finite | flat
     if bad.all():
-        raise DataError(f"BOLD {bold} has no finite voxel inside its brain mask",
-                        fix="check the file and its mask")
+        raise DataError(f"BOLD {bold} has no finite, varying voxel inside its brain mask",
+                        fix="check the file and its brain mask")
     if bad.any():
-        LOGGER.warning("%s: %d voxel(s) with NaN/inf values set to 0 (reported as no effect)",
-                       Path(bold).name, int(bad.sum()))
+        LOGGER.warning("%s: %d voxel(s) with NaN/inf values and %d constant voxel(s) left "
+                       "out of the GLM (their maps are 0)", Path(bold).name,
+                       int((~finite).sum()), int(flat.sum()))
         Y[:, bad] = 0.0
     ev = read_events(events)
     if ev is None:
@@ -123,7 +127,9 @@ def first_level_step(bold: str, mask: str, events: str, confounds: str, sample_m
     fit.design_matrices[design_key].to_csv(design_path, sep="\t", index=False,
                                            float_format="%.8g")
     r2_path = out_dir / "r_square.nii.gz"
-    nib.save(masking.unmask(np.asarray(fit.r_square, dtype=np.float32), mask_img), str(r2_path))
+    r_square = np.asarray(fit.r_square, dtype=np.float32)
+    r_square = np.where(bad, 0.0, r_square) if r_square.ndim == 1 else r_square
+    nib.save(masking.unmask(r_square.astype(np.float32), mask_img), str(r2_path))
     summary = {"conditions": conditions, "design_key": design_key,
                "hrf_source": dict(fit.hrf_source), "n_scans_kept": int(len(frame_times)
                                                                         if kept is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -24,6 +25,23 @@ LOGGER = logging.getLogger("bids_hrf")
 GROUP_STATS = ("effect", "variance", "stat", "z", "p")
 DEFAULT_SETTINGS = {"alpha": 0.001, "height_control": "fpr", "cluster_threshold": 0,
                     "n_perm": 0, "fdr": 0.05, "nprocs": 1}
+
+
+def inventory_frame(records: list[dict]) -> pd.DataFrame:
+    """Inventory rows (as passed between nodes) back into a table, None for missing."""
+    inv = pd.DataFrame(records)
+    for col in ("sub", "ses", "task", "acq", "run", "echo", "space", "seg", "contrast",
+                "stat", "desc", "suffix", "extension", "path"):
+        if col not in inv.columns:
+            inv[col] = None
+    return inv.astype(object).where(inv.notna(), None)
+
+
+def clean(value):
+    """None for missing values (NaN, None, empty), else the value."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value == "":
+        return None
+    return value
 
 
 def read_participants(path: str | Path | None) -> pd.DataFrame | None:
@@ -153,7 +171,7 @@ def group_glm_step(inv_records: list[dict], participants_tsv: str | None, group_
 
     s = {**DEFAULT_SETTINGS, **(settings or {})}
     out_dir = Path(out_dir)
-    inv = pd.DataFrame(inv_records)
+    inv = inventory_frame(inv_records)
     participants = read_participants(participants_tsv)
     spec = parse_model(group_model, participants)
     analyses = []
@@ -243,9 +261,11 @@ def _threshold(res, tag, glabel, ents, meta, out_dir, s):
             + (f", clusters >= {s['cluster_threshold']} voxels" if s["cluster_threshold"]
                else ""))
     try:
-        thr_img, clusters = threshold_and_clusters(
-            res.z, alpha=s["alpha"], height_control=s["height_control"],
-            cluster_threshold=int(s["cluster_threshold"]), two_sided=two_sided)
+        with warnings.catch_warnings():  # "threshold exceeds the maximum": nothing survives
+            warnings.filterwarnings("ignore", message=r".*must not exceed.*")
+            thr_img, clusters = threshold_and_clusters(
+                res.z, alpha=s["alpha"], height_control=s["height_control"],
+                cluster_threshold=int(s["cluster_threshold"]), two_sided=two_sided)
     except Exception as exc:  # a thresholded map is a summary, not a result
         LOGGER.warning("group: no thresholded map for %s: %s", tag, exc)
         return [], {}

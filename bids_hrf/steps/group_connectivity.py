@@ -11,7 +11,13 @@ import numpy as np
 import pandas as pd
 
 from bids_hrf.io.derivatives import bids_label
-from bids_hrf.steps.group import parse_model, read_participants, subject_groups
+from bids_hrf.steps.group import (
+    clean,
+    inventory_frame,
+    parse_model,
+    read_participants,
+    subject_groups,
+)
 from bids_hrf.steps.sink import record
 
 LOGGER = logging.getLogger("bids_hrf")
@@ -32,6 +38,9 @@ def _runs(inv: pd.DataFrame, space: str, source: str) -> dict[tuple, pd.DataFram
     if sel.empty:
         return out
     for (task, seg), rows in sel.groupby(["task", sel["seg"].fillna("")]):
+        if not seg:  # activity maps: name them after the subjects' parcellation
+            segs = inv.loc[(inv["suffix"] == "dseg") & (inv["task"] == task), "seg"].dropna()
+            seg = str(segs.iloc[0]) if len(segs) else ""
         out[(task, seg)] = rows.sort_values("path")
     return out
 
@@ -42,7 +51,7 @@ def _activity_series(row: pd.Series, inv: pd.DataFrame) -> pd.DataFrame | None:
 
     dseg = inv[(inv["suffix"] == "dseg") & (inv["sub"] == row["sub"])
                & (inv["task"] == row["task"]) & (inv["extension"] == ".nii.gz")]
-    if row["ses"] is not None:
+    if clean(row["ses"]) is not None:
         dseg = dseg[dseg["ses"] == row["ses"]]
     labels = inv[(inv["suffix"] == "dseg") & (inv["extension"] == ".tsv")
                  & (inv["sub"] == row["sub"]) & (inv["task"] == row["task"])]
@@ -122,7 +131,7 @@ def connectivity_step(inv_records: list[dict], participants_tsv: str | None, gro
     result = {"kind": "connectivity", "analyses": [], "fdr": s["fdr"]}
     if not kinds:
         return result, []
-    inv = pd.DataFrame(inv_records)
+    inv = inventory_frame(inv_records)
     participants = read_participants(participants_tsv)
     spec = parse_model(group_model, participants)
     groups = subject_groups(spec, participants)
@@ -193,7 +202,7 @@ def _analyse(inv, rows, task, seg, source, kinds, groups, space, out_dir, s):
         for i, key in enumerate(keys):
             path = out_dir / f"{Path(key['path']).name.split('.')[0]}_{label}_relmat.tsv"
             _write_matrix(path, mats[kind][i], names)
-            ents = {e: key[e] for e in _RUN_ENTITIES if key.get(e) is not None}
+            ents = {e: clean(key.get(e)) for e in _RUN_ENTITIES}
             records.append(record(path, f"meas-{label}_relmat", {**base, **ents}, {
                 **meta, "Sources": [Path(key["path"]).name]}))
         per_sub = np.stack([_subject_mean(mats[kind][[i for i, x in enumerate(subjects)

@@ -9,7 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bids_hrf.steps.group import parse_model, read_participants, subject_groups
+from bids_hrf.steps.group import (
+    clean,
+    inventory_frame,
+    parse_model,
+    read_participants,
+    subject_groups,
+)
 from bids_hrf.steps.sink import record
 
 LOGGER = logging.getLogger("bids_hrf")
@@ -24,7 +30,7 @@ def subject_hrf_tables(inv: pd.DataFrame, space: str) -> dict[tuple, dict[str, l
               & inv["run"].isna() & inv["sub"].notna() & (inv["space"] == space)]
     out: dict[tuple, dict[str, list[str]]] = {}
     for _, row in sel.sort_values("path").iterrows():
-        key = (row["task"], row["seg"] or "", row["desc"] or "")
+        key = (row["task"], clean(row["seg"]) or "", clean(row["desc"]) or "")
         out.setdefault(key, {}).setdefault(row["sub"], []).append(row["path"])
     return out
 
@@ -84,7 +90,7 @@ def group_hrf_step(inv_records: list[dict], participants_tsv: str | None, group_
 
     fdr = float((settings or {}).get("fdr", 0.05))
     out_dir = Path(out_dir)
-    inv = pd.DataFrame(inv_records)
+    inv = inventory_frame(inv_records)
     participants = read_participants(participants_tsv)
     spec = parse_model(group_model, participants)
     groups = subject_groups(spec, participants)

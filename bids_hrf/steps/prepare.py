@@ -6,8 +6,11 @@ working folder (a nipype node folder); nothing here writes into OUTPUT_DIR.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import nibabel as nib
@@ -17,6 +20,27 @@ import pandas as pd
 from bids_hrf.errors import DataError
 
 LOGGER = logging.getLogger("bids_hrf")
+
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
+
+
+@contextlib.contextmanager
+def relay_warnings(where: str) -> Iterator[None]:
+    """Log the warnings of bids_hrf's own modules (skipped voxels, dropped parcels...) on the
+    ``bids_hrf`` logger, which the command line shows; other libraries' stay quiet."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            seen: set[str] = set()
+            for w in caught:
+                text = str(w.message)
+                if str(w.filename).startswith(_PACKAGE_DIR) and text not in seen \
+                        and issubclass(w.category, UserWarning):
+                    seen.add(text)
+                    LOGGER.warning("%s: %s", where, text)
 
 
 def load_img(path: str | Path, what: str = "image"):
@@ -78,6 +102,8 @@ def resolve_atlas_step(atlas_spec: str, atlas_labels: str | None, space: str, bo
         bold_img, mask_img = nib.load(str(bold)), None
     atlas = resolve_atlas(atlas_spec, labels_tsv=atlas_labels, space=space,
                           bold_img=bold_img, mask_img=mask_img, n_jobs=nprocs)
+    if not atlas_spec.startswith("data-driven"):
+        _check_atlas_overlap(atlas.img, mask, atlas_spec, space)
     atlas_path = out_dir / "atlas.nii.gz"
     nib.save(atlas.img, str(atlas_path))
     labels_path = write_labels_tsv(out_dir / "labels.tsv", atlas.labels, atlas.networks)
@@ -85,10 +111,42 @@ def resolve_atlas_step(atlas_spec: str, atlas_labels: str | None, space: str, bo
             "source": atlas.source}
 
 
+def _check_atlas_overlap(atlas_img, mask: str, atlas_spec: str, space: str) -> None:
+    """An atlas that misses the brain mask entirely is in another space: say so, naming
+    the user's atlas (not a working copy)."""
+    from nilearn.image import resample_to_img
+
+    mask_img = load_img(mask, "brain mask")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        on_mask = resample_to_img(atlas_img, mask_img, interpolation="nearest",
+                                  force_resample=True, copy_header=True)
+    labels = np.asarray(on_mask.dataobj)
+    inside = np.asarray(mask_img.dataobj) > 0
+    if not (labels[inside] != 0).any():
+        raise DataError(f"--atlas {atlas_spec} does not overlap the brain mask {Path(mask).name}"
+                        f" at all: it is not in space {space}",
+                        fix=f"give an atlas in space {space} (the space of the preprocessed "
+                            "BOLD, see --space) or use --atlas data-driven:N")
+
+
 def prepare_run_step(bold: str, mask: str, atlas: str, labels: str, atlas_name: str,
                      confounds_spec: str, dummy_scans: str, fd_threshold: float,
                      high_pass: float, tr: float, min_voxels: int,
                      out_dir: str | Path) -> dict:
+    """Confounds, atlas on the BOLD grid, and cleaned parcel time series of one run.
+
+    See :func:`_prepare_run`; warnings (dropped voxels and parcels) are logged.
+    """
+    with relay_warnings(Path(bold).name):
+        return _prepare_run(bold, mask, atlas, labels, atlas_name, confounds_spec,
+                            dummy_scans, fd_threshold, high_pass, tr, min_voxels, out_dir)
+
+
+def _prepare_run(bold: str, mask: str, atlas: str, labels: str, atlas_name: str,
+                 confounds_spec: str, dummy_scans: str, fd_threshold: float,
+                 high_pass: float, tr: float, min_voxels: int,
+                 out_dir: str | Path) -> dict:
     """Confounds, atlas on the BOLD grid, and cleaned parcel time series of one run.
 
     Returns

@@ -10,26 +10,37 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from bids_hrf.config import Config
-from bids_hrf.interfaces.steps import DerivativesSink, GroupGLM, GroupReport
+from bids_hrf.interfaces.group import GroupConnectivity, GroupGLM, GroupHRF, GroupReport
+from bids_hrf.interfaces.steps import DerivativesSink
 
 LOGGER = logging.getLogger("bids_hrf")
 
 
 def init_group_wf(config: Config, inventory: list[dict], errors_dir: str) -> pe.Workflow:
-    """Group workflow: second-level GLMs, then the sink and ``group.html``."""
+    """Group workflow: second-level GLMs, group HRFs and connectivity, then the sink and
+    ``group.html``."""
     wf = pe.Workflow(name="bids_hrf_group_wf")
     participants = config.bids_dir / "participants.tsv"
-    glm = pe.Node(GroupGLM(inventory=inventory, space=config.space,
-                           participants=str(participants) if participants.is_file() else "",
-                           group_model=config.group_model, errors_dir=errors_dir),
-                  name="group_glm")
-    merge = pe.Node(niu.Merge(1), name="merge_records")
-    results = pe.Node(niu.Merge(1), name="merge_results")
+    common = {"inventory": inventory, "space": config.space,
+              "participants": str(participants) if participants.is_file() else "",
+              "group_model": config.group_model, "errors_dir": errors_dir}
+    glm = pe.Node(GroupGLM(**common, nprocs=config.nprocs, settings={
+        "alpha": config.group_alpha, "height_control": config.group_height_control,
+        "cluster_threshold": config.cluster_threshold,
+        "n_perm": config.group_permutations}), name="group_glm")
+    hrf = pe.Node(GroupHRF(**common, settings={"fdr": config.group_fdr}), name="group_hrf")
+    conn = pe.Node(GroupConnectivity(**common, settings={
+        "kinds": list(config.connectivity), "fdr": config.group_fdr,
+        "networks": str(config.networks) if config.networks else None,
+        "activity": config.connectivity_activity}), name="group_connectivity")
+    merge = pe.Node(niu.Merge(3), name="merge_records")
+    results = pe.Node(niu.Merge(3), name="merge_results")
     sink = pe.Node(DerivativesSink(output_dir=str(config.output_dir), errors_dir=errors_dir),
                    name="sink")
-    wf.connect([(glm, merge, [("records", "in1")]),
-                (glm, results, [("result", "in1")]),
-                (merge, sink, [("out", "records")])])
+    for k, node in enumerate((glm, hrf, conn), start=1):
+        wf.connect([(node, merge, [("records", f"in{k}")]),
+                    (node, results, [("result", f"in{k}")])])
+    wf.connect([(merge, sink, [("out", "records")])])
     if config.write_report:
         report = pe.Node(GroupReport(output_dir=str(config.output_dir),
                                      config=config.to_dict(), errors_dir=errors_dir),

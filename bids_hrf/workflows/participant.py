@@ -172,7 +172,7 @@ def init_participant_wf(subject: str, runs: list[RunInputs], config: Config,
                         (glm_merge, bundle, [("out", "glm")]),
                         (ffx, bundle, [("result", "ffx")])])
         else:
-            rec_merge.inputs.set(**{f"in{len(g_runs) + 2}": []})
+            setattr(rec_merge.inputs, f"in{len(g_runs) + 2}", [])
             bundle.inputs.glm = []
             bundle.inputs.ffx = {}
         sink = pe.Node(DerivativesSink(output_dir=str(config.output_dir),
