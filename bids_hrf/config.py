@@ -90,6 +90,7 @@ class Config:
     group_fdr: float = 0.05
     connectivity: tuple[str, ...] = ("correlation", "partial correlation", "tangent")
     connectivity_activity: bool = False
+    connectivity_task_regression: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """Return the configuration as JSON-ready plain types."""

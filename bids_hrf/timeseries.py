@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import warnings
+import zlib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -57,6 +58,44 @@ def _load(img, what: str) -> tuple[nib.spatialimages.SpatialImage, str]:
                             path=str(path)) from exc
     name = img.get_filename() if hasattr(img, "get_filename") else None
     return img, str(name) if name else f"the {what}"
+
+
+CHUNK_BYTES = 64 * 1024 ** 2
+
+
+def masked_rows(bold, mask: np.ndarray, name: str = "the BOLD run") -> np.ndarray:
+    """Voxel time series of ``bold`` inside the boolean ``mask``, read in chunks of volumes.
+
+    Returns ``Y`` (float32, shape (n_scans, n_voxels), voxels in the C order of ``mask``,
+    as :func:`nilearn.masking.apply_mask`; NaN/inf kept). A file-backed image is read
+    :data:`CHUNK_BYTES` of volumes at a time through one open file handle, so the whole
+    4D array never sits in memory (peak ~ Y + one chunk instead of ~2x the 4D array).
+
+    Raises
+    ------
+    bids_hrf.errors.DataError
+        If the data cannot be decompressed or read (truncated or corrupted file).
+    """
+    n_scans = int(bold.shape[3])
+    filename = bold.get_filename() if hasattr(bold, "get_filename") else None
+    proxy = bold.dataobj
+    if filename and nib.is_proxy(proxy):
+        proxy = nib.load(filename, keep_file_open=True).dataobj
+    step = max(1, int(CHUNK_BYTES // max(1, mask.size * 4)))
+    Y = np.empty((n_scans, int(mask.sum())), dtype=np.float32)
+    try:
+        for t0 in range(0, n_scans, step):
+            chunk = np.asarray(proxy[..., t0:t0 + step], dtype=np.float32)
+            Y[t0:t0 + step] = chunk.reshape(mask.shape + (-1,))[mask].T
+    except (EOFError, OSError, ValueError, zlib.error) as exc:
+        raise DataError(f"{name} cannot be read ({type(exc).__name__}: {exc})",
+                        fix="the file is truncated or corrupted: restore it from the "
+                            "fMRIPrep output", path=name) from exc
+    finally:
+        fileobj = getattr(proxy, "_opener", None)
+        if fileobj is not None and hasattr(fileobj, "close"):
+            fileobj.close()
+    return Y
 
 
 def _mask_array(mask_img, shape3: tuple[int, ...], affine: np.ndarray, bold_name: str):
@@ -111,8 +150,7 @@ def masked_voxel_data(bold_img, mask_img=None, smoothing_fwhm: float | None = No
                         "are needed", fix="exclude this run", path=bold_name)
     shape3 = tuple(int(s) for s in bold.shape[:3])
     mask, _ = _mask_array(mask_img, shape3, bold.affine, bold_name)
-    data = np.asarray(bold.dataobj, dtype=np.float32)  # scaled, without caching in `bold`
-    Y = np.ascontiguousarray(data[mask].T)  # apply_mask order: C order of the mask
+    Y = masked_rows(bold, mask, bold_name)  # apply_mask order: C order of the mask
     finite = np.all(np.isfinite(Y), axis=0)
     varying = np.zeros_like(finite)
     varying[finite] = np.ptp(Y[:, finite], axis=0) > 0
@@ -134,7 +172,9 @@ def masked_voxel_data(bold_img, mask_img=None, smoothing_fwhm: float | None = No
     if smoothing_fwhm:
         from nilearn.image import smooth_img
 
+        data = np.asarray(bold.dataobj, dtype=np.float32)  # smoothing needs whole volumes
         smoothed = smooth_img(nib.Nifti1Image(data, bold.affine), smoothing_fwhm)
+        del data
         Y = np.asarray(np.asanyarray(smoothed.dataobj)[mask].T, dtype=np.float32)
     mask_out = nib.Nifti1Image(mask.astype(np.uint8), bold.affine)
     return VoxelData(np.ascontiguousarray(Y), np.argwhere(mask), mask_out)
@@ -192,6 +232,17 @@ def parcel_means(Y: np.ndarray, parcels: np.ndarray, indices: list[int]) -> np.n
     if np.any(counts == 0):
         raise ValueError("every parcel of `indices` needs at least one voxel")
     return np.asarray(onehot.T.dot(np.asarray(Y, dtype=np.float64).T).T) / counts
+
+
+def cosine_basis(n_scans: int, tr: float, high_pass: float) -> np.ndarray:
+    """Discrete cosine regressors below ``high_pass`` Hz (as in SPM and nilearn's drifts).
+
+    Returns an array of shape (n_scans, K) without the constant term; K may be 0.
+    """
+    order = min(n_scans - 1, int(np.floor(2 * n_scans * high_pass * tr)))
+    k = np.arange(1, order + 1)
+    t = np.arange(n_scans) + 0.5
+    return np.sqrt(2.0 / n_scans) * np.cos(np.pi / n_scans * np.outer(t, k))
 
 
 def extract_parcel_timeseries(
@@ -285,9 +336,15 @@ def extract_parcel_timeseries(
         if sample_mask.dtype == bool:
             sample_mask = np.flatnonzero(sample_mask)
         kept = kept[sample_mask]
+    use_filter = filter if high_pass is not None else False
+    if use_filter == "cosine":
+        # Regress the discrete cosine basis together with the confounds: nilearn's own
+        # cosine filter silently drops its regressors when a confound resembles one.
+        basis = cosine_basis(n_scans, tr, high_pass)
+        conf = basis if conf is None else np.column_stack([conf, basis])
+        use_filter, high_pass = False, None
     cleaned = clean(means, detrend=detrend, standardize=standardize, sample_mask=sample_mask,
-                    confounds=conf, filter=filter if high_pass is not None else False,
-                    high_pass=high_pass, t_r=tr)
+                    confounds=conf, filter=use_filter, high_pass=high_pass, t_r=tr)
     names = [labels.get(i, str(i)) for i in present]
     frame = pd.DataFrame(cleaned, columns=names, index=pd.Index(kept, name="volume"))
     frame.attrs["parcel_index"] = present

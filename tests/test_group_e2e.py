@@ -169,6 +169,11 @@ def test_missing_run_contrast_and_sessions(group_run):
     sub02 = sorted(p.name for p in (out / "sub-02").rglob("*meas-correlation_relmat.tsv"))
     assert sub02 == [f"sub-02_ses-01_task-localizer_run-1_space-{SPACE}_seg-Synthetic_"
                      "meas-correlation_relmat.tsv"]
+    relmat = next((out / "sub-02").rglob("*meas-correlation_relmat.tsv"))
+    assert _sidecar(relmat)["TaskRegressors"] == ["audio", "visual"]
+    matrix = pd.read_csv(relmat, sep="\t")
+    assert matrix.shape == (len(matrix.columns), len(matrix.columns))
+    np.testing.assert_allclose(np.diag(matrix.to_numpy()), 1.0, atol=1e-6)
 
 
 def test_agrees_with_nilearn_second_level_model(group_run):
@@ -197,13 +202,17 @@ def test_agrees_with_nilearn_second_level_model(group_run):
                             for m in maps], threshold=1, connected=False)
     x = design.drop(columns="participant")
     model = SecondLevelModel(mask_img=mask).fit(maps, design_matrix=x)
+    inside = mask.get_fdata() > 0
     for name, weights in (("patientMinusControl", [-1, 1]), ("mean", [0.5, 0.5])):
-        ref = model.compute_contrast(np.asarray(weights, float), output_type="z_score")
-        ours = nib.load(_group_file(out, f"*model-{name}_contrast-audio_stat-z_desc-firHrf_"
-                                         "statmap.nii.gz"))
-        inside = mask.get_fdata() > 0
-        np.testing.assert_allclose(ours.get_fdata()[inside], ref.get_fdata()[inside],
-                                   atol=1e-3)
+        for stat, output_type in (("z", "z_score"), ("t", "stat"), ("effect", "effect_size")):
+            ref = model.compute_contrast(np.asarray(weights, float), output_type=output_type)
+            ours = nib.load(_group_file(out, f"*model-{name}_contrast-audio_stat-{stat}_"
+                                             "desc-firHrf_statmap.nii.gz"))
+            np.testing.assert_allclose(ours.get_fdata()[inside], ref.get_fdata()[inside],
+                                       atol=1e-4)
+    ours_mask = nib.load(_group_file(out, "*model-mean_contrast-audio_stat-z_desc-firHrf_"
+                                          "statmap.nii.gz")).get_fdata() != 0
+    assert np.array_equal(ours_mask, inside)  # same group mask: subjects' common voxels
 
 
 def test_bids_validator_no_errors(group_run):

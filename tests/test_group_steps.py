@@ -297,3 +297,48 @@ def test_connectivity_on_deconvolved_activity(tmp_path):
     assert mean[0, 1] > 0.8 and abs(mean[0, 2]) < 0.3
     rec = next(r for r in records if r["entities"].get("sub") == "01")
     assert rec["entities"]["desc"] == "deconvolved" and rec["entities"]["seg"] == "S"
+
+
+def test_regress_task_removes_evoked_coactivation():
+    from bids_hrf.steps.group_connectivity import regress_task
+
+    rng = np.random.default_rng(0)
+    n = 120
+    task = np.zeros(n)
+    task[::15] = 1
+    task = np.convolve(task, np.exp(-np.arange(8) / 2.0))[:n]
+    conf = rng.normal(size=n) + 0.5 * task  # a confound that carries some task signal
+    design = pd.DataFrame({"a": task, "conf": conf, "constant": 1.0})
+    shared = rng.normal(size=n)
+    y = np.column_stack([8 * task + rng.normal(size=n), 8 * task + rng.normal(size=n),
+                         shared + rng.normal(size=n), shared + rng.normal(size=n)])
+    # cleaned of the confound alone (as the participant level does)
+    c = np.column_stack([conf, np.ones(n)])
+    y = y - c @ np.linalg.lstsq(c, y, rcond=None)[0]
+    series = pd.DataFrame(y, columns=list("pqrs"))
+    assert np.corrcoef(y[:, 0], y[:, 1])[0, 1] > 0.7
+    res = regress_task(series, design, ["a"])
+    r = np.corrcoef(res.to_numpy().T)
+    assert abs(r[0, 1]) < 0.3  # evoked co-activation gone
+    assert r[2, 3] > 0.3  # intrinsic coupling kept
+
+
+def test_group_glm_stats_model_json_with_f_contrast(tmp_path):
+    from bids_hrf.steps.group import group_glm_step
+
+    out = tmp_path / "out"
+    _write_maps(out, [f"{i:02d}" for i in range(1, 9)])
+    part = _participants(tmp_path, 8)
+    model = tmp_path / "model.json"
+    model.write_text(json.dumps({"Nodes": [{"Level": "Dataset", "Model": {"X": [1, "age"]},
+                                            "Contrasts": [
+        {"Name": "age effect", "ConditionList": ["age"], "Weights": [1], "Test": "t"},
+        {"Name": "any", "ConditionList": [1, "age"], "Weights": [[1, 0], [0, 1]],
+         "Test": "F"}]}]}))
+    result, records = group_glm_step(inventory(out).to_dict("records"), str(part), str(model),
+                                     SPACE, tmp_path)
+    maps = result["analyses"][0]["maps"]
+    assert maps["age effect"]["type"] == "t" and maps["any"]["type"] == "F"
+    assert "F" in maps["any"] and "z" in maps["any"]
+    stats = {r["entities"].get("stat") for r in records if r["entities"].get("model") == "any"}
+    assert {"F", "z", "p", "effect", "variance"} <= stats

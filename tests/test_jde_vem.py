@@ -305,8 +305,53 @@ def test_estimate_jde_vem_maps_and_tables():
     assert set(conv.parcel) == {"left", "right", "single"}
     hp = est.parcel_tables["hrfparams"]
     assert list(hp.parcel) == est.labels and "time_to_peak_sd" in hp
+    ppm_video = est.voxel_maps["contrast-video_desc-jdevem_stat-ppm_statmap"]
+    for lab, name in ((1, "left"), (2, "right"), (3, "single")):
+        row = hp.set_index("parcel").loc[name]
+        expected = max(ppm[labels == lab].max(), ppm_video[labels == lab].max())
+        assert row.max_ppm == pytest.approx(expected)
+        assert row.silent or expected >= 0.95
     assert est.parameters["conditions"] == ["audio", "video"]
     assert est.parameters["n_iter_max"] == 40
+    from bids_hrf.hrf.jde_app import map_metadata
+
+    metas = {k: map_metadata(k, est.parameters) for k in est.voxel_maps}
+    assert all(m["Description"].startswith(("JDE-VEM", "HRF")) for m in metas.values())
+    con = metas["contrast-audiovideo_desc-jdevem_stat-ppm_statmap"]
+    assert con["Contrast"] == "audio-video" and con["ContrastWeights"] == [1.0, -1.0]
+    assert con["Units"] == "probability"
+    assert metas["contrast-video_desc-jdevem_stat-effect_statmap"]["ContrastWeights"] == [0, 1]
+    assert metas["desc-jdevem_stat-ttp_statmap"]["Units"] == "s"
+    assert metas["desc-jdevemHrf_bold"]["SamplingPeriod"] == pytest.approx(
+        est.time[1] - est.time[0])
+
+
+def test_condition_labels_follow_the_glm():
+    from bids_hrf.hrf.jde_app import condition_label, estimate_jde_vem
+
+    assert condition_label("face_happy") == "faceHappy"
+    sim, labels, names = _app_inputs()
+    events = [e.assign(trial_type=e.trial_type.map({"audio": "A", "video": "a"}))
+              for e in sim.events]
+    with pytest.raises(ValueError, match="distinct BIDS labels"):
+        estimate_jde_vem(sim.Y, events, sim.frame_times, sim.tr, labels, {1: "x"}, sim.ijk)
+
+
+def test_estimate_jde_vem_flags_silent_parcels():
+    from bids_hrf.hrf.jde_app import estimate_jde_vem
+
+    sim, labels, names = _app_inputs()
+    labels[labels == 3] = 0
+    rng = np.random.default_rng(5)
+    noise_only = labels == 2  # replace the right parcel's data by pure noise
+    Y = [y.copy() for y in sim.Y]
+    for y in Y:
+        y[:, noise_only] = rng.normal(size=(y.shape[0], int(noise_only.sum())))
+    est = estimate_jde_vem(Y, sim.events, sim.frame_times, sim.tr, labels,
+                           {1: "left", 2: "right"}, sim.ijk, n_iter_max=40)
+    hp = est.parcel_tables["hrfparams"].set_index("parcel")
+    assert not hp.loc["left", "silent"] and hp.loc["left", "class_separation"] > 3
+    assert hp.loc["right", "silent"] and hp.loc["right", "class_separation"] < 2
 
 
 @pytest.mark.slow

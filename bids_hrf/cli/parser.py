@@ -25,7 +25,7 @@ from bids_hrf.errors import (
 
 PLUGINS = ("Linear", "MultiProc", "SLURM", "SLURMGraph", "SGE", "PBS", "LSF", "Legacy",
            "IPython", "Debug")
-_TEMPLATEFLOW_RE = re.compile(r"^[A-Za-z0-9]+:[A-Za-z0-9]+(:[A-Za-z0-9]+)*$")
+_TEMPLATEFLOW_RE = re.compile(r"^[A-Za-z0-9]+(:[A-Za-z0-9-]+)+$")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -94,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = p.add_argument_group("denoising")
     g.add_argument("--confounds", default="simple",
-                   help="preset (simple, scrubbing, compcor, minimal, none) or a comma-"
-                        "separated list of confound columns")
+                   help="preset (none, minimal, simple, scrubbing, compcor, motion24, gsr) "
+                        "or a comma-separated list of confound columns")
     g.add_argument("--fd-threshold", type=_positive_float, default=0.5,
                    help="framewise displacement (mm) above which volumes are scrubbed")
     g.add_argument("--dummy-scans", default="auto",
@@ -175,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--connectivity-activity", action="store_true",
                    help="also compute connectivity on deconvolved activity "
                         "(--hrf-method sparse outputs)")
+    g.add_argument("--connectivity-keep-task", dest="connectivity_task_regression",
+                   action="store_false", default=True,
+                   help="do not regress the task conditions (and shifted copies) out of "
+                        "task runs before connectivity")
 
     g = p.add_argument_group("execution")
     g.add_argument("--nprocs", "--n-cpus", type=_positive_int, default=None,
@@ -285,6 +289,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         connectivity=tuple(k.strip() for k in args.connectivity.split(",") if k.strip()
                            and k.strip().lower() != "none"),
         connectivity_activity=args.connectivity_activity,
+        connectivity_task_regression=args.connectivity_task_regression,
     )
     validate_config(config, errors)
     return config
@@ -362,7 +367,7 @@ def _check_analysis_options(config: Config) -> list[BidsHrfError]:
     errors: list[BidsHrfError] = []
     atlas = config.atlas
     if atlas.startswith("data-driven"):
-        _, _, n = atlas.partition(":")
+        n = atlas.split(":")[1] if ":" in atlas else ""
         if n and (not n.isdigit() or int(n) < 2):
             errors.append(UsageError(f"--atlas {atlas}: N must be an integer >= 2",
                                      fix="e.g. --atlas data-driven:100"))

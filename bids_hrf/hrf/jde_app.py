@@ -3,6 +3,13 @@
 Voxel maps (masked-voxel space, shape ``(n_voxels,)`` or ``(n_samples, n_voxels)``):
 background voxels (label 0) and voxels of skipped or failed parcels hold 0 in effect, PPM,
 label-probability and HRF maps, and NaN in variance and HRF-parameter maps.
+
+Parcel tables: ``convergence`` (parcel, iteration, free_energy, converged) and
+``hrfparams`` (parcel, time_to_peak, fwhm, height and their Monte-Carlo SDs, max_ppm over
+the parcel's voxels and conditions, class_separation = max over conditions of
+``|mu1| / sqrt(v0 + v1)`` of the fitted NRL mixture, silent = no condition with both a voxel
+at PPM >= :data:`SILENT_PPM` and a separation >= :data:`SILENT_SEPARATION`, n_iter,
+converged).
 """
 
 from __future__ import annotations
@@ -20,7 +27,15 @@ from bids_hrf.hrf.base import HRFEstimate
 from bids_hrf.hrf.jde_vem import JDEVEM
 from bids_hrf.hrf.params import hrf_parameters
 
-__all__ = ["estimate_jde_vem", "bids_label"]
+__all__ = [
+    "estimate_jde_vem", "bids_label", "condition_label", "map_metadata", "SILENT_PPM",
+    "SILENT_SEPARATION",
+]
+
+#: a parcel is flagged silent unless, for some condition, a voxel reaches this PPM ...
+SILENT_PPM = 0.95
+#: ... and the active-class mean is this many pooled class SDs away from 0
+SILENT_SEPARATION = 2.0
 
 
 def bids_label(name: str) -> str:
@@ -29,6 +44,15 @@ def bids_label(name: str) -> str:
     if not out:
         raise ValueError(f"name {name!r} has no letter or digit to make a BIDS label from")
     return out
+
+
+def condition_label(name: str) -> str:
+    """BIDS label of a condition's maps: the first-level GLM's (``face_happy`` ->
+    ``faceHappy``), so that ``desc-jdevem`` and ``desc-jdevemHrf`` maps of a condition
+    share their ``contrast-`` entity."""
+    from bids_hrf.glm.contrasts import clean_label
+
+    return clean_label(name)
 
 
 def _fit_parcel(label, Ys, events, frame_times, ijk, tr, params):
@@ -48,7 +72,7 @@ def _summary(est: JDEVEM) -> dict:
         k: getattr(est, k)
         for k in ("hrf_", "hrf_var_", "hrf_time_", "nrls_", "nrls_var_", "nrls_cov_",
                   "ppm_", "labels_proba_", "free_energy_", "conditions_", "converged_",
-                  "n_iter_")
+                  "n_iter_", "mixture_")
     }
 
 
@@ -119,6 +143,10 @@ def estimate_jde_vem(
     names = [str(parcel_names.get(lab, lab)) for lab in present]
     ev_valid = [design.validate_events(e, r) for r, e in enumerate(events)]
     conditions = design.condition_names(ev_valid)
+    labels_of = [condition_label(c) for c in conditions]
+    if len(set(labels_of)) < len(labels_of):
+        raise ValueError(f"conditions {conditions} do not give distinct BIDS labels "
+                         f"({labels_of}); rename the trial types")
     contrasts = dict(contrasts or {})
     for key, w in contrasts.items():
         if np.asarray(w).size != len(conditions):
@@ -195,8 +223,29 @@ def estimate_jde_vem(
         fe = res["free_energy_"]
         rows.append(pd.DataFrame({"parcel": names[p], "iteration": np.arange(1, fe.size + 1),
                                   "free_energy": fe, "converged": res["converged_"]}))
+    # evidence that the HRF is data-driven. A condition shows a response in a parcel when
+    # a voxel reaches PPM 0.95 AND the fitted active class stands apart from the inactive
+    # one (|mu1| >= 2 sqrt(v0 + v1)): over a few hundred voxels the max PPM alone is
+    # liberal, as a degenerate mixture (mu1 ~ 0) still gives PPMs near 1 to noisy voxels.
+    # A parcel with no such condition is "silent": its HRF reflects the prior and noise.
+    max_ppm, separation = np.zeros(total), np.zeros(total)
+    evidence = np.zeros(total, dtype=bool)
+    for p, lab in enumerate(present):
+        res = results[lab]
+        cidx = [conditions.index(c) for c in res["conditions_"]]
+        mix = res["mixture_"]
+        sep = np.abs(mix["mean"][:, 1]) / np.sqrt(np.maximum(mix["var"].sum(1), 1e-300))
+        top = ppm[np.ix_(cidx, idx[lab])].max(1) if cidx else np.zeros(0)
+        max_ppm[p] = top.max() if top.size else 0.0
+        separation[p] = sep.max() if sep.size else 0.0
+        evidence[p] = bool(np.any((top >= SILENT_PPM) & (sep >= SILENT_SEPARATION)))
+    hp["max_ppm"] = max_ppm
+    hp["class_separation"] = separation
+    hp["silent"] = ~evidence
+    hp["n_iter"] = [int(results[lab]["n_iter_"]) for lab in present]
+    hp["converged"] = [bool(results[lab]["converged_"]) for lab in present]
     for m, c in enumerate(conditions):
-        tag = f"contrast-{bids_label(c)}_desc-jdevem_stat-"
+        tag = f"contrast-{condition_label(c)}_desc-jdevem_stat-"
         maps[tag + "effect_statmap"] = eff[m]
         maps[tag + "variance_statmap"] = vvar[m]
         maps[tag + "ppm_statmap"] = ppm[m]
@@ -219,3 +268,59 @@ def estimate_jde_vem(
         parameters=parameters, voxel_maps=maps,
         parcel_tables={"convergence": pd.concat(rows, ignore_index=True), "hrfparams": hp},
     )
+
+
+_STAT_TEXT = {
+    "effect": ("posterior mean of the neural response level (NRL)", "percent signal change "
+               "per unit of the unit-norm HRF"),
+    "variance": ("posterior variance of the NRL", "squared NRL units"),
+    "ppm": ("posterior probability map: P(NRL beyond the point where the densities of the "
+            "active and inactive classes cross | data) for a condition, P(contrast > 0 | "
+            "data) for a contrast", "probability"),
+    "labelproba": ("posterior probability of the active class of the label field",
+                   "probability"),
+    "ttp": ("time to peak of the voxel's parcel HRF", "s"),
+    "fwhm": ("full width at half maximum of the voxel's parcel HRF", "s"),
+    "height": ("peak height of the voxel's unit-norm parcel HRF", "arbitrary"),
+}
+
+
+def map_metadata(fragment: str, parameters: dict) -> dict:
+    """Sidecar metadata of one JDE-VEM voxel map, from its name fragment.
+
+    Parameters
+    ----------
+    fragment : str
+        A key of :attr:`HRFEstimate.voxel_maps` made by :func:`estimate_jde_vem`, e.g.
+        ``"contrast-audio_desc-jdevem_stat-ppm_statmap"`` or ``"desc-jdevemHrf_bold"``.
+    parameters : dict
+        :attr:`HRFEstimate.parameters` of the same estimate (conditions, contrasts, dt).
+
+    Returns
+    -------
+    dict
+        ``Description``, ``Units`` and, for condition/contrast maps, ``Contrast`` (the
+        condition or contrast name as given) and ``ContrastWeights`` (over ``conditions``).
+    """
+    ents = dict(part.split("-", 1) for part in fragment.split("_") if "-" in part)
+    if fragment.endswith("_bold"):
+        return {"Description": "HRF of each voxel's parcel (JDE-VEM posterior mean, unit "
+                               "norm); the 4th dimension is the time after stimulus onset",
+                "SamplingPeriod": parameters.get("dt"), "Units": "arbitrary"}
+    stat = ents.get("stat", "")
+    text, units = _STAT_TEXT.get(stat, (f"JDE-VEM map {fragment}", "arbitrary"))
+    meta = {"Description": f"JDE-VEM {text}", "Units": units}
+    label = ents.get("contrast")
+    if label is not None:
+        conditions = list(parameters.get("conditions", []))
+        names = {condition_label(c): c for c in conditions}
+        contrasts = dict(parameters.get("contrasts", {}))
+        names.update({bids_label(k): k for k in contrasts})
+        name = names.get(label, label)
+        meta["Contrast"] = name
+        if name in contrasts:
+            meta["ContrastWeights"] = list(contrasts[name])
+        elif name in conditions:
+            meta["ContrastWeights"] = [float(c == name) for c in conditions]
+        meta["Conditions"] = conditions
+    return meta

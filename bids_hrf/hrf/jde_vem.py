@@ -87,7 +87,8 @@ class JDEVEM:
     Attributes
     ----------
     hrf_ : ndarray (n_samples,)
-        Posterior mean HRF, normalised to unit norm (NRLs rescaled accordingly).
+        Posterior mean HRF, normalised to unit norm (NRLs rescaled accordingly) and
+        oriented to correlate positively with the canonical HRF.
     hrf_var_ : ndarray (n_samples,)
         Posterior variance of each HRF sample (0 where fixed by the zero constraint).
     hrf_time_ : ndarray (n_samples,)
@@ -361,7 +362,14 @@ class JDEVEM:
         norm = float(np.linalg.norm(h))
         if not np.isfinite(norm) or norm <= 0:
             norm = 1.0
-        sign = 1.0 if h[np.argmax(np.abs(h))] >= 0 else -1.0
+        # (h, a) and (-h, -a) fit equally: orient h like the canonical HRF (the largest
+        # sample decides when h is orthogonal to it), so that a parcel's HRF never comes out
+        # upside down and activations give positive NRLs
+        overlap = float(h @ design.canonical_hrf(self.hrf_time_))
+        if abs(overlap) > 1e-3 * norm * np.linalg.norm(design.canonical_hrf(self.hrf_time_)):
+            sign = 1.0 if overlap >= 0 else -1.0
+        else:
+            sign = 1.0 if h[np.argmax(np.abs(h))] >= 0 else -1.0
         c = sign * norm * scale  # NRL factor
         self.hrf_ = sign * h / norm
         self.hrf_var_ = hv / norm**2

@@ -35,6 +35,26 @@ def _report_error(errors_dir: str, node_dir: str, exc: BaseException) -> None:
     (Path(errors_dir) / name).write_text(json.dumps(payload))
 
 
+def _release_joblib_workers() -> None:
+    """Stop the joblib (loky) workers a step started when it runs in a MultiProc worker.
+
+    Idle loky workers live 300 s and the nipype MultiProc worker process that started them
+    cannot exit before they do: without this, ``--nprocs 2`` waited ~5 minutes after the
+    last step before returning.
+    """
+    import multiprocessing
+
+    if multiprocessing.parent_process() is None:
+        return  # Linear plugin: the main process keeps its workers for the next step
+    try:
+        from joblib.externals.loky import reusable_executor
+    except ImportError:  # pragma: no cover - joblib always ships loky
+        return
+    executor = getattr(reusable_executor, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True, kill_workers=True)
+
+
 class _StepInputSpec(BaseInterfaceInputSpec):
     errors_dir = traits.Str("", usedefault=True, nohash=True,
                             desc="folder collecting user-facing errors")
@@ -57,6 +77,9 @@ class _Step(SimpleInterface):
         except BaseException as exc:
             _report_error(self.inputs.errors_dir, runtime.cwd, exc)
             raise
+        finally:
+            if self.inputs.nprocs > 1:
+                _release_joblib_workers()
         self._results["result"] = result
         self._results["records"] = records
         return runtime
@@ -156,7 +179,8 @@ class EstimateHRF(_Step):
                 item["run_entities"] = {k: v for k, v in
                                         self.inputs.runs[item["run"]]["entities"].items()
                                         if k in ("run", "acq", "echo")}
-        meta = {"Sources": sorted({x for r in self.inputs.runs for x in r["sources"]})}
+        meta = {"Sources": sorted({x for r in self.inputs.runs for x in r["sources"]}),
+                "RepetitionTime": self.inputs.runs[0]["tr"]}
         records = hrf_records(result, ents, self.inputs.atlas["name"], meta)
         seg = bids_label(self.inputs.atlas["name"])
         records.append(record(self.inputs.prepared[0]["atlas_bold"], f"seg-{seg}_dseg", ents,

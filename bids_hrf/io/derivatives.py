@@ -353,6 +353,20 @@ def init_output_dir(output_dir: str | os.PathLike, config_hash: str,
     write_text(ignore, "\n".join(wanted) + "\n")
 
 
+def ensure_bidsignore(output_dir: str | os.PathLike, suffixes: set[str]) -> None:
+    """Add ``*_<suffix>.*`` to OUTPUT_DIR/.bidsignore for suffixes outside the BIDS schema.
+
+    Called by the sink for every suffix it writes, so a new kind of output (a method's own
+    table) never makes the dataset invalid.
+    """
+    ignore = Path(output_dir) / ".bidsignore"
+    existing = ignore.read_text(encoding="utf-8").split() if ignore.exists() else []
+    covered = {p[2:].split(".")[0] for p in existing if p.startswith("*_")}
+    new = [f"*_{s}.*" for s in sorted(suffixes) if s not in covered]
+    if new:
+        write_text(ignore, "\n".join(existing + new) + "\n")
+
+
 def existing_config_hash(output_dir: str | os.PathLike) -> str | None:
     """Return the configuration hash recorded in OUTPUT_DIR, if any."""
     path = Path(output_dir) / "dataset_description.json"

@@ -195,6 +195,7 @@ def collect_runs(config: Config) -> tuple[list[RunInputs], dict[str, list[str]]]
 
     runs: list[RunInputs] = []
     filters = dict(config.bids_filters.get("bold", {})) if config.bids_filters else {}
+    filters, wanted = _apply_filter_entities(filters, wanted, config)
     for subject in wanted:
         query = {"subject": subject, "desc": "preproc", "suffix": "bold",
                  "extension": _NIFTI, "scope": "derivatives", **filters}
@@ -240,6 +241,34 @@ def collect_runs(config: Config) -> tuple[list[RunInputs], dict[str, list[str]]]
     runs.sort(key=lambda r: (r.subject, r.session or "", r.task, r.acquisition or "",
                              _run_sort_key(r.run)))
     return runs, skipped
+
+
+def _apply_filter_entities(filters: dict, wanted: list[str],
+                           config: Config) -> tuple[dict, list[str]]:
+    """Take ``space`` and ``subject`` out of the BIDS filters (the query sets both).
+
+    A filter ``space`` must agree with ``--space`` (output names use ``--space``); a filter
+    ``subject`` restricts the participants instead of replacing each one's label.
+    """
+    filters = dict(filters)
+    if "space" in filters:
+        space = filters.pop("space")
+        spaces = [space] if isinstance(space, str) else list(space or [])
+        if spaces != [config.space]:
+            raise UsageError(f"--bids-filter-file selects space {space!r} but --space is "
+                             f"{config.space!r}",
+                             fix="remove 'space' from the filter file and choose the space "
+                                 "with --space")
+    if "subject" in filters:
+        subject = filters.pop("subject")
+        keep = {subject} if isinstance(subject, str) else {str(s) for s in subject or []}
+        keep = {s[4:] if s.startswith("sub-") else s for s in keep}
+        wanted = [s for s in wanted if s in keep]
+        if not wanted:
+            raise NoInputError(f"--bids-filter-file selects subject(s) {sorted(keep)}, none of "
+                               "the participants to analyse",
+                               fix="check the 'subject' filter and --participant-label")
+    return filters, wanted
 
 
 def _problem_class(message: str) -> type[BidsHrfError]:

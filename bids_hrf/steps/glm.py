@@ -13,7 +13,13 @@ from nilearn import image, masking
 
 from bids_hrf.errors import DataError
 from bids_hrf.steps.hrf import read_events, read_hrf_estimate
-from bids_hrf.steps.prepare import load_img, read_confounds, read_labels_tsv, read_sample_mask
+from bids_hrf.steps.prepare import (
+    load_img,
+    open_img,
+    read_confounds,
+    read_labels_tsv,
+    read_sample_mask,
+)
 
 LOGGER = logging.getLogger("bids_hrf")
 STATS = ("effect", "variance", "stat", "z", "p")
@@ -69,12 +75,20 @@ def first_level_step(bold: str, mask: str, events: str, confounds: str, sample_m
     from bids_hrf.glm.first_level import fit_first_level
 
     out_dir = Path(out_dir)
-    bold_img = load_img(bold, "BOLD image")
     mask_img = load_img(mask, "brain mask")
     if smoothing_fwhm:
-        bold_img = image.smooth_img(bold_img, smoothing_fwhm)
-    # ensure_finite=False: nilearn would silently turn NaN/inf into 0
-    Y = masking.apply_mask(bold_img, mask_img, ensure_finite=False)
+        bold_img = image.smooth_img(load_img(bold, "BOLD image"), smoothing_fwhm)
+        # ensure_finite=False: nilearn would silently turn NaN/inf into 0
+        Y = masking.apply_mask(bold_img, mask_img, ensure_finite=False)
+    else:  # read in chunks of volumes: never the whole 4D array in memory
+        from bids_hrf.timeseries import masked_rows
+
+        bold_img = open_img(bold, "BOLD image")
+        if bold_img.ndim != 4 or bold_img.shape[:3] != mask_img.shape[:3] or not np.allclose(
+                bold_img.affine, mask_img.affine, atol=1e-3):
+            raise DataError(f"brain mask {mask} is not on the grid of the BOLD {bold}",
+                            fix="use the brain mask fMRIPrep wrote for this run")
+        Y = masked_rows(bold_img, np.asarray(mask_img.dataobj) > 0, str(bold))
     finite = np.isfinite(Y).all(axis=0)
     flat = finite & (np.ptp(np.where(np.isfinite(Y), Y, 0.0), axis=0) == 0)
     bad = ~finite | flat

@@ -125,7 +125,8 @@ def connectivity_step(inv_records: list[dict], participants_tsv: str | None, gro
         Per-run ``_relmat.tsv`` (subject folders) and group files.
     """
     s = {"kinds": ("correlation", "partial correlation", "tangent"), "fdr": 0.05,
-         "networks": None, "activity": False, **(settings or {})}
+         "networks": None, "activity": False, "task_regression": True, "bids_dir": None,
+         **(settings or {})}
     kinds = tuple(s["kinds"])
     out_dir = Path(out_dir)
     result = {"kind": "connectivity", "analyses": [], "fdr": s["fdr"]}
@@ -148,11 +149,80 @@ def connectivity_step(inv_records: list[dict], participants_tsv: str | None, gro
     return result, records
 
 
-def _load_series(inv, rows, source):
+def _task_columns(design_path: Path, bids_dir: str | None) -> list[str]:
+    """Design columns of the run's conditions (``trial_type`` values of its events)."""
+    import json
+
+    sidecar = design_path.with_name(design_path.name[: -len(".tsv")] + ".json")
+    try:
+        sources = json.loads(sidecar.read_text()).get("Sources", [])
+    except (OSError, ValueError):
+        return []
+    conditions: set[str] = set()
+    for src in sources:
+        if src.startswith("bids:raw:") and src.endswith("_events.tsv") and bids_dir:
+            path = Path(bids_dir) / src[len("bids:raw:"):]
+            if path.is_file():
+                events = pd.read_csv(path, sep="\t")
+                if "trial_type" in events:
+                    conditions |= set(events["trial_type"].dropna().astype(str))
+    columns = pd.read_csv(design_path, sep="\t", nrows=0).columns
+    return [c for c in columns if c in conditions]
+
+
+def regress_task(series: pd.DataFrame, design: pd.DataFrame, task_columns: list[str],
+                 lags: tuple[int, ...] = (-1, 1, 2, 3)) -> pd.DataFrame:
+    """Residuals of parcel series after the task regressors, shifted copies and the
+    other design columns (confounds, drifts).
+
+    Shifted copies (``lags`` in samples) absorb responses faster or slower than the
+    design's HRF, so that evoked co-activation is not read as connectivity ("background"
+    connectivity of task runs).
+    """
+    if len(design) != len(series):
+        raise ValueError(f"design has {len(design)} rows, the time series {len(series)}")
+    task = design[task_columns].to_numpy(dtype=float)
+    blocks = [task]
+    for lag in lags:
+        shifted = np.zeros_like(task)
+        if lag > 0:
+            shifted[lag:] = task[:-lag]
+        else:
+            shifted[:lag] = task[-lag:]
+        blocks.append(shifted)
+    # the other design columns too (confounds, drifts): the series were cleaned of the
+    # confounds without the task, which leaves (I - P_confounds) task in them
+    others = design.drop(columns=task_columns).to_numpy(dtype=float)
+    blocks.append(np.column_stack([others, np.ones(len(design))]))
+    x = np.column_stack(blocks)
+    y = series.to_numpy(dtype=float)
+    beta = np.linalg.lstsq(x, y, rcond=None)[0]
+    return pd.DataFrame(y - x @ beta, columns=series.columns)
+
+
+def _design_of(inv: pd.DataFrame, row: pd.Series) -> Path | None:
+    sel = inv[(inv["suffix"] == "design") & (inv["extension"] == ".tsv")]
+    for ent in ("sub", "ses", "task", "acq", "run", "echo"):
+        value = clean(row.get(ent))
+        sel = sel[sel[ent].isna()] if value is None else sel[sel[ent] == value]
+    return Path(sel["path"].iloc[0]) if len(sel) else None
+
+
+def _load_series(inv, rows, source, task_regression=False, bids_dir=None):
     series, keys = [], []
     for _, row in rows.iterrows():
         if source == "timeseries":
             table = pd.read_csv(row["path"], sep="\t")
+            design = _design_of(inv, row) if task_regression else None
+            columns = _task_columns(design, bids_dir) if design is not None else []
+            if columns:
+                try:
+                    table = regress_task(table, pd.read_csv(design, sep="\t"), columns)
+                    row = row.copy()
+                    row["task_regressed"] = columns
+                except ValueError as exc:
+                    LOGGER.warning("connectivity: task not regressed out of %s: %s",
+                                   Path(row["path"]).name, exc)
         else:
             table = _activity_series(row, inv)
             if table is None:
@@ -166,7 +236,7 @@ def _load_series(inv, rows, source):
 def _analyse(inv, rows, task, seg, source, kinds, groups, space, out_dir, s):
     from bids_hrf.connectivity import connectivity_matrices
 
-    series, keys = _load_series(inv, rows, source)
+    series, keys = _load_series(inv, rows, source, s["task_regression"], s["bids_dir"])
     if not series:
         return [], []
     names = [c for c in series[0].columns if all(c in t.columns for t in series)]
@@ -203,8 +273,13 @@ def _analyse(inv, rows, task, seg, source, kinds, groups, space, out_dir, s):
             path = out_dir / f"{Path(key['path']).name.split('.')[0]}_{label}_relmat.tsv"
             _write_matrix(path, mats[kind][i], names)
             ents = {e: clean(key.get(e)) for e in _RUN_ENTITIES}
+            regressed = key.get("task_regressed")
             records.append(record(path, f"meas-{label}_relmat", {**base, **ents}, {
-                **meta, "Sources": [Path(key["path"]).name]}))
+                **meta, "Sources": [Path(key["path"]).name],
+                "TaskRegressors": list(regressed) if isinstance(regressed, list) else [],
+                "TaskRegression": "conditions, their shifts by -1, 1, 2, 3 volumes and the "
+                                  "other design columns regressed out"
+                                  if isinstance(regressed, list) else "none"}))
         per_sub = np.stack([_subject_mean(mats[kind][[i for i, x in enumerate(subjects)
                                                       if x == sub]], kind) for sub in order])
         analysis = {"task": task, "seg": seg, "source": source, "measure": kind,

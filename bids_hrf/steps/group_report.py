@@ -149,7 +149,9 @@ def _connectivity_section(report, result: dict) -> None:
     if not result.get("analyses"):
         return
     sec = report.section("Connectivity")
-    report.add_text(sec, "Connectivity matrices of every run (nilearn ConnectivityMeasure), "
+    report.add_text(sec, "Connectivity matrices of every run (nilearn ConnectivityMeasure) "
+                         "from the cleaned parcel series (task runs: conditions, shifted "
+                         "copies and the other design columns regressed out first), "
                          "averaged per subject (correlations in Fisher z) then per group; "
                          "edge-wise Welch t tests between groups with Benjamini-Hochberg FDR "
                          f"(q < {result['fdr']:g}) and within/between-network means.")

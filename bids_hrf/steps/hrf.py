@@ -167,7 +167,7 @@ def estimate_hrf_step(runs: list[dict], atlas_bold: str, labels: str, method: st
         mask_img = None
     elif method == "jde-vem":
         estimate, mask_img = _jde(runs, atlas_bold, labels_map, options, contrasts, dt,
-                                  hrf_duration, nprocs)
+                                  hrf_duration, nprocs, high_pass=high_pass)
     elif method == "sparse":
         estimate, mask_img, maps = _sparse(runs, atlas_bold, labels_map, options, hrf_model,
                                            dt, hrf_duration, high_pass, nprocs, out_dir)
@@ -203,7 +203,10 @@ def _check_same_grid(runs: list[dict]) -> None:
                             "--output-spaces with res-)")
 
 
-def _jde(runs, atlas_bold, labels_map, options, contrasts, dt, hrf_duration, nprocs):
+def _jde(runs, atlas_bold, labels_map, options, contrasts, dt, hrf_duration, nprocs,
+         high_pass: float | None = 0.01):
+    """JDE-VEM over the runs of a group; ``high_pass`` (Hz, 0: constant only) sets the
+    cosine drift of the model (the data are not filtered beforehand)."""
     from bids_hrf.hrf.jde_app import estimate_jde_vem
 
     _check_same_grid(runs)
@@ -226,7 +229,8 @@ def _jde(runs, atlas_bold, labels_map, options, contrasts, dt, hrf_duration, npr
         hrf_hyperprior=options.get("jde_hrf_hyperprior", 1000.0),
         n_iter_min=options.get("jde_iter_min", 5), n_iter_max=options.get("jde_iter_max", 100),
         zero_constraint=options.get("zero_constraint", True),
-        estimate_hrf=options.get("estimate_hrf", True))
+        estimate_hrf=options.get("estimate_hrf", True),
+        drift_model="cosine" if high_pass else None, high_pass=high_pass or 0.01)
     return estimate, mask_img
 
 

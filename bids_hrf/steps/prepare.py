@@ -23,6 +23,8 @@ LOGGER = logging.getLogger("bids_hrf")
 
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
+# nilearn's notes about its own expected behaviour, not about the user's data
+_QUIET_WARNINGS = ("Cosine filter(s) exist",)
 
 
 @contextlib.contextmanager
@@ -38,9 +40,25 @@ def relay_warnings(where: str) -> Iterator[None]:
             for w in caught:
                 text = str(w.message)
                 if str(w.filename).startswith(_PACKAGE_DIR) and text not in seen \
-                        and issubclass(w.category, UserWarning):
+                        and issubclass(w.category, UserWarning) \
+                        and not text.startswith(_QUIET_WARNINGS):
                     seen.add(text)
                     LOGGER.warning("%s: %s", where, text)
+
+
+def open_img(path: str | Path, what: str = "image"):
+    """Open a NIfTI image without reading its data (read later in chunks, see
+    :func:`bids_hrf.timeseries.masked_rows`); a missing or unreadable header is a
+    :class:`DataError` naming the file."""
+    try:
+        return nib.load(str(path))
+    except FileNotFoundError as exc:
+        raise DataError(f"{what} {path} is missing", fix="restore the file",
+                        path=str(path)) from exc
+    except Exception as exc:
+        raise DataError(f"{what} {path} cannot be read ({type(exc).__name__}: {exc})",
+                        fix="the file is corrupted or not NIfTI: restore it",
+                        path=str(path)) from exc
 
 
 def load_img(path: str | Path, what: str = "image"):
@@ -165,7 +183,7 @@ def _prepare_run(bold: str, mask: str, atlas: str, labels: str, atlas_name: str,
     dummy: int | str = int(dummy_scans) if str(dummy_scans).isdigit() else "auto"
     conf = load_run_confounds(bold, confounds_spec, dummy_scans=dummy,
                               fd_threshold=fd_threshold)
-    bold_img = load_img(bold, "BOLD image")
+    bold_img = open_img(bold, "BOLD image")  # data read in chunks when extracting
     mask_img = load_img(mask, "brain mask")
     n_vols = bold_img.shape[3]
     if conf.confounds is not None and len(conf.confounds) != n_vols:

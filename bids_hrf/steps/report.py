@@ -49,10 +49,39 @@ def _add_hrf_section(report, sec: str, hrf: dict, config: dict, bg) -> None:
                          f"{np.median(np.diff(time)):.3g} s, unit norm"
                     + (", with +/- 2 posterior standard deviations." if variance is not None
                        else "."))
-    report.add_figure(sec, F.plot_hrf_panel, time, hrfs, names, variance=variance,
-                      reference=reference, caption="Parcel HRFs (grey: canonical HRF)")
-    report.add_figure(sec, F.plot_hrf_overlay, time, hrfs, names,
-                      caption="All parcel HRFs, coloured by time to peak")
+    silent = _silent_parcels(hrf)
+    shown = [i for i, n in enumerate(names) if n not in silent]
+    if silent:
+        report.add_text(sec, f"{len(silent)} silent parcel(s): for no condition does a voxel "
+                             "reach a posterior probability of activation of 0.95 with the "
+                             "active class clearly apart from the inactive one (mean at least "
+                             "2 SDs from 0), so their HRF is shaped by the prior and the noise "
+                             "rather than by a response. They are drawn apart; do not "
+                             "interpret their HRF parameters or PPMs: "
+                             + ", ".join(silent) + ".")
+    if shown:
+        report.add_figure(sec, F.plot_hrf_panel, time, hrfs[:, shown],
+                          [names[i] for i in shown],
+                          variance=None if variance is None else variance[:, shown],
+                          reference=reference,
+                          caption="Parcel HRFs" + (" with evidence of activation"
+                                                   if silent else "")
+                                  + " (dashed: canonical HRF)")
+    if silent:
+        idx = [names.index(n) for n in silent]
+        report.add_figure(sec, F.plot_hrf_panel, time, hrfs[:, idx], silent,
+                          variance=None if variance is None else variance[:, idx],
+                          reference=reference,
+                          caption="Silent parcels (no evidence of activation): HRF not "
+                                  "supported by the data (dashed: canonical HRF)")
+    if silent and shown:
+        report.add_figure(sec, F.plot_hrf_overlay, time, hrfs[:, shown],
+                          [names[i] for i in shown],
+                          caption="HRFs of the parcels with evidence of activation, coloured "
+                                  "by time to peak")
+    else:
+        report.add_figure(sec, F.plot_hrf_overlay, time, hrfs, names,
+                          caption="All parcel HRFs, coloured by time to peak")
     for item in hrf.get("tables", []):
         tab = pd.read_csv(item["path"], sep="\t")
         if item["fragment"] == "convergence" and {"parcel", "iteration",
@@ -64,8 +93,12 @@ def _add_hrf_section(report, sec: str, hrf: dict, config: dict, bg) -> None:
     maps = hrf.get("maps", [])
     ppm = _find_map(maps, "stat-ppm")
     for item in ppm[:6]:
-        report.add_figure(sec, F.plot_ppm, item["path"], bg_img=bg,
-                          caption=f"Posterior probability map: {item['fragment']}")
+        label = item["fragment"].split("_")[0].removeprefix("contrast-")
+        report.add_figure(sec, F.plot_ppm, item["path"], bg_img=bg, title=f"PPM {label}",
+                          caption=f"Posterior probability map of {label}: for a "
+                                  "condition, P(response level above the point where the "
+                                  "active and inactive classes cross); for a contrast, "
+                                  "P(contrast > 0)")
     ttp, fwhm, height = (_find_map(maps, f"stat-{k}") for k in ("ttp", "fwhm", "height"))
     if ttp or fwhm or height:
         report.add_figure(sec, F.plot_hrf_parameter_maps,
@@ -77,6 +110,16 @@ def _add_hrf_section(report, sec: str, hrf: dict, config: dict, bg) -> None:
         report.add_figure(sec, _max_img_stat, item["path"], bg,
                           caption="Stability selection: maximum AUC over time "
                                   f"({item['fragment']})")
+
+
+def _silent_parcels(hrf: dict) -> list[str]:
+    """Parcels flagged ``silent`` in a JDE-VEM ``hrfparams`` table (none for other methods)."""
+    for item in hrf.get("tables", []):
+        if item["fragment"] == "hrfparams":
+            tab = pd.read_csv(item["path"], sep="\t")
+            if {"parcel", "silent"} <= set(tab.columns):
+                return [str(p) for p in tab.loc[tab["silent"].astype(bool), "parcel"]]
+    return []
 
 
 def _max_img_stat(path: str, bg):

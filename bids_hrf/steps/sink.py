@@ -15,6 +15,7 @@ from typing import Any
 from bids_hrf.io.derivatives import (
     atomic_path,
     bids_label,
+    ensure_bidsignore,
     output_path,
     parse_fragment,
     write_json,
@@ -78,7 +79,13 @@ def hrf_records(hrf: dict, entities: dict, atlas_name: str, metadata: dict) -> l
             frag = f"seg-{seg}_desc-{desc}_{bids_label(frag)}"
             out.append(record(item["path"], frag, ents, {**metadata, "HRFMethod": desc}))
             continue
-        out.append(record(item["path"], frag, ents, {**metadata, "HRFMethod": hrf["method"]}))
+        meta = {**metadata, "HRFMethod": hrf["method"]}
+        if frag.endswith("_bold"):
+            # 4D maps: volumes are scans (activity, denoised, AUC) or HRF samples.
+            meta["RepetitionTime"] = (params["SamplingPeriod"] if "Hrf" in frag
+                                      else metadata.get("RepetitionTime"))
+            meta["TaskName"] = entities.get("task")
+        out.append(record(item["path"], frag, ents, meta))
     for item in hrf.get("tables", []):
         frag = f"seg-{seg}_desc-{desc}_{bids_label(item['fragment'])}"
         out.append(record(item["path"], frag, entities, {**metadata, "HRFMethod": desc}))
@@ -94,6 +101,7 @@ def sink_step(output_dir: str, records: list[Any]) -> list[str]:
         elif item:
             flat.append(item)
     written: list[str] = []
+    ensure_bidsignore(output_dir, {rec["suffix"] for rec in flat})
     for rec in flat:
         src = Path(rec["src"])
         ext = ".nii.gz" if src.name.endswith(".nii.gz") else src.suffix

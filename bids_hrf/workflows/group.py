@@ -32,7 +32,9 @@ def init_group_wf(config: Config, inventory: list[dict], errors_dir: str) -> pe.
     conn = pe.Node(GroupConnectivity(**common, settings={
         "kinds": list(config.connectivity), "fdr": config.group_fdr,
         "networks": str(config.networks) if config.networks else None,
-        "activity": config.connectivity_activity}), name="group_connectivity")
+        "activity": config.connectivity_activity,
+        "task_regression": config.connectivity_task_regression,
+        "bids_dir": str(config.bids_dir)}), name="group_connectivity")
     merge = pe.Node(niu.Merge(3), name="merge_records")
     results = pe.Node(niu.Merge(3), name="merge_results")
     sink = pe.Node(DerivativesSink(output_dir=str(config.output_dir), errors_dir=errors_dir),
@@ -54,7 +56,7 @@ def run_group(config: Config) -> dict:
     """Run the group level on the participant outputs already in OUTPUT_DIR."""
     import shutil
 
-    from bids_hrf.api import _configure_nipype, _plugin, _raise_workflow_errors
+    from bids_hrf.api import _configure_nipype, _count_steps, _plugin, _raise_workflow_errors
     from bids_hrf.io.outputs import inventory
 
     LOGGER.info("bids-hrf group level on %s", config.output_dir)
@@ -67,7 +69,7 @@ def run_group(config: Config) -> dict:
     _configure_nipype(config, work)
     wf = init_group_wf(config, inv.to_dict(orient="records"), str(errors_dir))
     wf.base_dir = str(work)
-    n_nodes = len(wf._get_all_nodes())
+    n_nodes = _count_steps(wf)
     plugin, plugin_args = _plugin(config, n_nodes)
     try:
         wf.run(plugin=plugin, plugin_args=plugin_args)

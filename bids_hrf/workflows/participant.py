@@ -125,12 +125,17 @@ def init_participant_wf(subject: str, runs: list[RunInputs], config: Config,
                                      nprocs=nprocs), name=f"atlas_{tag}")
         records = [run_record(r, config) for r in g_runs]
         group_ents = {k: v for k, v in (("sub", sub), ("ses", ses), ("task", task)) if v}
-        hrf = pe.Node(EstimateHRF(runs=records, entities=group_ents, settings=settings,
+        glm_runs = [i for i, r in enumerate(g_runs) if r.events is not None]
+        hrf_settings = settings
+        if not glm_runs and config.hrf_method in ("fir", "jde-vem"):
+            # runs without events (task-rest): no event-related HRF can be estimated;
+            # they get the canonical HRF table, as with --hrf-method canonical
+            hrf_settings = {**settings, "hrf_method": "canonical"}
+        hrf = pe.Node(EstimateHRF(runs=records, entities=group_ents, settings=hrf_settings,
                                   errors_dir=errors_dir, nprocs=nprocs),
                       name=f"hrf_{tag}", mem_gb=_mem(first, 6.0) * len(g_runs),
                       n_procs=nprocs)
         prep_merge = pe.Node(niu.Merge(len(g_runs)), name=f"merge_prepared_{tag}")
-        glm_runs = [i for i, r in enumerate(g_runs) if r.events is not None]
         rec_merge = pe.Node(niu.Merge(len(g_runs) + 2), name=f"merge_records_{tag}")
         wf.connect([(atlas, hrf, [("result", "atlas")]),
                     (prep_merge, hrf, [("out", "prepared")]),
