@@ -160,7 +160,7 @@ def _configure_nipype(config: Config, work: Path) -> None:
         "execution": {"crashdump_dir": str(work / "crashes"), "crashfile_format": "txt",
                       "stop_on_first_crash": str(config.stop_on_first_crash).lower(),
                       "remove_unnecessary_outputs": "false", "hash_method": "content",
-                      "create_report": "false", "poll_sleep_duration": 2,
+                      "create_report": "false", "poll_sleep_duration": 0.2,
                       "local_hash_check": "true"},
         "monitoring": {"enabled": "false"},
         # nipype logs a failing node with its traceback at ERROR level; bids-hrf reports

@@ -250,19 +250,32 @@ def test_contrasts_not_an_object(ds, tmp_path):
     _run(ds, "--contrasts", path, code=USAGE, mentions=("contrasts.json",))
 
 
-@pytest.mark.parametrize("expression", [
+EVIL = [
     "__import__('os').system('touch {marker}')",
     "audio.__class__.__bases__[0].__subclasses__()",
     "open('{marker}', 'w')",
     "(lambda: audio)()",
     "[x for x in ().__class__.__base__.__subclasses__()]",
-])
-def test_contrast_code_execution_refused(ds, tmp_path, expression):
+]
+
+
+def test_contrast_code_execution_refused(ds, tmp_path):
+    """Five contrasts trying to run code: each refused on its own line (exit 64), nothing
+    executed."""
     marker = tmp_path / "pwned"
     path = tmp_path / "contrasts.json"
-    path.write_text(json.dumps({"evil": expression.format(marker=marker)}))
-    _run(ds, "--contrasts", path, code=USAGE, mentions=("evil",))
+    path.write_text(json.dumps({f"evil{i}": e.format(marker=marker)
+                                for i, e in enumerate(EVIL)}))
+    before = files_below(ds.bids)
+    result = run_cli(*ds.args("--contrasts", path))
+    assert result.code == USAGE, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert len(result.errors) == len(EVIL), result.stderr[-3000:]
+    for i, line in enumerate(result.errors):
+        assert f"'evil{i}'" in line and "contrasts.json" in line, line
     assert not marker.exists()
+    assert files_below(ds.bids) == before
+    assert not ds.out.exists() or not partial_files(ds.out)
 
 
 # ---------------------------------------------------------------------------------------

@@ -219,6 +219,8 @@ def test_step_options_reach_the_model(jde_run, tmp_path):
 
     ds, _, work = jde_run
     runs, atlas, labels = _step_runs(ds, work)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
     fixed = estimate_hrf_step(runs, atlas, labels, "jde-vem", "spm", 25.0, None, 0.01,
                               {"estimate_hrf": False}, {}, tmp_path / "a")
     table = pd.read_csv(fixed["hrf"], sep="\t")

@@ -179,7 +179,10 @@ def display_figure(display: Any) -> Any:
 
 
 def time_to_peak(time: np.ndarray, hrfs: np.ndarray) -> np.ndarray:
-    """Time of the largest absolute value of each HRF column (parabolic refinement).
+    """Time of the positive peak of each HRF column (parabolic refinement).
+
+    As :func:`bids_hrf.hrf.params.hrf_parameters`: the largest positive value; columns
+    without any positive value use the largest absolute value.
 
     Parameters
     ----------
@@ -194,7 +197,9 @@ def time_to_peak(time: np.ndarray, hrfs: np.ndarray) -> np.ndarray:
     time = np.asarray(time, dtype=float)
     hrfs = np.atleast_2d(np.asarray(hrfs, dtype=float).T).T
     finite = np.isfinite(hrfs).all(axis=0) & (np.abs(hrfs).max(axis=0, initial=0) > 0)
-    idx = np.argmax(np.abs(np.nan_to_num(hrfs)), axis=0)
+    clean = np.nan_to_num(hrfs)
+    idx = np.where(clean.max(axis=0, initial=0) > 0, np.argmax(clean, axis=0),
+                   np.argmax(np.abs(clean), axis=0))
     ttp = time[idx].astype(float)
     n = time.size
     inner = (idx > 0) & (idx < n - 1)

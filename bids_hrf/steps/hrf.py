@@ -88,7 +88,7 @@ def load_run_data(bold: str, mask: str, confounds: str, sample_mask: str, events
     Y = np.nan_to_num(Y, nan=0.0, posinf=0.0, neginf=0.0)
     Y = signal.clean(Y, confounds=conf.to_numpy() if conf is not None else None,
                      sample_mask=kept, t_r=tr, high_pass=high_pass or None, detrend=False,
-                     standardize=False, standardize_confounds=True)
+                     standardize=None, standardize_confounds=True)
     frame_times = (np.arange(n_vols) * tr)[kept] if kept is not None else np.arange(n_vols) * tr
     series = pd.read_csv(timeseries, sep="\t")
     if contiguous_only and len(series) != len(frame_times):

@@ -77,9 +77,14 @@ def hrf_records(hrf: dict, entities: dict, atlas_name: str, metadata: dict) -> l
         frag = item["fragment"]
         if item.get("kind") == "table":
             frag = f"seg-{seg}_desc-{desc}_{bids_label(frag)}"
-            out.append(record(item["path"], frag, ents, {**metadata, "HRFMethod": desc}))
+            out.append(record(item["path"], frag, ents,
+                              {**metadata, "HRFMethod": hrf["method"]}))
             continue
         meta = {**metadata, "HRFMethod": hrf["method"]}
+        if hrf["method"] == "jde-vem":
+            from bids_hrf.hrf.jde_app import map_metadata
+
+            meta.update(map_metadata(frag, params["parameters"]))
         if frag.endswith("_bold"):
             # 4D maps: volumes are scans (activity, denoised, AUC) or HRF samples.
             meta["RepetitionTime"] = (params["SamplingPeriod"] if "Hrf" in frag
@@ -88,7 +93,8 @@ def hrf_records(hrf: dict, entities: dict, atlas_name: str, metadata: dict) -> l
         out.append(record(item["path"], frag, ents, meta))
     for item in hrf.get("tables", []):
         frag = f"seg-{seg}_desc-{desc}_{bids_label(item['fragment'])}"
-        out.append(record(item["path"], frag, entities, {**metadata, "HRFMethod": desc}))
+        out.append(record(item["path"], frag, entities,
+                          {**metadata, "HRFMethod": hrf["method"]}))
     return out
 
 
