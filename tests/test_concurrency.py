@@ -183,3 +183,34 @@ def small_bold_run(tmp_path):
                               mask=path, confounds=path, events=None, tr=2.0,
                               n_volumes=shape[3]))
     return runs
+
+
+def test_first_level_in_voxel_chunks_matches_one_piece(tmp_path, monkeypatch):
+    """The GLM fitted on chunks of voxels (bounded memory) gives the maps of one fit."""
+    from bids_hrf.steps import glm
+    from bids_hrf.steps.prepare import prepare_run_step, resolve_atlas_step
+    from tests._hostile import SPACE
+
+    ds = make_dataset(tmp_path)
+    bold, mask = str(ds.bold()), str(ds.mask())
+    (tmp_path / "atlas").mkdir()
+    atlas = resolve_atlas_step(str(ds.atlas), None, SPACE, bold, mask, tmp_path / "atlas")
+    (tmp_path / "prep").mkdir()
+    prep = prepare_run_step(bold, mask, atlas["atlas"], atlas["labels"], atlas["name"],
+                            "simple", "auto", 0.5, 0.01, 2.0, 5, tmp_path / "prep")
+    outs = {}
+    for name, chunk_bytes in (("one", 10 ** 12), ("chunks", 1)):
+        monkeypatch.setattr(glm, "GLM_CHUNK_BYTES", chunk_bytes)
+        out = tmp_path / name
+        out.mkdir()
+        outs[name] = glm.first_level_step(
+            bold, mask, str(ds.events()), prep["confounds"], prep["sample_mask"], 2.0, "",
+            "canonical", "spm", prep["atlas_bold"], prep["labels"],
+            {"av": "audio - visual"}, 0.01, "ar1", None, out)
+    n_chunks = json.loads((tmp_path / "chunks" / "glm_summary.json").read_text())["n_chunks"]
+    assert n_chunks >= 2
+    for label, paths in outs["one"]["contrasts"].items():
+        for stat in ("effect", "variance", "z", "p"):
+            a = np.asarray(nib.load(paths[stat]).dataobj)
+            b = np.asarray(nib.load(outs["chunks"]["contrasts"][label][stat]).dataobj)
+            np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6, err_msg=f"{label} {stat}")

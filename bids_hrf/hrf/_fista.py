@@ -153,8 +153,9 @@ def prox_l1_l21(z: np.ndarray, thr: float, group: float) -> np.ndarray:
 
 
 def _gram_product(gram: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """``z @ gram`` (voxel-major ``z``), sparse when ``z`` is mostly zeros (the usual case)."""
-    if np.count_nonzero(z) < 0.35 * z.size:
+    """``z @ gram`` (voxel-major ``z``); a sparse product only when ``z`` is almost all zeros
+    (measured: a dense BLAS product beats CSR conversion + product above ~5 % non-zeros)."""
+    if np.count_nonzero(z) < 0.05 * z.size:
         return np.asarray(sparse.csr_matrix(z) @ gram)
     return z @ gram
 

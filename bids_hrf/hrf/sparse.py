@@ -152,9 +152,12 @@ class SparseDeconvolution:
                 coef = np.where(sign * coef > 0, coef, 0.0)
         else:
             lam = select_lambda(self.criterion, Y, H, sigma, self.factor, self.pcg)
+            # Single precision (as pySPFM) halves the cost of the products; float32 resolves
+            # relative changes down to ~1e-7, so tighter tolerances keep float64.
+            work = np.float32 if self.tol >= 1e-7 else np.float64
             res = fista_batched(
-                H,
-                Y,
+                H.astype(work),
+                Y.astype(work),
                 lam,
                 group=self.group,
                 positive_only=self.positive_only,

@@ -199,3 +199,120 @@ def estimate_sparse(
         voxel_maps=voxel_maps,
         parcel_tables=_hrf_table(time, hrfs, names),
     )
+
+
+_MAP_TEXT = {
+    "activity": ("activity-inducing signal (sparse spike model): one volume per scan, "
+                 "amplitude of the neural event starting at that scan", "percent signal change"),
+    "innovation": ("innovation signal (sparse block model): one volume per scan, onset (>0) "
+                   "or offset (<0) of sustained activity at that scan", "percent signal change"),
+    "denoised": ("denoised BOLD: the activity convolved with the parcel HRF (H s), one volume "
+                 "per scan", "percent signal change"),
+    "lambda": ("regularisation parameter lambda selected for each voxel", "percent signal change"),
+    "auc": ("stability-selection area under the curve: fraction of surrogates and lambdas "
+            "selecting a non-zero coefficient at each scan", "fraction in [0, 1]"),
+}
+
+
+def map_metadata(fragment: str, parameters: dict) -> dict:
+    """Sidecar metadata of one sparse-deconvolution voxel map, from its name fragment.
+
+    Parameters
+    ----------
+    fragment : str
+        A key of :attr:`HRFEstimate.voxel_maps` made by :func:`estimate_sparse`, e.g.
+        ``"desc-activity_bold"`` or ``"desc-sparse_stat-lambda_statmap"``.
+    parameters : dict
+        :attr:`HRFEstimate.parameters` of the same estimate.
+
+    Returns
+    -------
+    dict
+        ``Description``, ``Units``, the lambda ``Criterion`` and, for scan-wise maps, the
+        ``TimeConvention`` of the coefficients.
+    """
+    ents = dict(part.split("-", 1) for part in fragment.split("_") if "-" in part)
+    key = ents.get("stat") or ents.get("desc", "")
+    text, units = _MAP_TEXT.get(key, (f"sparse deconvolution map {fragment}", "arbitrary"))
+    meta = {
+        "Description": f"Sparse paradigm-free deconvolution: {text}",
+        "Units": units,
+        "Criterion": parameters.get("criterion"),
+        "BlockModel": bool(parameters.get("block_model", False)),
+        "HRFEstimated": bool(parameters.get("estimate_hrf", False)),
+    }
+    if fragment.endswith("_bold"):
+        meta["TimeConvention"] = parameters.get("time_convention")
+    if key == "auc":
+        meta["NumberOfSurrogates"] = parameters.get("n_surrogates")
+    if key in ("activity", "innovation", "lambda") and parameters.get("group"):
+        meta["GroupWeight"] = parameters.get("group")
+    return meta
+
+
+def detect_events(
+    activity: np.ndarray,
+    frame_times: np.ndarray,
+    onsets: np.ndarray,
+    parcel_labels: np.ndarray,
+    parcel_names: dict[int, str] | None = None,
+    window: int = 1,
+    min_fraction: float = 0.1,
+):
+    """Fraction of paradigm onsets matched by deconvolved activity, per parcel.
+
+    An onset is *detected* in a parcel when, at a scan within ``window`` scans of the onset
+    (coefficient ``i`` is an event at scan ``i``), at least ``min_fraction`` of the parcel's
+    voxels have a non-zero coefficient. ``chance`` is the same rate over every scan of the
+    run (the detection rate of onsets placed at random), so ``detected`` well above
+    ``chance`` marks a parcel whose activity follows the paradigm.
+
+    Parameters
+    ----------
+    activity : ndarray, shape (n_scans, n_voxels)
+        Activity-inducing (or innovation) signal.
+    frame_times : ndarray, shape (n_scans,)
+        Acquisition time of each scan (s), in the clock of the onsets.
+    onsets : ndarray
+        Paradigm onsets (s).
+    parcel_labels : ndarray of int, shape (n_voxels,)
+        Parcel of each voxel (0: background, skipped).
+    parcel_names : dict of int to str, optional
+    window : int
+        Tolerance in scans on each side.
+    min_fraction : float
+        Fraction of a parcel's voxels that must be active at a scan.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``parcel``, ``n_onsets``, ``detected`` (fraction of onsets), ``chance``,
+        sorted by ``detected - chance`` (most paradigm-locked parcels first).
+    """
+    import pandas as pd
+
+    activity = np.asarray(activity)
+    frame_times = np.asarray(frame_times, dtype=float)
+    labels = np.asarray(parcel_labels)
+    if activity.shape != (frame_times.size, labels.size):
+        raise ValueError(f"activity has shape {activity.shape}; expected (n_scans, n_voxels) = "
+                         f"({frame_times.size}, {labels.size})")
+    onsets = np.asarray(onsets, dtype=float).ravel()
+    tr = float(np.median(np.diff(frame_times))) if frame_times.size > 1 else 1.0
+    onsets = onsets[(onsets >= frame_times[0] - tr / 2) & (onsets <= frame_times[-1] + tr / 2)]
+    scans = np.abs(frame_times[None, :] - onsets[:, None]).argmin(axis=1)
+    names = parcel_names or {}
+    rows = []
+    for label in (int(p) for p in np.unique(labels) if p != 0):
+        active = (np.mean(activity[:, labels == label] != 0, axis=1) >= min_fraction)
+        # near[i]: some active scan within +-window of scan i.
+        padded = np.pad(active, window)
+        near = np.zeros(active.size, dtype=bool)
+        for k in range(2 * window + 1):
+            near |= padded[k: k + active.size]
+        rows.append({"parcel": names.get(label, str(label)), "n_onsets": int(onsets.size),
+                     "detected": float(near[scans].mean()) if onsets.size else np.nan,
+                     "chance": float(near.mean())})
+    table = pd.DataFrame(rows, columns=["parcel", "n_onsets", "detected", "chance"])
+    order = np.argsort(-(table["detected"] - table["chance"]).to_numpy(), kind="stable")
+    return table.iloc[order].reset_index(drop=True)

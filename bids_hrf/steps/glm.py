@@ -116,41 +116,83 @@ def first_level_step(bold: str, mask: str, events: str, confounds: str, sample_m
         kwargs = {"hrf": estimate, "voxel_parcels": parcels, "parcel_names": labels_map}
     else:
         kwargs = {"hrf": hrf_model}
-    fit = fit_first_level(Y, frame_times, ev, confounds=conf, sample_mask=kept,
-                          high_pass=high_pass, noise_model=noise_model,
-                          canonical_model=hrf_model, n_jobs=nprocs, **kwargs)
-    conditions = list(fit.conditions)
-    specs = contrast_specs(contrasts, conditions)
+    # Voxels are independent in the GLM (OLS, or AR(1) with per-voxel coefficients), so the
+    # fit runs on chunks of voxels: memory stays ~ Y + a few copies of one chunk.
+    chunks = voxel_chunks(Y.shape[0], Y.shape[1])
+    conditions: list[str] = []
+    specs: dict = {}
+    pieces: dict[str, dict] = {}
+    designs: dict[str, pd.DataFrame] = {}
+    hrf_source: dict[str, str] = {}
+    r2_parts: list[np.ndarray] = []
+    for chunk in chunks:
+        chunk_kwargs = dict(kwargs)
+        if "voxel_parcels" in chunk_kwargs:
+            chunk_kwargs["voxel_parcels"] = kwargs["voxel_parcels"][chunk]
+        fit = fit_first_level(Y[:, chunk], frame_times, ev, confounds=conf, sample_mask=kept,
+                              high_pass=high_pass, noise_model=noise_model,
+                              canonical_model=hrf_model, n_jobs=nprocs, **chunk_kwargs)
+        if not specs:
+            conditions = list(fit.conditions)
+            specs = contrast_specs(contrasts, conditions)
+        for key, table in fit.design_matrices.items():
+            designs.setdefault(key, table)
+        hrf_source.update(fit.hrf_source)
+        r2_parts.append(np.asarray(fit.r_square, dtype=np.float32))
+        n_chunk = chunk.stop - chunk.start
+        for label, spec in specs.items():
+            res = fit.compute_contrast(spec)
+            entry = pieces.setdefault(label, {"type": res.contrast_type, "dof": [],
+                                              **{stat: [] for stat in STATS}})
+            for stat in STATS:
+                entry[stat].append(np.asarray(getattr(res, stat)))
+            entry["dof"].append((np.asarray(res.dof, dtype=np.float32), n_chunk))
     results: dict[str, dict] = {}
-    for label, spec in specs.items():
-        res = fit.compute_contrast(spec)
-        paths = {"type": res.contrast_type}
+    for label, entry in pieces.items():
+        paths = {"type": entry["type"]}
         for stat in STATS:
-            values = getattr(res, stat)
+            values = np.concatenate(entry[stat], axis=-1)
             values = np.where(bad, 0.0, values) if values.ndim == 1 else values
             path = out_dir / f"{label}_{stat}.nii.gz"
             nib.save(masking.unmask(np.asarray(values, dtype=np.float32), mask_img), str(path))
             paths[stat] = str(path)
         dof_path = out_dir / f"{label}_dof.npy"
-        np.save(dof_path, np.asarray(res.dof, dtype=np.float32))
+        np.save(dof_path, _join_dof(entry["dof"]))
         paths["dof"] = str(dof_path)
         results[label] = paths
-    design_key = "canonical" if "canonical" in fit.design_matrices else \
-        next(iter(fit.design_matrices))
+    design_key = "canonical" if "canonical" in designs else next(iter(designs))
     design_path = out_dir / "design.tsv"
-    fit.design_matrices[design_key].to_csv(design_path, sep="\t", index=False,
-                                           float_format="%.8g")
+    designs[design_key].to_csv(design_path, sep="\t", index=False, float_format="%.8g")
     r2_path = out_dir / "r_square.nii.gz"
-    r_square = np.asarray(fit.r_square, dtype=np.float32)
+    r_square = np.concatenate(r2_parts, axis=-1)
     r_square = np.where(bad, 0.0, r_square) if r_square.ndim == 1 else r_square
     nib.save(masking.unmask(r_square.astype(np.float32), mask_img), str(r2_path))
     summary = {"conditions": conditions, "design_key": design_key,
-               "hrf_source": dict(fit.hrf_source), "n_scans_kept": int(len(frame_times)
-                                                                        if kept is None
-                                                                        else len(kept))}
+               "hrf_source": hrf_source, "n_chunks": len(chunks),
+               "n_scans_kept": int(len(frame_times) if kept is None else len(kept))}
     (out_dir / "glm_summary.json").write_text(json.dumps(summary))
     return {"contrasts": results, "design": str(design_path), "design_parcel": design_key,
             "conditions": conditions, "r_square": str(r2_path), "mask": str(mask)}
+
+
+GLM_CHUNK_BYTES = 32 * 1024 ** 2
+
+
+def voxel_chunks(n_scans: int, n_voxels: int,
+                 chunk_bytes: int | None = None) -> list[slice]:
+    """Slices of voxels whose float64 time series take at most ``chunk_bytes`` each."""
+    size = max(1000, int((chunk_bytes or GLM_CHUNK_BYTES) // (8 * max(1, n_scans))))
+    return [slice(i, min(i + size, n_voxels)) for i in range(0, n_voxels, size)]
+
+
+def _join_dof(parts: list[tuple[np.ndarray, int]]) -> np.ndarray:
+    """Degrees of freedom of the chunks: as fitted when all agree, else one per voxel."""
+    first = parts[0][0]
+    if len(parts) == 1 or (first.ndim == 0 and all(p.ndim == 0 and p == first
+                                                   for p, _ in parts)):
+        return first
+    return np.concatenate([np.broadcast_to(p, (n,)) if p.ndim == 0 else p
+                           for p, n in parts]).astype(np.float32)
 
 
 def fixed_effects_step(run_results: list[dict], out_dir: str | Path) -> dict:

@@ -257,8 +257,17 @@ def _sparse(runs, atlas_bold, labels_map, options, hrf_model, dt, hrf_duration, 
             hrf_model=hrf_model.split("+")[0].strip(), dt=dt, hrf_duration=hrf_duration,
             n_jobs=nprocs)
         estimates.append(est)
+        # Scan-wise maps get one volume per input volume (dummy scans: 0) so that volume i
+        # is scan i of the input BOLD; the sidecar says how many leading volumes were zeroed.
+        n_vols = json.loads(Path(run["sample_mask"]).read_text())["n_volumes"]
+        n_lead = n_vols - data.Y.shape[0]
         for fragment, values in est.voxel_maps.items():
-            maps.append(_save_map(values, mask_img, out_dir, fragment, index))
+            if values.ndim == 2 and n_lead > 0:
+                values = np.vstack([np.zeros((n_lead, values.shape[1])), values])
+            item = _save_map(values, mask_img, out_dir, fragment, index)
+            if values.ndim == 2:
+                item["metadata"] = {"DummyVolumesZeroed": int(n_lead)}
+            maps.append(item)
         for key, table in est.parcel_tables.items():
             path = out_dir / f"run{index}_{key}.tsv"
             table.to_csv(path, sep="\t", index=False)

@@ -133,33 +133,72 @@ def _max_img_stat(path: str, bg):
     return F.plot_stat_map(img, bg_img=bg, threshold=0.0, title="max AUC")
 
 
-def _add_sparse_fits(report, sec: str, hrf: dict, runs: list[dict], prepared: list[dict]):
+def _add_sparse_fits(report, sec: str, hrf: dict, runs: list[dict], prepared: list[dict],
+                     config: dict | None = None):
+    """Example voxel fits, and activity against the paradigm, of sparse deconvolution."""
     from nilearn import masking
 
+    from bids_hrf.hrf.sparse_app import detect_events
     from bids_hrf.reports import figures as F
-    from bids_hrf.steps.hrf import read_events
+    from bids_hrf.steps.hrf import load_run_data
+    from bids_hrf.steps.prepare import read_labels_tsv
 
     maps = hrf.get("maps", [])
-    for index, run in enumerate(runs[:2]):
+    high_pass = (config or {}).get("high_pass", 0.01)
+    for index, (run, prep) in enumerate(zip(runs[:2], prepared[:2], strict=False)):
         act = [m for m in _find_map(maps, "_bold") if m.get("run") == index
                and ("activity" in m["fragment"] or "innovation" in m["fragment"])]
         den = [m for m in _find_map(maps, "denoised") if m.get("run") == index]
         if not act or not den:
             continue
-        mask = run["mask"]
-        A = masking.apply_mask(act[0]["path"], mask)
-        D = masking.apply_mask(den[0]["path"], mask)
-        Y = masking.apply_mask(run["bold"], mask)
-        n = min(A.shape[0], Y.shape[0])
-        Y = Y[-n:]
-        Y = 100 * (Y / np.where(Y.mean(0) == 0, 1, Y.mean(0)) - 1)
-        best = int(np.argmax(np.abs(A).sum(0)))
-        time = np.arange(n) * run["tr"]
-        report.add_figure(sec, F.plot_sparse_fit, time, Y[:, best] - Y[:, best].mean(),
-                          D[-n:, best], A[-n:, best], events=read_events(run.get("events")),
-                          title=f"{run['name']}: most active voxel",
-                          caption="BOLD (percent change), sparse fit and activity-inducing "
-                                  "signal; ticks: paradigm onsets")
+        # The data the method saw: percent signal change, confounds regressed, high-pass.
+        data, mask_img = load_run_data(run["bold"], run["mask"], prep["confounds"],
+                                       prep["sample_mask"], run.get("events"),
+                                       prep["timeseries"], float(run["tr"]), high_pass,
+                                       contiguous_only=True)
+        n = data.Y.shape[0]
+        A = masking.apply_mask(act[0]["path"], mask_img)[-n:]
+        D = masking.apply_mask(den[0]["path"], mask_img)[-n:]
+        labels = np.rint(masking.apply_mask(prep["atlas_bold"], mask_img)).astype(int)
+        names, _ = read_labels_tsv(prep["labels"])
+        events = data.events
+        kind = "innovation" if "innovation" in act[0]["fragment"] else "activity-inducing"
+        table = None
+        if events is not None and len(events):
+            table = detect_events(A, data.frame_times, events["onset"].to_numpy(), labels,
+                                  names, window=1)
+        # Example voxels: the most active voxel of the most paradigm-locked parcel (task) or
+        # of the whole brain (rest), and the median voxel of that parcel.
+        if table is not None and len(table):
+            inv = {v: k for k, v in names.items()}
+            top = inv.get(table["parcel"].iloc[0], -1)
+            pool = np.flatnonzero(labels == top)
+        else:
+            pool = np.flatnonzero(labels > 0)
+        if pool.size == 0:
+            pool = np.arange(A.shape[1])
+        n_act = np.count_nonzero(A[:, pool], axis=0)
+        best = int(pool[np.argmax(np.abs(A[:, pool]).sum(0))])
+        typical = int(pool[np.argsort(n_act, kind="stable")[n_act.size // 2]])
+        for voxel, what in ((best, "most active voxel"), (typical, "typical voxel")):
+            parcel = names.get(int(labels[voxel]), "background")
+            report.add_figure(sec, F.plot_sparse_fit, data.frame_times, data.Y[:, voxel],
+                              D[:, voxel], A[:, voxel], events=events,
+                              title=f"{run['name']}: {what} ({parcel})",
+                              caption=f"Cleaned BOLD (percent change), sparse fit (denoised "
+                                      f"BOLD) and {kind} signal of the {what} of parcel "
+                                      f"{parcel}" + ("; ticks: paradigm onsets"
+                                                     if events is not None else ""))
+        if table is not None:
+            shown = table.head(12).copy()
+            shown["detected"] = shown["detected"].round(2)
+            shown["chance"] = shown["chance"].round(2)
+            report.add_table(sec, shown,
+                             caption=f"{run['name']}: detected events against the paradigm. "
+                                     "detected: fraction of paradigm onsets with activity "
+                                     "within +-1 scan in at least 10 % of the parcel's voxels; "
+                                     "chance: the same rate at every scan (random onsets). "
+                                     "Parcels sorted by detected - chance.")
 
 
 def participant_report_step(subject: str, output_dir: str, config: dict,
@@ -207,7 +246,7 @@ def participant_report_step(subject: str, output_dir: str, config: dict,
         if group.get("hrf"):
             _add_hrf_section(report, hsec, group["hrf"], config, bg)
             if config["hrf_method"] == "sparse":
-                _add_sparse_fits(report, hsec, group["hrf"], runs, prepared)
+                _add_sparse_fits(report, hsec, group["hrf"], runs, prepared, config)
         for run, prep in zip(runs, prepared, strict=True):
             rsec = report.section(run["name"], parent=gsec, open=False)
             conf = read_confounds(prep["confounds"])

@@ -85,6 +85,11 @@ def hrf_records(hrf: dict, entities: dict, atlas_name: str, metadata: dict) -> l
             from bids_hrf.hrf.jde_app import map_metadata
 
             meta.update(map_metadata(frag, params["parameters"]))
+        elif hrf["method"] == "sparse":
+            from bids_hrf.hrf.sparse_app import map_metadata as sparse_map_metadata
+
+            meta.update(sparse_map_metadata(frag, params["parameters"]))
+            meta.update(item.get("metadata", {}))
         if frag.endswith("_bold"):
             # 4D maps: volumes are scans (activity, denoised, AUC) or HRF samples.
             meta["RepetitionTime"] = (params["SamplingPeriod"] if "Hrf" in frag
