@@ -13,7 +13,8 @@ from bids_hrf.hrf.sparse import SparseDeconvolution
 from bids_hrf.hrf.stability import StabilitySelection
 
 
-def _hrf_table(time: np.ndarray, hrfs: np.ndarray, labels: list[str]) -> dict:
+def hrf_parameter_table(time: np.ndarray, hrfs: np.ndarray, labels: list[str]) -> dict:
+    """``{"hrfparams": table}`` of HRF parameters (time to peak, FWHM...) per parcel."""
     try:
         from bids_hrf.hrf.params import hrf_parameters
     except ImportError:  # pragma: no cover - the module is part of the package
@@ -197,7 +198,7 @@ def estimate_sparse(
         method="sparse",
         parameters=parameters,
         voxel_maps=voxel_maps,
-        parcel_tables=_hrf_table(time, hrfs, names),
+        parcel_tables=hrf_parameter_table(time, hrfs, names),
     )
 
 

@@ -236,7 +236,7 @@ def _jde(runs, atlas_bold, labels_map, options, contrasts, dt, hrf_duration, npr
 
 def _sparse(runs, atlas_bold, labels_map, options, hrf_model, dt, hrf_duration, high_pass,
             nprocs, out_dir):
-    from bids_hrf.hrf.sparse_app import estimate_sparse
+    from bids_hrf.hrf.sparse_app import estimate_sparse, hrf_parameter_table
 
     _check_same_grid(runs)
     estimates = []
@@ -280,7 +280,9 @@ def _sparse(runs, atlas_bold, labels_map, options, hrf_model, dt, hrf_duration, 
                 if len(estimates) > 1 else first.variance)
     combined = HRFEstimate(time=first.time, hrfs=hrfs, labels=first.labels, method="sparse",
                            variance=variance,
-                           parameters={**first.parameters, "n_runs_averaged": len(estimates)})
+                           parameters={**first.parameters, "n_runs_averaged": len(estimates)},
+                           parcel_tables=(hrf_parameter_table(first.time, hrfs, first.labels)
+                                          if len(estimates) > 1 else {}))
     return combined, mask_img, maps
 
 
