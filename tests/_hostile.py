@@ -8,6 +8,7 @@ helpers below, runs :func:`run_cli` and checks the result with :func:`assert_fai
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import gzip
 import json
@@ -90,7 +91,9 @@ def make_dataset(tmp_path: Path, n_subjects: int = 1, n_runs: int = 1, name: str
     if key not in _CACHE or not _CACHE[key].exists():
         import tempfile
 
-        cache = Path(tempfile.mkdtemp(prefix="bids_hrf_hostile_")) / "bids"
+        root = Path(tempfile.mkdtemp(prefix="bids_hrf_hostile_"))
+        atexit.register(shutil.rmtree, root, True)
+        cache = root / "bids"
         make_synthetic_dataset(cache, size="small", n_subjects=n_subjects, n_runs=n_runs,
                                seed=3, **kwargs)
         _CACHE[key] = cache

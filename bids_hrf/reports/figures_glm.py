@@ -329,9 +329,14 @@ def plot_coverage(coverage: pd.DataFrame, threshold: float | None = None) -> Emb
 
 
 def plot_stat_map(
-    stat_img: Any, bg_img: Any = None, threshold: float = 3.1, title: str = ""
+    stat_img: Any,
+    bg_img: Any = None,
+    threshold: float = 3.1,
+    title: str = "",
+    glass_brain: bool = True,
+    dpi: int = 110,
 ) -> EmbeddedFigure:
-    """A statistical map on axial slices and as a glass brain, as a PNG.
+    """A statistical map on axial slices and, optionally, as a glass brain, as a PNG.
 
     Parameters
     ----------
@@ -343,6 +348,11 @@ def plot_stat_map(
         Absolute value below which voxels are transparent.
     title : str
         Title of the figure.
+    glass_brain : bool
+        Add the glass-brain projections (left, top, right) next to the slices. They cost
+        about half of the drawing time, so reports draw them for summary maps only.
+    dpi : int
+        Resolution of the PNG.
 
     Returns
     -------
@@ -363,7 +373,7 @@ def plot_stat_map(
     vmax = max(peak, threshold * 1.5, 1e-6)
     kwargs = {} if bg_img is None else {"bg_img": bg_img}
     with report_style():
-        fig = pyplot_figure(11, 2.6)
+        fig = pyplot_figure(11, 2.6) if glass_brain else pyplot_figure(7.3, 2.6)
         label = f"{title}  " if title else ""
         plotting.plot_stat_map(
             img,
@@ -371,7 +381,7 @@ def plot_stat_map(
             display_mode="z",
             cut_coords=min(6, img.shape[2]),
             figure=fig,
-            axes=[0.0, 0.0, 0.66, 1.0],
+            axes=[0.0, 0.0, 0.66, 1.0] if glass_brain else [0.0, 0.0, 1.0, 1.0],
             title=f"{label}|stat| > {threshold:g}: {n_supra} voxels, peak {peak:.2f}",
             vmax=vmax,
             cmap="RdBu_r",
@@ -379,18 +389,19 @@ def plot_stat_map(
             colorbar=True,
             **kwargs,
         )
-        plotting.plot_glass_brain(
-            img,
-            threshold=threshold,
-            display_mode="lzr" if img.shape[0] > 1 else "z",
-            figure=fig,
-            axes=[0.67, 0.0, 0.33, 1.0],
-            plot_abs=False,
-            cmap="RdBu_r",
-            vmax=vmax,
-            colorbar=False,
-        )
-    return embed(fig, fmt="png")
+        if glass_brain:
+            plotting.plot_glass_brain(
+                img,
+                threshold=threshold,
+                display_mode="lzr" if img.shape[0] > 1 else "z",
+                figure=fig,
+                axes=[0.67, 0.0, 0.33, 1.0],
+                plot_abs=False,
+                cmap="RdBu_r",
+                vmax=vmax,
+                colorbar=False,
+            )
+    return embed(fig, fmt="png", dpi=dpi)
 
 
 __all__ = [

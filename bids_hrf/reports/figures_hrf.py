@@ -81,8 +81,19 @@ def plot_hrf_panel(
     titles, prefix = short_names(names[:n])
     nrows, ncols = grid_shape(n)
     with report_style():
-        fig = new_figure(min(9.5, 1.25 * ncols + 0.6), 1.05 * nrows + 0.5)
+        height = 1.05 * nrows + 0.5
+        # A fixed grid without layout engine, and few ticks: with dozens of panels the
+        # constrained layout and the tick updates took most of the drawing time.
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
+
+        fig = Figure(figsize=(min(9.5, 1.25 * ncols + 0.6), height))
+        fig.subplots_adjust(left=0.5 / fig.get_figwidth(), right=0.99,
+                            bottom=0.4 / height, top=1 - 0.45 / height,
+                            wspace=0.12, hspace=0.5)
         axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)
+        axes[0, 0].xaxis.set_major_locator(MaxNLocator(3, integer=True))
+        axes[0, 0].yaxis.set_major_locator(MaxNLocator(3))
         for k, ax in enumerate(axes.flat):
             if k >= n:
                 ax.set_visible(False)

@@ -165,8 +165,15 @@ def _add_sparse_fits(report, sec: str, hrf: dict, runs: list[dict], prepared: li
         kind = "innovation" if "innovation" in act[0]["fragment"] else "activity-inducing"
         table = None
         if events is not None and len(events):
-            table = detect_events(A, data.frame_times, events["onset"].to_numpy(), labels,
-                                  names, window=1)
+            conds = (events.groupby("trial_type") if "trial_type" in events.columns
+                     else [("all", events)])
+            parts = [detect_events(A, data.frame_times, ev["onset"].to_numpy(), labels,
+                                   names, window=1).assign(condition=str(cond))
+                     for cond, ev in conds]
+            table = pd.concat(parts, ignore_index=True)
+            table = table[["parcel", "condition", "n_onsets", "detected", "chance"]]
+            excess = (table["detected"] - table["chance"]).to_numpy()
+            table = table.iloc[np.argsort(-excess, kind="stable")].reset_index(drop=True)
         # Example voxels: the most active voxel of the most paradigm-locked parcel (task) or
         # of the whole brain (rest), and the median voxel of that parcel.
         if table is not None and len(table):
@@ -189,16 +196,26 @@ def _add_sparse_fits(report, sec: str, hrf: dict, runs: list[dict], prepared: li
                                       f"BOLD) and {kind} signal of the {what} of parcel "
                                       f"{parcel}" + ("; ticks: paradigm onsets"
                                                      if events is not None else ""))
+        rate = np.count_nonzero(A, axis=0) / (n * float(run["tr"]) / 60.0)
+        try:
+            bg = _mean_img(run["bold"])
+        except Exception:  # a background is a nicety
+            bg = None
+        report.add_figure(sec, F.plot_stat_map, masking.unmask(rate, mask_img), bg_img=bg,
+                          threshold=1e-6, title=f"{kind} events / min",
+                          caption=f"{run['name']}: number of non-zero {kind} coefficients per "
+                                  "minute in each voxel (where the deconvolution finds events)")
         if table is not None:
             shown = table.head(12).copy()
             shown["detected"] = shown["detected"].round(2)
             shown["chance"] = shown["chance"].round(2)
             report.add_table(sec, shown,
                              caption=f"{run['name']}: detected events against the paradigm. "
-                                     "detected: fraction of paradigm onsets with activity "
-                                     "within +-1 scan in at least 10 % of the parcel's voxels; "
-                                     "chance: the same rate at every scan (random onsets). "
-                                     "Parcels sorted by detected - chance.")
+                                     "detected: fraction of the paradigm onsets "
+                                     "of a condition with activity within +-1 scan in at least "
+                                     "10 % of the parcel's voxels; chance: the same rate at "
+                                     "every scan (random onsets). Sorted by detected - chance "
+                                     "(parcels whose activity follows a condition first).")
 
 
 def participant_report_step(subject: str, output_dir: str, config: dict,
@@ -206,6 +223,7 @@ def participant_report_step(subject: str, output_dir: str, config: dict,
     """Build and write ``OUTPUT_DIR/sub-<subject>.html``."""
     from bids_hrf.reports import Report
     from bids_hrf.reports import figures as F
+    from bids_hrf.reports.methods import add_methods_section
     from bids_hrf.steps.prepare import read_confounds, read_sample_mask
 
     report = Report(f"sub-{subject}", subtitle=f"bids-hrf participant report "
@@ -267,18 +285,43 @@ def participant_report_step(subject: str, output_dir: str, config: dict,
                 report.add_figure(rsec, F.plot_design_matrix,
                                   pd.read_csv(glm["design"], sep="\t"),
                                   caption=f"Design matrix ({glm['design_parcel']})")
+                used = _hrfs_used(config, [glm])
                 for label, paths in glm["contrasts"].items():
+                    # Run-level maps: slices only (the glass brain doubles the drawing time;
+                    # it is kept for the fixed-effects maps), at a lower resolution.
                     report.add_figure(rsec, F.plot_stat_map, paths["z"], bg_img=bg,
-                                      threshold=3.1, title=f"{label} (z)",
-                                      caption=f"Contrast {label}: z map, |z| > 3.1")
+                                      threshold=3.1, title=f"{label} (z)", glass_brain=False,
+                                      dpi=90,
+                                      caption=f"Contrast {label}: z map, |z| > 3.1; "
+                                              f"HRFs: {used}")
         ffx = group.get("ffx") or {}
         if ffx.get("contrasts"):
             fsec = report.section("Fixed effects across runs", parent=gsec)
+            used = _hrfs_used(config, group.get("glm") or [])
             for label, paths in ffx["contrasts"].items():
                 report.add_figure(fsec, F.plot_stat_map, paths["z"], bg_img=bg, threshold=3.1,
                                   title=f"{label} (z, {paths.get('n_runs', 1)} runs)",
-                                  caption=f"Contrast {label}: fixed-effects z map")
+                                  caption=f"Contrast {label}: fixed-effects z map, |z| > 3.1; "
+                                          f"HRFs: {used}")
+    add_methods_section(report, config, "participant")
     return report.write(Path(output_dir) / f"sub-{subject}.html")
+
+
+def _hrfs_used(config: dict, glms: list[dict]) -> str:
+    """Which HRFs the first-level designs used, for the captions of the z maps."""
+    from bids_hrf.reports.methods import hrfs_used_text
+
+    fallback: set[str] = set()
+    for glm in glms:
+        if not glm or not glm.get("design"):
+            continue
+        summary = Path(glm["design"]).parent / "glm_summary.json"
+        try:
+            source = json.loads(summary.read_text()).get("hrf_source", {})
+        except (OSError, ValueError):
+            continue
+        fallback |= {str(k) for k, v in source.items() if v == "canonical"}
+    return hrfs_used_text(config, sorted(fallback))
 
 
 def _glm_for(group: dict, run: dict) -> dict | None:

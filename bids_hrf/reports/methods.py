@@ -1,0 +1,526 @@
+"""Methods text of the reports, written from the configuration actually used.
+
+A pure text builder: a configuration dictionary (``Config.to_dict()``) in, paragraphs out.
+The wording follows ``docs/methods.md``; the references listed are exactly those cited in
+the paragraphs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+#: Full references, keyed by the citation as written in the text.
+REFERENCES: dict[str, str] = {
+    "Abraham et al., 2014": "Abraham A, Pedregosa F, Eickenberg M, et al. (2014). Machine "
+    "learning for neuroimaging with scikit-learn. Frontiers in Neuroinformatics 8:14.",
+    "Al-Aidroos et al., 2012": "Al-Aidroos N, Said CP, Turk-Browne NB (2012). Top-down "
+    "attention switches coupling between low-level and high-level areas of human visual "
+    "cortex. PNAS 109(36):14675-14680.",
+    "Akaike, 1974": "Akaike H (1974). A new look at the statistical model identification. "
+    "IEEE Transactions on Automatic Control 19(6):716-723.",
+    "Beck & Teboulle, 2009": "Beck A, Teboulle M (2009). A fast iterative "
+    "shrinkage-thresholding algorithm for linear inverse problems. SIAM Journal on Imaging "
+    "Sciences 2(1):183-202.",
+    "Behzadi et al., 2007": "Behzadi Y, Restom K, Liau J, Liu TT (2007). A component based "
+    "noise correction method (CompCor) for BOLD and perfusion based fMRI. NeuroImage "
+    "37(1):90-101.",
+    "Benjamini & Hochberg, 1995": "Benjamini Y, Hochberg Y (1995). Controlling the false "
+    "discovery rate: a practical and powerful approach to multiple testing. Journal of the "
+    "Royal Statistical Society B 57(1):289-300.",
+    "Caballero-Gaudes et al., 2013": "Caballero-Gaudes C, Petridou N, Francis ST, Dryden IL, "
+    "Gowland PA (2013). Paradigm free mapping with sparse regression automatically detects "
+    "single-trial functional magnetic resonance imaging blood oxygenation level dependent "
+    "responses. Human Brain Mapping 34(3):501-518.",
+    "Chaari et al., 2013": "Chaari L, Vincent T, Forbes F, Dojat M, Ciuciu P (2013). Fast "
+    "joint detection-estimation of evoked brain activity in event-related fMRI using a "
+    "variational approach. IEEE Transactions on Medical Imaging 32(5):821-837.",
+    "Cole et al., 2019": "Cole MW, Ito T, Schultz D, Mill R, Chen R, Cocuzza C (2019). Task "
+    "activations produce spurious but systematic inflation of task functional connectivity "
+    "estimates. NeuroImage 189:1-18.",
+    "Efron et al., 2004": "Efron B, Hastie T, Johnstone I, Tibshirani R (2004). Least angle "
+    "regression. Annals of Statistics 32(2):407-499.",
+    "Esteban et al., 2019": "Esteban O, Markiewicz CJ, Blair RW, et al. (2019). fMRIPrep: a "
+    "robust preprocessing pipeline for functional MRI. Nature Methods 16:111-116.",
+    "Friston et al., 1996": "Friston KJ, Williams S, Howard R, Frackowiak RS, Turner R "
+    "(1996). Movement-related effects in fMRI time-series. Magnetic Resonance in Medicine "
+    "35(3):346-355.",
+    "Friston et al., 1998": "Friston KJ, Fletcher P, Josephs O, Holmes A, Rugg MD, Turner R "
+    "(1998). Event-related fMRI: characterizing differential responses. NeuroImage "
+    "7(1):30-40.",
+    "Genovese et al., 2002": "Genovese CR, Lazar NA, Nichols T (2002). Thresholding of "
+    "statistical maps in functional neuroimaging using the false discovery rate. NeuroImage "
+    "15(4):870-878.",
+    "Glover, 1999": "Glover GH (1999). Deconvolution of impulse response in event-related "
+    "BOLD fMRI. NeuroImage 9(4):416-429.",
+    "Gorgolewski et al., 2011": "Gorgolewski K, Burns CD, Madison C, et al. (2011). Nipype: "
+    "a flexible, lightweight and extensible neuroimaging data processing framework in "
+    "Python. Frontiers in Neuroinformatics 5:13.",
+    "Gorgolewski et al., 2016": "Gorgolewski KJ, Auer T, Calhoun VD, et al. (2016). The "
+    "brain imaging data structure, a format for organizing and describing outputs of "
+    "neuroimaging experiments. Scientific Data 3:160044.",
+    "Gorgolewski et al., 2017": "Gorgolewski KJ, Alfaro-Almagro F, Auer T, et al. (2017). "
+    "BIDS apps: improving ease of use, accessibility, and reproducibility of neuroimaging "
+    "data analysis methods. PLoS Computational Biology 13(3):e1005209.",
+    "Harris et al., 2020": "Harris CR, Millman KJ, van der Walt SJ, et al. (2020). Array "
+    "programming with NumPy. Nature 585:357-362.",
+    "Holmes & Friston, 1998": "Holmes AP, Friston KJ (1998). Generalisability, random "
+    "effects and population inference. NeuroImage 7(4):S754.",
+    "Karahanoğlu et al., 2013": "Karahanoğlu FI, Caballero-Gaudes C, Lazeyras F, Van De "
+    "Ville D (2013). Total activation: fMRI deconvolution through spatio-temporal "
+    "regularization. NeuroImage 73:121-134.",
+    "Lindquist et al., 2009": "Lindquist MA, Loh JM, Atlas LY, Wager TD (2009). Modeling the "
+    "hemodynamic response function in fMRI: efficiency, bias and mis-modeling. NeuroImage "
+    "45(1 Suppl):S187-S198.",
+    "Makni et al., 2008": "Makni S, Idier J, Vincent T, et al. (2008). A fully Bayesian "
+    "approach to the parcel-based detection-estimation of brain activity in fMRI. "
+    "NeuroImage 41(3):941-969.",
+    "Meinshausen & Bühlmann, 2010": "Meinshausen N, Bühlmann P (2010). Stability selection. "
+    "Journal of the Royal Statistical Society B 72(4):417-473.",
+    "Nichols & Holmes, 2002": "Nichols TE, Holmes AP (2002). Nonparametric permutation tests "
+    "for functional neuroimaging: a primer with examples. Human Brain Mapping 15(1):1-25.",
+    "Pedregosa et al., 2011": "Pedregosa F, Varoquaux G, Gramfort A, et al. (2011). "
+    "Scikit-learn: machine learning in Python. Journal of Machine Learning Research "
+    "12:2825-2830.",
+    "Pedregosa et al., 2015": "Pedregosa F, Eickenberg M, Ciuciu P, Thirion B, Gramfort A "
+    "(2015). Data-driven HRF estimation for encoding and decoding models. NeuroImage "
+    "104:209-220.",
+    "Power et al., 2014": "Power JD, Mitra A, Laumann TO, et al. (2014). Methods to detect, "
+    "characterize, and remove motion artifact in resting state fMRI. NeuroImage 84:320-341.",
+    "Satterthwaite et al., 2013": "Satterthwaite TD, Elliott MA, Gerraty RT, et al. (2013). "
+    "An improved framework for confound regression and filtering for control of motion "
+    "artifact in the preprocessing of resting-state functional connectivity data. "
+    "NeuroImage 64:240-256.",
+    "Schwarz, 1978": "Schwarz G (1978). Estimating the dimension of a model. Annals of "
+    "Statistics 6(2):461-464.",
+    "Thirion et al., 2014": "Thirion B, Varoquaux G, Dohmatob E, Poline JB (2014). Which "
+    "fMRI clustering gives good brain parcellations? Frontiers in Neuroscience 8:167.",
+    "Uruñuela et al., 2020": "Uruñuela E, Jones S, Crawford A, et al. (2020). "
+    "Stability-based sparse paradigm free mapping algorithm for deconvolution of functional "
+    "MRI data. 42nd Annual International Conference of the IEEE EMBC, 1092-1095.",
+    "Uruñuela et al., 2024": "Uruñuela E, Gonzalez-Castillo J, Zheng C, Bandettini P, "
+    "Caballero-Gaudes C (2024). Whole-brain multivariate hemodynamic deconvolution for "
+    "functional MRI with stability selection. Medical Image Analysis 91:103010.",
+    "Varoquaux et al., 2010": "Varoquaux G, Baronnet F, Kleinschmidt A, Fillard P, Thirion B "
+    "(2010). Detection of brain functional-connectivity difference in post-stroke patients "
+    "using group-level covariance modeling. MICCAI 2010, LNCS 6361:200-208.",
+    "Vincent et al., 2010": "Vincent T, Risser L, Ciuciu P (2010). Spatially adaptive mixture "
+    "modeling for analysis of fMRI time series. IEEE Transactions on Medical Imaging "
+    "29(4):1059-1074.",
+    "Vincent et al., 2014": "Vincent T, Badillo S, Risser L, et al. (2014). Flexible "
+    "multivariate hemodynamics fMRI data analyses and simulations with PyHRF. Frontiers in "
+    "Neuroscience 8:67.",
+    "Virtanen et al., 2020": "Virtanen P, Gommers R, Oliphant TE, et al. (2020). SciPy 1.0: "
+    "fundamental algorithms for scientific computing in Python. Nature Methods 17:261-272.",
+    "Wang et al., 2024": "Wang HT, Meisler SL, Sharmarke H, et al. (2024). Continuous "
+    "evaluation of denoising strategies in resting-state fMRI connectivity using fMRIPrep "
+    "and Nilearn. PLoS Computational Biology 20(3):e1011942.",
+    "Worsley et al., 2002": "Worsley KJ, Liao CH, Aston J, et al. (2002). A general "
+    "statistical analysis for fMRI data. NeuroImage 15(1):1-15.",
+    "Yarkoni et al., 2019": "Yarkoni T, Markiewicz CJ, de la Vega A, et al. (2019). PyBIDS: "
+    "Python tools for BIDS datasets. Journal of Open Source Software 4(40):1294.",
+}
+
+_CONFOUND_PRESETS = {
+    "none": "No nuisance regressors were used.",
+    "minimal": "the six rigid-body motion parameters.",
+    "simple": "the six rigid-body motion parameters, their temporal derivatives, and the mean "
+    "signals of white matter and cerebrospinal fluid (14 regressors; Friston et al., 1996; "
+    "Satterthwaite et al., 2013).",
+    "motion24": "the 24-parameter motion model (motion parameters, their derivatives, and "
+    "the squares of both; Friston et al., 1996).",
+    "compcor": "the 12 motion regressors and the anatomical CompCor components (Behzadi et "
+    "al., 2007) computed by fMRIPrep in the combined white-matter and CSF mask (the "
+    "components explaining 50% of the variance), with fMRIPrep's discrete cosine "
+    "regressors, as the CompCor components were computed on high-pass filtered data.",
+    "gsr": "the six rigid-body motion parameters, their temporal derivatives, the mean "
+    "signals of white matter and cerebrospinal fluid (Friston et al., 1996; Satterthwaite "
+    "et al., 2013), plus the global signal.",
+}
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _join(items: Sequence[str]) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _hrf_model_name(model: str) -> str:
+    base = str(model).split("+")[0].strip().lower() or "spm"
+    name = {"spm": "SPM", "glover": "Glover"}.get(base, base)
+    extra = ""
+    if "derivative" in str(model).lower():
+        extra = " with its temporal derivative"
+        if "dispersion" in str(model).lower():
+            extra += " and dispersion derivative"
+    return f"the canonical {name} HRF (Friston et al., 1998; Glover, 1999){extra}"
+
+
+def _confounds_paragraph(config: Mapping[str, Any]) -> str:
+    dummy = config.get("dummy_scans", "auto")
+    if str(dummy).lower() == "auto":
+        first = ("The first volumes of each run flagged as non-steady state by fMRIPrep were "
+                 "discarded.")
+    elif str(dummy).strip() in ("0", ""):
+        first = "No volume was discarded at the start of the runs."
+    else:
+        first = f"The first {dummy} volumes of each run were discarded."
+    spec = config.get("confounds", "simple")
+    if isinstance(spec, str) and spec.strip().lower() in (*_CONFOUND_PRESETS, "scrubbing"):
+        preset = spec.strip().lower()
+    else:
+        preset = None
+    if preset == "none":
+        nuisance = _CONFOUND_PRESETS["none"]
+    else:
+        intro = ("Nuisance regressors were selected from fMRIPrep's confound table with "
+                 "Nilearn's load_confounds (Wang et al., 2024)")
+        if preset is None:
+            cols = spec if isinstance(spec, Sequence) and not isinstance(spec, str) else [
+                c.strip() for c in str(spec).split(",") if c.strip()]
+            what = "the following columns of the fMRIPrep confound table: " + ", ".join(
+                map(str, cols)) + "."
+        elif preset == "scrubbing":
+            what = (_CONFOUND_PRESETS["simple"][:-1]
+                    + f", and volumes with framewise displacement above "
+                    f"{_fmt(config.get('fd_threshold', 0.5))} mm or standardised DVARS above "
+                    "1.5, as well as segments of fewer than 5 consecutive remaining volumes, "
+                    "were censored (Power et al., 2014).")
+        else:
+            what = _CONFOUND_PRESETS[preset]
+        nuisance = f"{intro} (preset '{preset or 'custom'}'): {what}"
+    return (f"{first} {nuisance} Discarded and censored volumes were removed from every "
+            "model through a sample mask (the images were not cut). Regressors were "
+            "mean-centred over the retained volumes.")
+
+
+def _hrf_paragraph(config: Mapping[str, Any]) -> str:
+    method = config.get("hrf_method", "canonical")
+    opts = dict(config.get("method_options") or {})
+    duration = _fmt(float(config.get("hrf_duration", 25.0)))
+    dt = config.get("hrf_dt")
+    step = f"every {_fmt(float(dt))} s" if dt else "every repetition time"
+    high_pass = _fmt(float(config.get("high_pass", 0.01)))
+    if method == "canonical":
+        model = _hrf_model_name(config.get("hrf_model", "spm"))
+        return f"The hemodynamic response was modelled with {model}."
+    if method == "fir":
+        return ("The HRF of each parcel was estimated from its mean time series with a finite "
+                f"impulse response model (Glover, 1999): tent basis functions {step} over "
+                f"{duration} s after stimulus onset, with one shared response shape across "
+                "conditions scaled by one amplitude per condition (rank-1 model; Pedregosa et "
+                "al., 2015), estimated over all runs jointly (AR(1) noise model). The shape "
+                "was normalised to unit Euclidean norm with a positive peak. For every HRF, "
+                "the time to peak, full width at half maximum and peak height were computed "
+                "(Lindquist et al., 2009).")
+    if method == "jde-vem":
+        if not opts.get("estimate_hrf", True):
+            hrf = ("The HRF was fixed to the canonical SPM HRF and only the neural response "
+                   "levels (NRLs), labels and mixture parameters were estimated.")
+        else:
+            zero = (" and its first and last samples were constrained to zero"
+                    if opts.get("zero_constraint", True) else "")
+            hrf = (f"The HRF, sampled {step} over {duration} s, had a Gaussian smoothness "
+                   "prior (second-order differences) whose variance was estimated with an "
+                   f"exponential hyperprior (rate {_fmt(opts.get('jde_hrf_hyperprior', 1000.0))})"
+                   f"{zero}.")
+        return ("HRFs and activations were jointly estimated with the parcel-based joint "
+                "detection-estimation (JDE) model (Makni et al., 2008; Vincent et al., 2010), "
+                "fitted by variational expectation-maximisation (JDE-VEM; Chaari et al., "
+                "2013), as in PyHRF (Vincent et al., 2014), in our own implementation. Within "
+                "each parcel, the BOLD signal of every voxel (percent signal change, nuisance "
+                "regressors removed) was modelled as the sum over conditions of a voxel- and "
+                "condition-specific neural response level (NRL) times the stimulus sequence "
+                "convolved with one HRF shared by the parcel, plus a run-specific cosine drift "
+                f"({high_pass} Hz cut-off) and white Gaussian noise. {hrf} NRLs followed a "
+                "two-class Gaussian mixture per condition with a spatial Ising prior on the "
+                "labels (6-connectivity; interaction parameter estimated, initial value "
+                f"{_fmt(opts.get('jde_beta', 1.0))}). The algorithm started from the canonical "
+                f"HRF and iterated between {opts.get('jde_iter_min', 5)} and "
+                f"{opts.get('jde_iter_max', 100)} times. Activation was summarised by "
+                "posterior probability maps of the NRLs; the time to peak, full width at half "
+                "maximum and peak height of each HRF were derived (Lindquist et al., 2009).")
+    if method == "sparse":
+        criterion = str(opts.get("sparse_criterion", "bic")).lower()
+        if criterion in ("bic", "aic"):
+            solver = ("The L1-regularised problem was solved for every voxel with least angle "
+                      "regression (Efron et al., 2004) and the regularisation parameter "
+                      "minimising the "
+                      + ("Bayesian information criterion (Schwarz, 1978)" if criterion == "bic"
+                         else "Akaike information criterion (Akaike, 1974)")
+                      + " was selected; the estimates were debiased by least squares on the "
+                      "selected support.")
+        else:
+            solver = ("The problem was solved with FISTA (Beck & Teboulle, 2009) with a "
+                      f"regularisation parameter set from the noise level (criterion "
+                      f"'{criterion}').")
+        parts = ["The activity-inducing signal of every voxel was estimated without reference "
+                 "to the paradigm by sparse paradigm free mapping (Caballero-Gaudes et al., "
+                 "2013; Uruñuela et al., 2020, 2024), in our own implementation following "
+                 "pySPFM. Each voxel's time series (percent signal change, nuisance "
+                 f"regressors and a {high_pass} Hz high-pass removed) was modelled as the "
+                 "convolution of a sparse "
+                 + ("innovation signal, integrated by a cumulative sum (block model; "
+                    "Karahanoğlu et al., 2013)," if opts.get("sparse_block") else
+                    "activity-inducing signal")
+                 + " with the HRF.", solver]
+        if float(opts.get("sparse_group", 0.0) or 0.0) > 0:
+            parts.append("A mixed L2,1 penalty (weight "
+                         f"{_fmt(float(opts['sparse_group']))}) grouped the voxels of each "
+                         "time point (Uruñuela et al., 2024).")
+        if int(opts.get("stability_surrogates", 0) or 0) > 0:
+            parts.append("Stability selection (Meinshausen & Bühlmann, 2010) was performed "
+                         f"with {int(opts['stability_surrogates'])} surrogate data sets.")
+        if opts.get("estimate_hrf", True):
+            parts.append("The HRF of each parcel was estimated blindly by alternating the "
+                         "sparse estimation of the activity of the parcel's voxels with a "
+                         "regularised least-squares estimate of the shared HRF "
+                         f"(sampled {step} over {duration} s, unit norm).")
+        else:
+            parts.append("The HRF was the canonical SPM HRF.")
+        return " ".join(parts)
+    return f"HRFs were estimated with the method '{method}'."
+
+
+def _glm_paragraph(config: Mapping[str, Any]) -> str:
+    method = config.get("hrf_method", "canonical")
+    fwhm = config.get("smoothing_fwhm")
+    smooth = (f" and spatial smoothing with a {_fmt(float(fwhm))} mm FWHM Gaussian kernel"
+              if fwhm else "")
+    if method == "canonical":
+        conv = _hrf_model_name(config.get("hrf_model", "spm"))
+    else:
+        conv = (f"the HRF estimated for the voxel's parcel by the {method} method (the "
+                "canonical HRF for parcels without an estimate), so that every parcel had its "
+                "own design")
+    if str(config.get("noise_model", "ar1")).lower() == "ols":
+        noise = "Ordinary least squares estimates were used (no serial-correlation model)."
+    else:
+        noise = ("Serial correlations were modelled with an AR(1) model estimated from the "
+                 "ordinary least squares residuals and used to pre-whiten data and design "
+                 "(Worsley et al., 2002).")
+    contrasts = dict(config.get("contrasts") or {})
+    extra = ("; and the contrasts " + "; ".join(f"{k} = {v}" for k, v in contrasts.items())
+             if contrasts else "")
+    return ("Voxel-wise first-level general linear models were fitted to each run with "
+            "Nilearn, on the retained volumes, after scaling each voxel's time series to "
+            f"percent signal change of its mean{smooth}. Each condition's events were convolved "
+            f"with {conv}; the design also included the nuisance regressors, discrete cosine "
+            f"drift terms with a {_fmt(float(config.get('high_pass', 0.01)))} Hz cut-off and a "
+            f"constant. {noise} t contrasts were computed for each condition{extra}, and "
+            "converted to z scores. For each participant, the runs were combined with a "
+            "precision-weighted fixed-effects model (effect weighted by the inverse of its "
+            "variance; degrees of freedom summed over runs).")
+
+
+def _group_paragraphs(config: Mapping[str, Any]) -> list[str]:
+    model = config.get("group_model") or "one-sample"
+    if model == "one-sample":
+        design = "a one-sample t test of the mean effect"
+    elif str(model).startswith("two-sample:"):
+        parts = str(model).split(":")
+        covs = f", with the mean-centred covariates {parts[2]}" if len(parts) > 2 else ""
+        design = (f"a two-sample t test between the groups of the participants.tsv column "
+                  f"'{parts[1]}' (one regressor per group){covs}")
+    elif str(model).startswith("paired:"):
+        design = f"a paired t test over the levels of '{str(model).split(':', 1)[1]}'"
+    else:
+        design = f"the model of {model}"
+    alpha = _fmt(float(config.get("group_alpha", 0.001)))
+    control = str(config.get("group_height_control", "fpr")).lower()
+    if control == "fdr":
+        height = (f"FDR q < {alpha} (Benjamini & Hochberg, 1995; Genovese et al., 2002)")
+    elif control == "bonferroni":
+        height = f"p < {alpha}, Bonferroni corrected"
+    else:
+        height = f"p < {alpha} uncorrected"
+    k = int(config.get("cluster_threshold", 0) or 0)
+    cluster = f" with a minimum cluster size of {k} voxels" if k > 0 else ""
+    out = [("Group analyses were performed on the participants' fixed-effects contrast "
+            "estimates (summary-statistics approach; Holmes & Friston, 1998), with an "
+            f"ordinary least squares second-level model (Nilearn): {design}. Group z maps "
+            f"were thresholded at {height}{cluster}, and clusters were reported with their "
+            "peak coordinates.")]
+    n_perm = int(config.get("group_permutations", 0) or 0)
+    if n_perm > 0:
+        out.append("Family-wise error corrected p values were obtained by permutation "
+                   f"inference ({n_perm} sign flips or permutations of the design; Nichols & "
+                   "Holmes, 2002), as implemented in Nilearn, for voxel heights and for the "
+                   f"size of clusters formed at p < {alpha}.")
+    fdr = _fmt(float(config.get("group_fdr", 0.05)))
+    if config.get("hrf_method", "canonical") != "canonical":
+        out.append("The parcel HRFs of every participant were summarised per parcel (mean, "
+                   "standard deviation, standard error) per group, with their time to peak, "
+                   "full width at half maximum and peak height, compared between groups with "
+                   "Welch's t test and the Benjamini-Hochberg false discovery rate across "
+                   f"parcels (q < {fdr}; Benjamini & Hochberg, 1995).")
+    kinds = [str(k) for k in (config.get("connectivity") or []) if str(k) != "none"]
+    if kinds:
+        names = [("the tangent-space embedding of the covariance matrices (Varoquaux et al., "
+                  "2010)") if k == "tangent" else k for k in kinds]
+        task = (" In task runs, the task regressors of the first-level design, copies of them "
+                "shifted by -1 to +3 volumes, and the other design columns were regressed out "
+                "first, so as to estimate background connectivity (Al-Aidroos et al., 2012; "
+                "Cole et al., 2019)." if config.get("connectivity_task_regression", True)
+                else "")
+        out.append("Functional connectivity between the parcels' cleaned mean time series was "
+                   f"estimated for every run as {_join(names)} with Nilearn's "
+                   f"ConnectivityMeasure, and averaged over each participant's runs.{task} "
+                   "Edges were compared between groups with Welch's t test on Fisher "
+                   "z-transformed values, with the Benjamini-Hochberg FDR over the unique "
+                   f"edges (q < {fdr}).")
+    return out
+
+
+def methods_paragraphs(config: Mapping[str, Any], level: str = "participant",
+                       versions: Mapping[str, str] | None = None) -> list[str]:
+    """Paragraphs describing the analysis made with ``config``.
+
+    Parameters
+    ----------
+    config : mapping
+        ``Config.to_dict()`` (missing keys take the command-line defaults).
+    level : {"participant", "group"}
+        ``"group"`` adds the group-level paragraphs.
+    versions : mapping, optional
+        Package versions (:func:`bids_hrf.reports.build.software_versions`); "<version>"
+        placeholders are written when not given.
+
+    Returns
+    -------
+    list of str
+        Plain-text paragraphs, in the order of the analysis.
+    """
+    if level not in ("participant", "group"):
+        raise ValueError(f"level must be 'participant' or 'group', got {level!r}")
+    v = dict(versions or {})
+
+    def ver(key: str) -> str:
+        return v.get(key, "<version>")
+
+    space = config.get("space", "MNI152NLin2009cAsym")
+    paragraphs = [
+        f"Hemodynamic analyses were performed with bids_hrf {ver('bids_hrf')}, a BIDS App "
+        "(Gorgolewski et al., 2016, 2017) written in Python and built on Nipype "
+        f"{ver('nipype')} (Gorgolewski et al., 2011), PyBIDS {ver('pybids')} (Yarkoni et al., "
+        f"2019), Nilearn {ver('nilearn')} (Abraham et al., 2014), NiBabel {ver('nibabel')}, "
+        f"NumPy {ver('numpy')} (Harris et al., 2020), SciPy {ver('scipy')} (Virtanen et al., "
+        f"2020) and scikit-learn {ver('scikit-learn')} (Pedregosa et al., 2011). Inputs were "
+        "the BOLD runs preprocessed by fMRIPrep (Esteban et al., 2019) in "
+        f"{space} space, with their brain masks and confound tables.",
+        _confounds_paragraph(config),
+    ]
+    atlas = str(config.get("atlas") or "data-driven:100")
+    min_vox = config.get("min_parcel_voxels", 5)
+    if atlas.startswith("data-driven:"):
+        atlas_text = ("Regions were defined per participant by clustering the voxels of the "
+                      "first BOLD run inside the brain mask into "
+                      f"{atlas.split(':', 1)[1]} spatially connected parcels with Ward's "
+                      "agglomerative clustering (Nilearn Parcellations; Thirion et al., 2014).")
+    else:
+        name = re.sub(r"\.nii(\.gz)?$", "", atlas.replace("\\", "/").rsplit("/", 1)[-1])
+        atlas_text = (f"Regions were defined by the atlas {name}, resampled to each run's BOLD "
+                      "grid by nearest-neighbour interpolation. Parcels with fewer than "
+                      f"{min_vox} voxels inside the brain mask were excluded.")
+    paragraphs.append(
+        f"{atlas_text} The mean signal of each parcel was computed over its voxels, and the "
+        "nuisance regressors and discrete cosine regressors of a "
+        f"{_fmt(float(config.get('high_pass', 0.01)))} Hz high-pass filter were regressed "
+        "out (Nilearn signal.clean), on the retained volumes only.")
+    paragraphs.append(_hrf_paragraph(config))
+    paragraphs.append(_glm_paragraph(config))
+    if level == "group":
+        paragraphs.extend(_group_paragraphs(config))
+    return paragraphs
+
+
+def methods_references(paragraphs: Sequence[str]) -> list[str]:
+    """Full references of the works cited in ``paragraphs``, in alphabetical order.
+
+    A citation such as "Gorgolewski et al., 2016, 2017" cites both years; "Uruñuela et al.,
+    2020, 2024" likewise.
+    """
+    text = " ".join(paragraphs)
+    cited = []
+    for key in REFERENCES:
+        author, year = key.rsplit(", ", 1)
+        pattern = re.escape(author) + r",(?: \d{4},)* " + year
+        if re.search(pattern, text):
+            cited.append(key)
+    return [REFERENCES[k] for k in sorted(cited, key=str.casefold)]
+
+
+def hrfs_used_text(config: Mapping[str, Any], canonical_parcels: Sequence[str] = ()) -> str:
+    """Which HRFs the first-level designs used, for figure captions.
+
+    Parameters
+    ----------
+    config : mapping
+        ``Config.to_dict()``.
+    canonical_parcels : sequence of str
+        Parcels whose estimate was unusable and fell back to the canonical HRF.
+
+    Returns
+    -------
+    str
+        E.g. ``"canonical SPM HRF"`` or ``"the parcel HRFs estimated by jde-vem"``.
+    """
+    method = config.get("hrf_method", "canonical")
+    model = str(config.get("hrf_model", "spm"))
+    base = model.split("+")[0].strip().lower() or "spm"
+    canonical = f"canonical {dict(spm='SPM', glover='Glover').get(base, base)} HRF"
+    if "derivative" in model.lower():
+        canonical += " + derivative(s)"
+    if method == "canonical":
+        return canonical
+    text = f"the parcel HRFs estimated by {method}"
+    if canonical_parcels:
+        names = list(canonical_parcels)
+        shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+        text += f" ({canonical} for {len(names)} parcel(s) without a usable estimate: {shown})"
+    return text
+
+
+def add_methods_section(report: Any, config: Mapping[str, Any], level: str) -> str:
+    """Append a "Methods" section (paragraphs and references) to a report.
+
+    Parameters
+    ----------
+    report : bids_hrf.reports.Report
+    config : mapping
+        ``Config.to_dict()``.
+    level : {"participant", "group"}
+
+    Returns
+    -------
+    str
+        The id of the section.
+    """
+    from bids_hrf.reports.build import escape_text, software_versions
+
+    paragraphs = methods_paragraphs(config, level, software_versions())
+    sec = report.section("Methods", anchor="methods")
+    report.add_text(sec, "Generated from the configuration used for this report; check it and "
+                         "adapt it before use (docs/methods.md has the full wording).")
+    for paragraph in paragraphs:
+        report.add_text(sec, paragraph)
+    refs = methods_references(paragraphs)
+    if refs:
+        items = "".join(f"<li>{escape_text(r)}</li>" for r in refs)
+        report.add_html(sec, f'<p><b>References</b></p><ul class="refs">{items}</ul>')
+    return sec
+
+
+__all__ = [
+    "REFERENCES",
+    "add_methods_section",
+    "hrfs_used_text",
+    "methods_paragraphs",
+    "methods_references",
+]
