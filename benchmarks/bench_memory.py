@@ -9,7 +9,7 @@ single process, with the wall time.
     python benchmarks/bench_memory.py [--data DIR] [--out results.json]
         [--configs canonical-linear canonical-multiproc-4 ...]
 
-The figures are in benchmarks/README_memory.md.
+The figures are in benchmarks/README.md (section "Memory of the participant level").
 """
 
 from __future__ import annotations

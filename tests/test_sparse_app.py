@@ -100,3 +100,54 @@ def test_low_rank_plus_sparse_separates_global_signal():
     np.testing.assert_allclose(m.fitted_, H @ m.coef_ + m.low_rank_)
     with pytest.raises(ValueError, match="threshold"):
         LowRankPlusSparse(2.0, threshold=2.0).fit(Y)
+
+
+def test_detect_events_known_answer():
+    from bids_hrf.hrf.sparse_app import detect_events
+
+    n, tr = 100, 2.0
+    frame_times = 4.0 + tr * np.arange(n)  # two dummy scans dropped: the clock starts at 4 s
+    onsets = np.array([10.3, 40.0, 81.9, 150.0])  # nearest scans 3, 18, 39, 73
+    labels = np.array([1, 1, 1, 2, 2, 5])
+    A = np.zeros((n, labels.size))
+    # Parcel 1: 2 of 3 voxels active one scan after each onset but the last.
+    for scan in (3, 18, 39):
+        A[scan + 1, :2] = 1.0
+    # Parcel 2: activity far from every onset (scans 50, 60).
+    A[[50, 60], 3] = 2.0
+    # Parcel 5: a single voxel active at every scan.
+    A[:, 5] = 0.5
+    table = detect_events(A, frame_times, onsets, labels, {1: "one", 2: "two"}, window=1)
+    rows = table.set_index("parcel")
+    assert list(table["parcel"]) == ["one", "5", "two"]  # sorted by detected - chance
+    assert rows.loc["one", "detected"] == pytest.approx(3 / 4)
+    assert rows.loc["one", "chance"] == pytest.approx(9 / n)  # 3 events x 3 scans each
+    assert rows.loc["two", "detected"] == 0 and rows.loc["two", "chance"] == pytest.approx(6 / n)
+    assert rows.loc["5", "detected"] == 1 and rows.loc["5", "chance"] == 1
+    assert set(rows["n_onsets"]) == {4}
+    # Window 0: the activity one scan late no longer counts; 10 % of voxels -> 50 % needed.
+    strict = detect_events(A, frame_times, onsets, labels, window=0).set_index("parcel")
+    assert strict.loc["1", "detected"] == 0
+    half = detect_events(A, frame_times, onsets, labels, min_fraction=0.7).set_index("parcel")
+    assert half.loc["1", "detected"] == 0  # 2/3 of the voxels < 0.7
+    # Onsets outside the run are left out.
+    out = detect_events(A, frame_times, np.array([-50.0, 10.3, 900.0]), labels)
+    assert set(out["n_onsets"]) == {1}
+    with pytest.raises(ValueError, match="n_scans, n_voxels"):
+        detect_events(A[:, :4], frame_times, onsets, labels)
+
+
+def test_map_metadata():
+    from bids_hrf.hrf.sparse_app import map_metadata
+
+    params = {"criterion": "mad", "block_model": True, "estimate_hrf": False,
+              "n_surrogates": 10, "group": 0.3, "time_convention": "coefficient i = scan i"}
+    act = map_metadata("desc-innovation_bold", params)
+    assert "innovation" in act["Description"] and act["Criterion"] == "mad"
+    assert act["BlockModel"] is True and act["HRFEstimated"] is False
+    assert act["TimeConvention"] == "coefficient i = scan i" and act["GroupWeight"] == 0.3
+    auc = map_metadata("desc-sparse_stat-auc_bold", params)
+    assert auc["NumberOfSurrogates"] == 10 and "[0, 1]" in auc["Units"]
+    lam = map_metadata("desc-sparse_stat-lambda_statmap", params)
+    assert "lambda" in lam["Description"] and "TimeConvention" not in lam
+    assert "denoised" in map_metadata("desc-denoised_bold", params)["Description"]

@@ -359,12 +359,20 @@ def ensure_bidsignore(output_dir: str | os.PathLike, suffixes: set[str]) -> None
     Called by the sink for every suffix it writes, so a new kind of output (a method's own
     table) never makes the dataset invalid.
     """
+    import fcntl
+
     ignore = Path(output_dir) / ".bidsignore"
-    existing = ignore.read_text(encoding="utf-8").split() if ignore.exists() else []
-    covered = {p[2:].split(".")[0] for p in existing if p.startswith("*_")}
-    new = [f"*_{s}.*" for s in sorted(suffixes) if s not in covered]
-    if new:
-        write_text(ignore, "\n".join(existing + new) + "\n")
+    lock_path = Path(output_dir) / ".bidsignore.lock"
+    with open(lock_path, "a") as lock:  # concurrent jobs: read-modify-write under a lock
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            existing = ignore.read_text(encoding="utf-8").split() if ignore.exists() else []
+            covered = {p[2:].split(".")[0] for p in existing if p.startswith("*_")}
+            new = [f"*_{s}.*" for s in sorted(suffixes) if s not in covered]
+            if new:
+                write_text(ignore, "\n".join(existing + new) + "\n")
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def existing_config_hash(output_dir: str | os.PathLike) -> str | None:

@@ -163,6 +163,40 @@ def embed(fig: Any, fmt: str | None = None, dpi: int = 110) -> EmbeddedFigure:
     return EmbeddedFigure(mime=mime, data=buf.getvalue())
 
 
+def memoize_figure(func):
+    """Cache the figures of a pure plotting function, keyed on the pickled arguments.
+
+    A participant report draws the same figure several times when the inputs repeat (the
+    canonical HRFs of every session and task); a small cache (32 entries) draws it once.
+    Arguments that cannot be pickled bypass the cache.
+    """
+    import functools
+    import hashlib
+    import pickle
+    from collections import OrderedDict
+
+    cache: OrderedDict[str, EmbeddedFigure] = OrderedDict()
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> EmbeddedFigure:
+        try:
+            payload = pickle.dumps((args, sorted(kwargs.items())), protocol=5)
+        except Exception:  # unpicklable argument: no caching
+            return func(*args, **kwargs)
+        key = hashlib.sha1(payload).hexdigest()
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+        result = func(*args, **kwargs)
+        cache[key] = result
+        if len(cache) > 32:
+            cache.popitem(last=False)
+        return result
+
+    wrapper.cache_clear = cache.clear  # type: ignore[attr-defined]
+    return wrapper
+
+
 def display_figure(display: Any) -> Any:
     """Return the matplotlib figure behind a nilearn display, axes or figure."""
     from matplotlib.figure import Figure

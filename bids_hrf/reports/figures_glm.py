@@ -390,18 +390,55 @@ def plot_stat_map(
             **kwargs,
         )
         if glass_brain:
-            plotting.plot_glass_brain(
-                img,
-                threshold=threshold,
-                display_mode="lzr" if img.shape[0] > 1 else "z",
-                figure=fig,
-                axes=[0.67, 0.0, 0.33, 1.0],
-                plot_abs=False,
-                cmap="RdBu_r",
-                vmax=vmax,
-                colorbar=False,
-            )
+            _glass_projections(fig, img, [0.67, 0.05, 0.33, 0.8], threshold, vmax)
     return embed(fig, fmt="png", dpi=dpi)
+
+
+def _signed_max_abs(data: np.ndarray, axis: int) -> np.ndarray:
+    """Projection keeping, along ``axis``, the value of largest magnitude with its sign."""
+    index = np.expand_dims(np.nanargmax(np.abs(data), axis=axis), axis)
+    return np.take_along_axis(data, index, axis=axis).squeeze(axis)
+
+
+def _glass_projections(fig, img, rect, threshold: float, vmax: float) -> None:
+    """Glass-brain view: signed maximum-intensity projections on the three planes.
+
+    Drawn with ``imshow`` on the image grid (reoriented to RAS), with the outline of the
+    non-zero (in-mask) voxels; about 20 times cheaper than nilearn's glass brain, whose
+    brain schematics alone cost ~0.6 s per map.
+    """
+    import nibabel as nib
+
+    canonical = nib.as_closest_canonical(img)
+    data = np.nan_to_num(np.asarray(canonical.dataobj, dtype=float))
+    zooms = canonical.header.get_zooms()[:3]
+    inside = data != 0
+    views = (  # (projection axis, horizontal axis, vertical axis, label)
+        (0, 1, 2, "sagittal"),
+        (1, 0, 2, "coronal"),
+        (2, 0, 1, "axial"),
+    )
+    extents = [data.shape[h] * zooms[h] for _, h, _, _ in views]
+    left, bottom, width, height = rect
+    x = left
+    for (axis, h, v, label), extent in zip(views, extents, strict=True):
+        w = width * extent / sum(extents)
+        ax = fig.add_axes([x, bottom, w * 0.96, height])
+        x += w
+        proj = _signed_max_abs(data, axis)
+        outline = inside.any(axis=axis).astype(float)
+        if h > v:  # keep (horizontal, vertical) order for imshow's (column, row)
+            proj, outline = proj.T, outline.T
+        shown = np.ma.masked_where(np.abs(proj) <= threshold, proj)
+        aspect = zooms[v] / zooms[h]
+        ax.imshow(outline.T, origin="lower", cmap="Greys", vmin=0, vmax=4, aspect=aspect,
+                  interpolation="nearest")
+        if outline.any() and not outline.all():
+            ax.contour(outline.T, levels=[0.5], colors="#777777", linewidths=0.6)
+        ax.imshow(shown.T, origin="lower", cmap="RdBu_r", vmin=-vmax, vmax=vmax,
+                  aspect=aspect, interpolation="nearest")
+        ax.set_title(label, fontsize=7, pad=2)
+        ax.set_axis_off()
 
 
 __all__ = [

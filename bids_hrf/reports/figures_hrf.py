@@ -16,6 +16,7 @@ from bids_hrf.reports._common import (
     embed,
     grid_shape,
     load_img,
+    memoize_figure,
     new_figure,
     pyplot_figure,
     report_style,
@@ -34,6 +35,7 @@ def _reference(reference: Any) -> tuple[np.ndarray, np.ndarray] | None:
     return ref_t, ref_v
 
 
+@memoize_figure
 def plot_hrf_panel(
     time: Any,
     hrfs: Any,
@@ -140,6 +142,7 @@ def plot_hrf_panel(
     return embed(fig, fmt="svg")
 
 
+@memoize_figure
 def plot_hrf_overlay(
     time: Any, hrfs: Any, names: Sequence[str] | None = None, title: str = ""
 ) -> EmbeddedFigure:

@@ -3,6 +3,7 @@ maps, cluster tables, group HRFs, connectivity matrices and group differences)."
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -45,7 +46,30 @@ def group_report_step(output_dir: str, config: dict, results: list[dict]) -> Pat
             _hrf_section(report, result)
         elif kind == "connectivity":
             _connectivity_section(report, result)
+    from bids_hrf.reports.methods import add_methods_section
+
+    add_methods_section(report, _methods_config(output_dir, config), "group")
     return report.write(Path(output_dir) / "group.html")
+
+
+#: Settings of the group level; the others (confounds, HRF, GLM) come from the participant run.
+_GROUP_KEYS = ("group_model", "group_permutations", "group_alpha", "group_height_control",
+               "cluster_threshold", "group_fdr", "connectivity", "connectivity_activity",
+               "connectivity_task_regression", "networks")
+
+
+def _methods_config(output_dir: str, config: dict) -> dict:
+    """The participant-level configuration (latest ``logs/config_*.json``) + the group's."""
+    logs = Path(output_dir) / "logs"
+    paths = sorted(logs.glob("config_*.json"), key=lambda q: q.stat().st_mtime, reverse=True)
+    for path in paths:
+        try:
+            previous = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(previous, dict) and previous.get("analysis_level") == "participant":
+            return {**previous, **{k: config[k] for k in _GROUP_KEYS if k in config}}
+    return config
 
 
 def _glm_section(report, result: dict) -> None:

@@ -17,7 +17,13 @@ from nilearn import masking, signal
 
 from bids_hrf.errors import DataError
 from bids_hrf.hrf.base import HRFEstimate
-from bids_hrf.steps.prepare import load_img, read_confounds, read_labels_tsv, read_sample_mask
+from bids_hrf.steps.prepare import (
+    load_img,
+    open_img,
+    read_confounds,
+    read_labels_tsv,
+    read_sample_mask,
+)
 
 LOGGER = logging.getLogger("bids_hrf")
 
@@ -72,9 +78,12 @@ def load_run_data(bold: str, mask: str, confounds: str, sample_mask: str, events
     -------
     RunData, mask image
     """
-    bold_img = load_img(bold, "BOLD image")
+    from bids_hrf.timeseries import masked_rows
+
     mask_img = load_img(mask, "brain mask")
-    Y = masking.apply_mask(bold_img, mask_img).astype(np.float64)
+    mask_bool = np.asarray(mask_img.dataobj) > 0
+    Y = masked_rows(open_img(bold, "BOLD image"), mask_bool, Path(bold).name)
+    Y = Y.astype(np.float64)
     n_vols = Y.shape[0]
     kept = read_sample_mask(sample_mask)
     n_dummy = json.loads(Path(sample_mask).read_text()).get("n_dummy", 0)
@@ -236,8 +245,17 @@ def _jde(runs, atlas_bold, labels_map, options, contrasts, dt, hrf_duration, npr
 
 def _sparse(runs, atlas_bold, labels_map, options, hrf_model, dt, hrf_duration, high_pass,
             nprocs, out_dir):
+    from bids_hrf.errors import UsageError
     from bids_hrf.hrf.sparse_app import estimate_sparse, hrf_parameter_table
 
+    criterion = options.get("sparse_criterion", "bic")
+    if options.get("sparse_group", 0.0) > 0 and criterion in ("bic", "aic"):
+        raise UsageError(f"--sparse-group {options['sparse_group']} needs a FISTA criterion, "
+                         f"not --sparse-criterion {criterion} (LARS is voxel-wise)",
+                         fix="add --sparse-criterion mad (or ut, lut, mad_update, ...)")
+    if options.get("sparse_group", 0.0) > 1:
+        raise UsageError(f"--sparse-group must be in [0, 1], got {options['sparse_group']}",
+                         fix="give a weight between 0 (voxel-wise L1) and 1 (L2,1 only)")
     _check_same_grid(runs)
     estimates = []
     maps: list[dict] = []
@@ -249,7 +267,7 @@ def _sparse(runs, atlas_bold, labels_map, options, hrf_model, dt, hrf_duration, 
         LOGGER.info("sparse deconvolution of %s (%d voxels)", run["name"], data.Y.shape[1])
         est = estimate_sparse(
             data.Y, float(run["tr"]), parcels, labels_map,
-            criterion=options.get("sparse_criterion", "bic"),
+            criterion=criterion,
             group=options.get("sparse_group", 0.0),
             block_model=options.get("sparse_block", False),
             n_surrogates=options.get("stability_surrogates", 0),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
@@ -81,7 +82,7 @@ def add_run_nodes(wf: pe.Workflow, run: RunInputs, config: Config, errors_dir: s
     settings = step_settings(config)
     record = run_record(run, config)
     prepare = pe.Node(PrepareRun(run=record, settings=settings, errors_dir=errors_dir),
-                      name=f"prepare_{tag}", mem_gb=_mem(run, 3.0))
+                      name=f"prepare_{tag}", mem_gb=_mem(run, 1.5))
     wf.add_nodes([prepare])
     glm = None
     if run.events is not None:
@@ -93,17 +94,20 @@ def add_run_nodes(wf: pe.Workflow, run: RunInputs, config: Config, errors_dir: s
 
 
 def _mem(run: RunInputs, factor: float) -> float:
-    """Rough memory estimate (GB) of a step from the BOLD size."""
+    """Memory estimate (GB) of a step: 0.25 GB + ``factor`` x the brain voxels' series.
+
+    Brain voxels are taken as 25 % of the BOLD grid (whole-brain MNI grids); measured
+    peaks on the realistic demo are ~0.7 GB per step (benchmarks/README.md).
+    """
     import nibabel as nib
 
     try:
         shape = nib.load(str(run.bold)).shape
-        n = 1
-        for d in shape:
-            n *= d
     except Exception:
         return 1.0
-    return max(0.5, factor * n * 8 / 1e9)
+    n_vox = 0.25 * float(np.prod(shape[:3])) if len(shape) >= 3 else 1.0
+    n_scans = shape[3] if len(shape) > 3 else 1
+    return 0.25 + factor * n_vox * n_scans * 8 / 1e9
 
 
 def init_participant_wf(subject: str, runs: list[RunInputs], config: Config,
