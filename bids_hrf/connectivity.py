@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bids_hrf.stats import fdr_bh as _fdr
+
 __all__ = [
     "compare_edges",
     "compare_networks",
@@ -30,14 +32,6 @@ __all__ = [
 KINDS = ("correlation", "partial correlation", "tangent", "covariance", "precision")
 
 
-def _fdr(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p values; NaN entries are ignored and stay NaN."""
-    p = np.asarray(p, dtype=float)
-    out = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    if ok.any():
-        out[ok] = stats.false_discovery_control(p[ok], method="bh")
-    return out
 
 
 def _welch(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bids_hrf.stats import fdr_bh as _fdr
+
 __all__ = [
     "compare_hrf_parameters",
     "gather_hrf_tables",
@@ -28,14 +30,6 @@ __all__ = [
 PARAMETERS = ("time_to_peak", "fwhm", "height")
 
 
-def _fdr(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p values; NaN entries are ignored and stay NaN."""
-    p = np.asarray(p, dtype=float)
-    out = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    if ok.any():
-        out[ok] = stats.false_discovery_control(p[ok], method="bh")
-    return out
 
 
 def _check_table(subject: str, table: pd.DataFrame) -> pd.DataFrame:

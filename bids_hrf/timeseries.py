@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import warnings
 import zlib
-from pathlib import Path
 from typing import NamedTuple
 
 import nibabel as nib
@@ -21,6 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from bids_hrf.atlas.resample import _image
 from bids_hrf.errors import DataError
 
 #: Fewest volumes a run must have to be analysed.
@@ -44,20 +44,6 @@ class VoxelData(NamedTuple):
     Y: np.ndarray
     voxel_ijk: np.ndarray
     mask_img: nib.Nifti1Image
-
-
-def _load(img, what: str) -> tuple[nib.spatialimages.SpatialImage, str]:
-    if isinstance(img, str | Path):
-        path = Path(img)
-        if not path.is_file():
-            raise DataError(f"{what} {path} does not exist", path=str(path))
-        try:
-            return nib.load(str(path)), str(path)
-        except Exception as exc:
-            raise DataError(f"{what} {path} is not a readable NIfTI image ({exc})",
-                            path=str(path)) from exc
-    name = img.get_filename() if hasattr(img, "get_filename") else None
-    return img, str(name) if name else f"the {what}"
 
 
 CHUNK_BYTES = 64 * 1024 ** 2
@@ -101,7 +87,7 @@ def masked_rows(bold, mask: np.ndarray, name: str = "the BOLD run") -> np.ndarra
 def _mask_array(mask_img, shape3: tuple[int, ...], affine: np.ndarray, bold_name: str):
     if mask_img is None:
         return np.ones(shape3, dtype=bool), "the whole field of view"
-    mimg, mname = _load(mask_img, "brain mask")
+    mimg, mname = _image(mask_img, "brain mask")
     if tuple(mimg.shape[:3]) != shape3 or not np.allclose(mimg.affine, affine, atol=1e-3):
         raise DataError(f"brain mask {mname} (shape {tuple(mimg.shape[:3])}) is not on the "
                         f"grid of {bold_name} (shape {shape3})",
@@ -139,7 +125,7 @@ def masked_voxel_data(bold_img, mask_img=None, smoothing_fwhm: float | None = No
         If the BOLD image is not 4D, has fewer than :data:`MIN_VOLUMES` volumes, is not on
         the mask's grid, or has no usable voxel in the mask.
     """
-    bold, bold_name = _load(bold_img, "BOLD run")
+    bold, bold_name = _image(bold_img, "BOLD run")
     if len(bold.shape) != 4:
         raise DataError(f"BOLD run {bold_name} is {len(bold.shape)}D (shape {bold.shape}); a "
                         "4D time series is needed", fix="give the preprocessed 4D BOLD file",
@@ -196,8 +182,8 @@ def voxel_parcels(atlas_img, mask_img) -> np.ndarray:
         Label of each mask voxel (0 for voxels in no parcel), ordered as
         :func:`nilearn.masking.apply_mask` orders them.
     """
-    atlas, aname = _load(atlas_img, "atlas")
-    mimg, mname = _load(mask_img, "brain mask")
+    atlas, aname = _image(atlas_img, "atlas")
+    mimg, mname = _image(mask_img, "brain mask")
     if tuple(atlas.shape[:3]) != tuple(mimg.shape[:3]) or not np.allclose(
             atlas.affine, mimg.affine, atol=1e-3):
         raise DataError(f"atlas {aname} (shape {tuple(atlas.shape[:3])}) is not on the grid "
