@@ -76,7 +76,7 @@ def test_confound_presets_and_volume_selection():
     assert "24-parameter" in _text(confounds="motion24")
     assert "global signal" in _text(confounds="gsr")
     custom = _text(confounds="trans_x,rot_z,csf")
-    assert "trans_x, rot_z, csf" in custom and "preset 'custom'" in custom
+    assert "trans_x, rot_z, csf" in custom and "; preset 'custom')" in custom
     assert "No nuisance regressors" in _text(confounds="none")
     assert "No volume was discarded" in _text(dummy_scans="0")
 
@@ -185,3 +185,25 @@ def test_stat_map_glass_brain_is_optional():
         return int.from_bytes(fig.data[16:20], "big")
 
     assert width(slices) < 0.8 * width(with_glass)
+
+
+def test_group_comparisons_only_with_a_two_sample_model():
+    one = _text(hrf_method="fir", group_model=None)
+    two = _text(hrf_method="fir", group_model="two-sample:group")
+    assert "between groups" not in one and "Welch" not in one
+    assert two.count("Welch's t test") == 2 and "Benjamini & Hochberg, 1995" in two
+    assert "summarised per parcel" in one
+
+
+def test_z_map_captions_name_the_hrfs_of_the_design(tmp_path):
+    import json
+
+    from bids_hrf.steps.report import _hrfs_used
+
+    (tmp_path / "glm_summary.json").write_text(
+        json.dumps({"hrf_source": {"Vis_1": "estimate", "Aud_2": "canonical"}}))
+    glm = {"design": str(tmp_path / "design.tsv")}
+    text = _hrfs_used(_config(hrf_method="jde-vem"), [glm])
+    assert text.startswith("the parcel HRFs estimated by jde-vem")
+    assert "1 parcel(s) without a usable estimate: Aud_2" in text
+    assert _hrfs_used(_config(), [glm]) == "canonical SPM HRF"

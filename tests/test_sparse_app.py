@@ -115,21 +115,26 @@ def test_detect_events_known_answer():
         A[scan + 1, :2] = 1.0
     # Parcel 2: activity far from every onset (scans 50, 60).
     A[[50, 60], 3] = 2.0
-    # Parcel 5: a single voxel active at every scan.
+    # Parcel 5: constant activity (nothing stands out).
     A[:, 5] = 0.5
     table = detect_events(A, frame_times, onsets, labels, {1: "one", 2: "two"}, window=1)
     rows = table.set_index("parcel")
-    assert list(table["parcel"]) == ["one", "5", "two"]  # sorted by detected - chance
+    assert list(table["parcel"]) == ["one", "5", "two"]  # sorted by response
     assert rows.loc["one", "detected"] == pytest.approx(3 / 4)
     assert rows.loc["one", "chance"] == pytest.approx(9 / n)  # 3 events x 3 scans each
+    assert rows.loc["one", "lag"] == 1
+    a = A[:, :3].mean(axis=1)
+    z = (a - a.mean()) / a.std()
+    assert rows.loc["one", "response"] == pytest.approx(np.mean(z[[4, 19, 40, 74]]))
     assert rows.loc["two", "detected"] == 0 and rows.loc["two", "chance"] == pytest.approx(6 / n)
-    assert rows.loc["5", "detected"] == 1 and rows.loc["5", "chance"] == 1
+    assert rows.loc["two", "response"] < 0
+    assert rows.loc["5", "detected"] == 0 and rows.loc["5", "response"] == 0
     assert set(rows["n_onsets"]) == {4}
-    # Window 0: the activity one scan late no longer counts; 10 % of voxels -> 50 % needed.
+    # Window 0: the activity one scan late no longer counts; a high threshold: nothing active.
     strict = detect_events(A, frame_times, onsets, labels, window=0).set_index("parcel")
     assert strict.loc["1", "detected"] == 0
-    half = detect_events(A, frame_times, onsets, labels, min_fraction=0.7).set_index("parcel")
-    assert half.loc["1", "detected"] == 0  # 2/3 of the voxels < 0.7
+    high = detect_events(A, frame_times, onsets, labels, threshold=100).set_index("parcel")
+    assert high.loc["1", "detected"] == 0 and high.loc["1", "chance"] == 0
     # Onsets outside the run are left out.
     out = detect_events(A, frame_times, np.array([-50.0, 10.3, 900.0]), labels)
     assert set(out["n_onsets"]) == {1}

@@ -114,25 +114,22 @@ def test_activity_at_paradigm_onsets(sparse_runs):
     checked = 0
     for condition, rows in amps.groupby("condition"):
         onsets = events.loc[events["trial_type"] == condition, "onset"].to_numpy()
-        scans = np.abs(frame_times[None, :] - onsets[:, None]).argmin(axis=1)
-        # The detection table of the report runs on these outputs.
+        # The table of the report: response = peak event-triggered parcel activity (SD units)
+        # at lags 0..+2 scans; lag = lag of the largest event-triggered average.
         table = detect_events(A, frame_times, onsets, parcels, names).set_index("parcel")
         assert set(table.index) == set(names.values())
-        assert table["detected"].between(0, 1).all()
-        inv = {v: k for k, v in names.items()}
-        for parcel, amplitude in zip(rows["parcel"], rows["amplitude"], strict=True):
-            a = A[:, parcels == inv[parcel]].mean(axis=1)  # parcel-mean activity
-            # Event-triggered average of the activity, lags -3..+6 scans after the onsets.
-            eta = np.array([np.mean([a[i + k] for i in scans if 0 <= i + k < a.size])
-                            for k in range(-3, 7)]) / a.std()
-            near = eta[3:6].max()  # lags 0, +1, +2 scans
-            if amplitude > 0.5:
-                # Activity peaks just after the onsets: at lag 0-1 with the canonical HRF,
-                # up to +2 with the blind HRF estimate (see docs/sparse.md, limitation).
-                assert near > 0.6 and near == eta.max(), (condition, parcel, eta.round(2))
-                checked += 1
-            elif amplitude == 0:
-                assert near < 0.5, (condition, parcel, eta.round(2))
+        assert table["detected"].between(0, 1).all() and table["chance"].between(0, 1).all()
+        active = list(rows.loc[rows["amplitude"] > 0.5, "parcel"])
+        inactive = list(rows.loc[rows["amplitude"] == 0, "parcel"])
+        for parcel in active:
+            # Activity peaks just after the onsets: lag 0-1 scan with the canonical HRF, up to
+            # +2 with the blind HRF estimate (docs/sparse.md, "Measured bias").
+            assert table.loc[parcel, "response"] > 0.6, (condition, parcel, table)
+            assert 0 <= table.loc[parcel, "lag"] <= 2, (condition, parcel, table)
+            checked += 1
+        # The truly active parcels lead the table; the others do not follow the paradigm.
+        assert set(active) <= set(table.index[: len(active) + 1]), (condition, table)
+        assert table.loc[inactive, "response"].median() < 0.4, (condition, table)
     assert checked >= 4
     # Denoised BOLD is the activity convolved with an HRF: smooth, and it fits the data.
     den = _voxels(func / f"{prefix}_desc-denoised_bold.nii.gz", mask)[n_lead:]

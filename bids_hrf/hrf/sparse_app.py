@@ -258,15 +258,18 @@ def detect_events(
     parcel_labels: np.ndarray,
     parcel_names: dict[int, str] | None = None,
     window: int = 1,
-    min_fraction: float = 0.1,
+    threshold: float = 1.0,
+    max_lag: int = 2,
 ):
-    """Fraction of paradigm onsets matched by deconvolved activity, per parcel.
+    """Deconvolved activity against paradigm onsets, per parcel.
 
-    An onset is *detected* in a parcel when, at a scan within ``window`` scans of the onset
-    (coefficient ``i`` is an event at scan ``i``), at least ``min_fraction`` of the parcel's
-    voxels have a non-zero coefficient. ``chance`` is the same rate over every scan of the
-    run (the detection rate of onsets placed at random), so ``detected`` well above
-    ``chance`` marks a parcel whose activity follows the paradigm.
+    For each parcel, ``a(t)`` is the mean activity of its voxels, standardised over the run
+    (``(a - mean) / sd``). A scan is *active* when ``a`` exceeds ``threshold``; an onset is
+    *detected* when an active scan lies within ``window`` scans of it (coefficient ``i`` is
+    an event at scan ``i``), and ``chance`` is the same rate over every scan of the run (the
+    detection rate of onsets placed at random). ``response`` is the peak of the event-triggered
+    average of ``a`` at lags 0 to ``max_lag`` scans after the onsets, and ``lag`` the lag of
+    the largest event-triggered average between -3 and +6 scans.
 
     Parameters
     ----------
@@ -275,24 +278,26 @@ def detect_events(
     frame_times : ndarray, shape (n_scans,)
         Acquisition time of each scan (s), in the clock of the onsets.
     onsets : ndarray
-        Paradigm onsets (s).
+        Paradigm onsets (s); those outside the run are left out.
     parcel_labels : ndarray of int, shape (n_voxels,)
         Parcel of each voxel (0: background, skipped).
     parcel_names : dict of int to str, optional
     window : int
         Tolerance in scans on each side.
-    min_fraction : float
-        Fraction of a parcel's voxels that must be active at a scan.
+    threshold : float
+        Standardised parcel activity above which a scan is active.
+    max_lag : int
+        Last lag (scans) of the ``response`` window.
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``parcel``, ``n_onsets``, ``detected`` (fraction of onsets), ``chance``,
-        sorted by ``detected - chance`` (most paradigm-locked parcels first).
+        Columns ``parcel``, ``n_onsets``, ``detected``, ``chance`` (fractions), ``response``
+        (SD units) and ``lag`` (scans), sorted by ``response`` (most paradigm-locked first).
     """
     import pandas as pd
 
-    activity = np.asarray(activity)
+    activity = np.asarray(activity, dtype=float)
     frame_times = np.asarray(frame_times, dtype=float)
     labels = np.asarray(parcel_labels)
     if activity.shape != (frame_times.size, labels.size):
@@ -302,18 +307,30 @@ def detect_events(
     tr = float(np.median(np.diff(frame_times))) if frame_times.size > 1 else 1.0
     onsets = onsets[(onsets >= frame_times[0] - tr / 2) & (onsets <= frame_times[-1] + tr / 2)]
     scans = np.abs(frame_times[None, :] - onsets[:, None]).argmin(axis=1)
+    n = frame_times.size
+    lags = np.arange(-3, 7)
     names = parcel_names or {}
     rows = []
     for label in (int(p) for p in np.unique(labels) if p != 0):
-        active = (np.mean(activity[:, labels == label] != 0, axis=1) >= min_fraction)
-        # near[i]: some active scan within +-window of scan i.
+        a = activity[:, labels == label].mean(axis=1)
+        sd = a.std()
+        a = (a - a.mean()) / sd if sd > 0 else np.zeros_like(a)
+        active = a > threshold
         padded = np.pad(active, window)
-        near = np.zeros(active.size, dtype=bool)
+        near = np.zeros(n, dtype=bool)  # near[i]: an active scan within +-window of scan i
         for k in range(2 * window + 1):
-            near |= padded[k: k + active.size]
-        rows.append({"parcel": names.get(label, str(label)), "n_onsets": int(onsets.size),
-                     "detected": float(near[scans].mean()) if onsets.size else np.nan,
-                     "chance": float(near.mean())})
-    table = pd.DataFrame(rows, columns=["parcel", "n_onsets", "detected", "chance"])
-    order = np.argsort(-(table["detected"] - table["chance"]).to_numpy(), kind="stable")
+            near |= padded[k: k + n]
+        eta = np.array([np.mean(a[(scans + k)[(scans + k >= 0) & (scans + k < n)]])
+                        if np.any((scans + k >= 0) & (scans + k < n)) else np.nan
+                        for k in lags]) if onsets.size else np.full(lags.size, np.nan)
+        rows.append({
+            "parcel": names.get(label, str(label)), "n_onsets": int(onsets.size),
+            "detected": float(near[scans].mean()) if onsets.size else np.nan,
+            "chance": float(near.mean()),
+            "response": float(np.nanmax(eta[3: 4 + max_lag])) if onsets.size else np.nan,
+            "lag": int(lags[np.nanargmax(eta)]) if onsets.size and sd > 0 else 0,
+        })
+    table = pd.DataFrame(rows, columns=["parcel", "n_onsets", "detected", "chance", "response",
+                                        "lag"])
+    order = np.argsort(-table["response"].fillna(-np.inf).to_numpy(), kind="stable")
     return table.iloc[order].reset_index(drop=True)

@@ -295,7 +295,7 @@ def _sparse(runs, atlas_bold, labels_map, options, hrf_model, dt, hrf_duration, 
     norms = np.linalg.norm(hrfs, axis=0)
     hrfs = hrfs / np.where(norms > 0, norms, 1.0)
     variance = (np.var([e.hrfs for e in estimates], axis=0) / len(estimates)
-                if len(estimates) > 1 else first.variance)
+                if len(estimates) > 1 and options.get("estimate_hrf", True) else None)
     combined = HRFEstimate(time=first.time, hrfs=hrfs, labels=first.labels, method="sparse",
                            variance=variance,
                            parameters={**first.parameters, "n_runs_averaged": len(estimates)},

@@ -171,9 +171,10 @@ def _add_sparse_fits(report, sec: str, hrf: dict, runs: list[dict], prepared: li
                                    names, window=1).assign(condition=str(cond))
                      for cond, ev in conds]
             table = pd.concat(parts, ignore_index=True)
-            table = table[["parcel", "condition", "n_onsets", "detected", "chance"]]
-            excess = (table["detected"] - table["chance"]).to_numpy()
-            table = table.iloc[np.argsort(-excess, kind="stable")].reset_index(drop=True)
+            table = table[["parcel", "condition", "n_onsets", "response", "lag", "detected",
+                           "chance"]]
+            order = np.argsort(-table["response"].fillna(-np.inf).to_numpy(), kind="stable")
+            table = table.iloc[order].reset_index(drop=True)
         # Example voxels: the most active voxel of the most paradigm-locked parcel (task) or
         # of the whole brain (rest), and the median voxel of that parcel.
         if table is not None and len(table):
@@ -206,16 +207,16 @@ def _add_sparse_fits(report, sec: str, hrf: dict, runs: list[dict], prepared: li
                           caption=f"{run['name']}: number of non-zero {kind} coefficients per "
                                   "minute in each voxel (where the deconvolution finds events)")
         if table is not None:
-            shown = table.head(12).copy()
-            shown["detected"] = shown["detected"].round(2)
-            shown["chance"] = shown["chance"].round(2)
+            shown = table.head(12).round({"response": 2, "detected": 2, "chance": 2})
             report.add_table(sec, shown,
-                             caption=f"{run['name']}: detected events against the paradigm. "
-                                     "detected: fraction of the paradigm onsets "
-                                     "of a condition with activity within +-1 scan in at least "
-                                     "10 % of the parcel's voxels; chance: the same rate at "
-                                     "every scan (random onsets). Sorted by detected - chance "
-                                     "(parcels whose activity follows a condition first).")
+                             caption=f"{run['name']}: detected events against the paradigm, per "
+                                     "parcel and condition (first 12). response: peak of the "
+                                     "event-triggered average of the parcel's mean activity "
+                                     "(standardised) 0 to 2 scans after the onsets; lag: lag "
+                                     "(scans) of its maximum; detected: fraction of the onsets "
+                                     "with activity above 1 SD within +-1 scan; chance: the "
+                                     "same rate at every scan. Parcels whose activity follows "
+                                     "a condition come first.")
 
 
 def participant_report_step(subject: str, output_dir: str, config: dict,
