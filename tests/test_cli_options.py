@@ -96,3 +96,17 @@ def test_iter_min_above_max_is_usage_error(tmp_path):
     with pytest.raises(Exception) as info:
         _config(tmp_path, "--jde-iter-min", "50", "--jde-iter-max", "10")
     assert getattr(info.value, "exit_code", None) == EXIT_USAGE
+
+
+def test_estimate_hrf_default_depends_on_method(tmp_path):
+    assert _config(tmp_path, "--hrf-method", "jde-vem").method_options["estimate_hrf"] is True
+    assert _config(tmp_path, "--hrf-method", "sparse").method_options["estimate_hrf"] is False
+    sparse_est = _config(tmp_path, "--hrf-method", "sparse", "--estimate-hrf")
+    assert sparse_est.method_options["estimate_hrf"] is True
+
+
+def test_sparse_group_needs_fista_criterion(tmp_path):
+    with pytest.raises(Exception) as info:
+        _config(tmp_path, "--hrf-method", "sparse", "--sparse-group", "0.3")
+    assert "--sparse-criterion mad" in str(info.value)
+    assert getattr(info.value, "exit_code", None) == EXIT_USAGE

@@ -39,7 +39,7 @@ def sparse_runs(tmp_path_factory):
                 "tpl-MNI152NLin2009cAsym_atlas-Synthetic_dseg.nii.gz")
     out, out_rest = root / "out", root / "out_rest"
     assert run_cli(str(bids), str(out), "participant", "--atlas", atlas, "--hrf-method",
-                   "sparse", "-w", str(root / "work")) == 0
+                   "sparse", "--estimate-hrf", "-w", str(root / "work")) == 0
     assert run_cli(str(bids), str(out_rest), "participant", "--atlas", atlas, "--hrf-method",
                    "sparse", "--task", "rest", "--no-estimate-hrf", "--sparse-block",
                    "--stability-surrogates", "4", "-w", str(root / "work2")) == 0

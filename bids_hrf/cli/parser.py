@@ -118,9 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--noise-model", choices=["ar1", "ols"], default="ar1",
                    help="first-level noise model")
     g.add_argument("--no-estimate-hrf", dest="estimate_hrf", action="store_false",
-                   default=True, help="JDE-VEM/sparse: keep the canonical HRF fixed")
+                   default=None, help="JDE-VEM/sparse: keep the canonical HRF fixed "
+                                      "(default for sparse)")
     g.add_argument("--estimate-hrf", dest="estimate_hrf", action="store_true",
-                   help="JDE-VEM/sparse: estimate each parcel's HRF (default)")
+                   help="JDE-VEM/sparse: estimate each parcel's HRF (default for jde-vem; "
+                        "for sparse, a paradigm-free blind estimate: see docs/sparse.md)")
 
     g = p.add_argument_group("JDE-VEM (--hrf-method jde-vem)")
     g.add_argument("--jde-beta", type=_nonneg_float, default=1.0,
@@ -258,7 +260,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
             errors.append(UsageError(f"--plugin-args is not a JSON object ({exc})",
                                      fix="e.g. --plugin-args '{\"sbatch_args\": \"-p short\"}'"))
     method_options = {
-        "estimate_hrf": args.estimate_hrf,
+        # JDE-VEM estimates HRFs by default; sparse deconvolution keeps the canonical HRF
+        # unless asked (its blind estimate peaks early: docs/sparse.md, "Measured bias").
+        "estimate_hrf": (args.estimate_hrf if args.estimate_hrf is not None
+                         else args.hrf_method != "sparse"),
         "jde_beta": args.jde_beta, "jde_sigma_h": args.jde_sigma_h,
         "jde_hrf_hyperprior": args.jde_hrf_hyperprior, "jde_iter_min": args.jde_iter_min,
         "jde_iter_max": args.jde_iter_max, "zero_constraint": args.zero_constraint,
@@ -409,6 +414,14 @@ def _check_analysis_options(config: Config) -> list[BidsHrfError]:
             errors.append(UsageError(f"--contrasts {config.contrasts_file}: {exc}",
                                      fix="write {\"label\": \"cond_a - cond_b\"}"))
     opts = config.method_options
+    if opts.get("sparse_group", 0.0) > 1.0:
+        errors.append(UsageError(f"--sparse-group {opts['sparse_group']} is out of range",
+                                 fix="give a weight between 0 and 1"))
+    elif opts.get("sparse_group", 0.0) > 0 and opts.get("sparse_criterion") in ("bic", "aic"):
+        errors.append(UsageError("--sparse-group needs a FISTA criterion (the LARS path of "
+                                 "bic/aic is voxel-wise)",
+                                 fix="add --sparse-criterion mad (or ut, lut, factor, pcg, "
+                                     "eigval)"))
     if opts.get("jde_iter_min", 1) > opts.get("jde_iter_max", 100):
         errors.append(UsageError("--jde-iter-min is larger than --jde-iter-max",
                                  fix="lower --jde-iter-min or raise --jde-iter-max"))

@@ -4,6 +4,7 @@ group comparisons."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -60,6 +61,12 @@ def _activity_series(row: pd.Series, inv: pd.DataFrame) -> pd.DataFrame | None:
     table = pd.read_csv(labels["path"].iloc[0], sep="\t")
     masker = NiftiLabelsMasker(dseg["path"].iloc[0], standardize=False, keep_masked_labels=False)
     data = masker.fit_transform(row["path"])
+    sidecar = Path(str(row["path"]).replace(".nii.gz", ".json"))
+    try:  # leading dummy volumes are written as zeros: leave them out
+        n_lead = int(json.loads(sidecar.read_text()).get("DummyVolumesZeroed", 0))
+    except (OSError, ValueError):
+        n_lead = 0
+    data = data[n_lead:]
     names = dict(zip(table["index"].astype(int), table["name"].astype(str), strict=True))
     cols = [names.get(int(v), str(v)) for v in masker.labels_ if int(v) != 0]
     return pd.DataFrame(data[:, -len(cols):], columns=cols)
