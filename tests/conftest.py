@@ -45,6 +45,17 @@ def _read_only(path: Path) -> None:
             p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
 
 
+def validator_executable() -> str:
+    """bids-validator-deno of this environment (a test dependency: never skipped)."""
+    import shutil
+    import sys
+
+    local = Path(sys.executable).parent / "bids-validator-deno"
+    found = str(local) if local.exists() else shutil.which("bids-validator-deno")
+    assert found, "bids-validator-deno missing: pip install '.[test]'"
+    return found
+
+
 def snapshot(path: Path) -> dict[str, float]:
     """Modification times of every file below ``path`` (to prove nothing was written)."""
     return {str(p): p.stat().st_mtime for p in Path(path).rglob("*") if p.is_file()}

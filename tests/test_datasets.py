@@ -180,7 +180,6 @@ VALIDATOR = shutil.which("bids-validator-deno") or shutil.which(
 )
 
 
-@pytest.mark.skipif(VALIDATOR is None, reason="bids-validator-deno is not installed")
 @pytest.mark.parametrize("which", ["ds", "ds_sessions"])
 def test_bids_validator_reports_no_error(which, request):
     dataset = request.getfixturevalue(which)

@@ -8,16 +8,15 @@ that nothing is written into BIDS_DIR.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
+
+from tests.conftest import validator_executable
 
 pytestmark = pytest.mark.slow
 SPACE = "MNI152NLin2009cAsym"
@@ -103,16 +102,8 @@ def test_fixed_effects_z_finds_the_activation(canonical_run, condition):
         assert abs(np.median(scores[~labels])) < 1.0
 
 
-def validator() -> str:
-    """The bids-validator-deno executable of this environment (a test dependency)."""
-    local = Path(sys.executable).parent / "bids-validator-deno"
-    found = str(local) if local.exists() else shutil.which("bids-validator-deno")
-    assert found, "bids-validator-deno missing: pip install '.[test]'"
-    return found
-
-
 def test_bids_validator_zero_errors(canonical_run):
-    proc = subprocess.run([validator(), str(canonical_run.output_dir), "--format",
+    proc = subprocess.run([validator_executable(), str(canonical_run.output_dir), "--format",
                            "json"], capture_output=True, text=True, timeout=300)
     report = json.loads(proc.stdout)
     errors = [i for i in report["issues"]["issues"] if i["severity"] == "error"]
