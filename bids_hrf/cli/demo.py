@@ -25,6 +25,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="small: seconds; realistic: whole brain at 3 mm, 300 volumes")
     parser.add_argument("--hrf-method", default="canonical",
                         choices=["canonical", "fir", "jde-vem", "sparse"])
+    parser.add_argument("--subjects", type=int, default=4,
+                        help="participants (alternating control/patient; >= 4 for the "
+                             "two-sample group model)")
     parser.add_argument("--nprocs", type=int, default=None)
     args, extra = parser.parse_known_args(argv)
 
@@ -33,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bids_dir = args.directory / "bids"
     if not (bids_dir / "dataset_description.json").exists():
         print(f"bids-hrf-demo: making the example dataset in {bids_dir}", file=sys.stderr)
-        make_synthetic_dataset(bids_dir, size=args.size)
+        make_synthetic_dataset(bids_dir, size=args.size, n_subjects=args.subjects)
     out = bids_dir / "derivatives" / "bids_hrf"
     work = args.directory / "work"
     atlas = (bids_dir / "derivatives" / "atlas"
@@ -45,8 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = bids_hrf_main([*common, "participant", *opts, *extra])
     if code:
         return code
-    code = bids_hrf_main([*common, "group", "--group-model", "two-sample:group",
-                          "-w", str(work)])
+    model = "two-sample:group" if args.subjects >= 4 else "one-sample"
+    code = bids_hrf_main([*common, "group", "--group-model", model, "-w", str(work)])
     if code:
         return code
     print(f"bids-hrf-demo: reports in {out}: "
