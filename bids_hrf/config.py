@@ -169,6 +169,12 @@ def make_config(bids_dir: str | os.PathLike, output_dir: str | os.PathLike,
                      "database_path") and value is not None:
             value = Path(value).absolute()
         conv[key] = value
+    atlas = conv.get("atlas")
+    if isinstance(atlas, (str, os.PathLike)) and (
+            str(atlas).endswith((".nii", ".nii.gz")) or os.sep in str(atlas)
+            or Path(atlas).exists()) and not str(atlas).startswith("data-driven"):
+        # a file: absolute, since nipype steps run in their own folders
+        conv["atlas"] = str(Path(atlas).absolute())
     if "participant_label" in conv:
         conv["participant_label"] = tuple(
             lab[4:] if lab.startswith("sub-") else lab for lab in conv["participant_label"]

@@ -110,3 +110,16 @@ def test_sparse_group_needs_fista_criterion(tmp_path):
         _config(tmp_path, "--hrf-method", "sparse", "--sparse-group", "0.3")
     assert "--sparse-criterion mad" in str(info.value)
     assert getattr(info.value, "exit_code", None) == EXIT_USAGE
+
+
+def test_relative_atlas_file_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "atlas").mkdir()
+    (tmp_path / "atlas" / "a_dseg.nii.gz").write_bytes(b"")
+    cfg = make_config("bids", "out", "participant", atlas="atlas/a_dseg.nii.gz")
+    assert cfg.atlas == str(tmp_path / "atlas" / "a_dseg.nii.gz")
+    assert make_config("bids", "out", "participant", atlas="data-driven:50").atlas == \
+        "data-driven:50"
+    assert make_config("bids", "out", "participant",
+                       atlas="Schaefer2018:400Parcels7Networks").atlas == \
+        "Schaefer2018:400Parcels7Networks"

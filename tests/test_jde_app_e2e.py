@@ -18,7 +18,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from tests.conftest import run_cli
-from tests.test_e2e_cli import validator
+from tests.conftest import validator_executable as validator
 
 pytestmark = pytest.mark.slow
 SPACE = "MNI152NLin2009cAsym"

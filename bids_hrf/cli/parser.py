@@ -28,11 +28,21 @@ PLUGINS = ("Linear", "MultiProc", "SLURM", "SLURMGraph", "SGE", "PBS", "LSF", "L
 _TEMPLATEFLOW_RE = re.compile(r"^[A-Za-z0-9]+(:[A-Za-z0-9-]+)+$")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show defaults, except for flags and options whose help already says it."""
+
+    def _get_help_string(self, action):
+        if isinstance(action.default, bool) or action.default is None \
+                or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that raises :class:`UsageError` (exit 64) instead of exiting with 2."""
 
     def error(self, message: str):  # noqa: D102
-        raise UsageError(f"bids-hrf: {message}", fix="see 'bids-hrf --help'")
+        raise UsageError(message, fix="see 'bids-hrf --help'")
 
 
 def _positive_float(text: str) -> float:
@@ -63,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Hemodynamic analysis of fMRIPrep derivatives: HRF estimation "
                     "(JDE-VEM, sparse deconvolution, canonical, FIR), GLM and group analysis, "
                     "written as BIDS-Derivatives with HTML reports.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("bids_dir", type=Path, help="the raw BIDS dataset (read only)")
     p.add_argument("output_dir", type=Path,

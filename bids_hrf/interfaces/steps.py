@@ -214,7 +214,7 @@ class FirstLevel(_Step):
             run["bold"], run["mask"], run["events"], p["confounds"], p["sample_mask"],
             run["tr"], self.inputs.hrf.get("hrf", ""), s["hrf_method"], s["hrf_model"],
             p["atlas_bold"], p["labels"], s["contrasts"], s["high_pass"], s["noise_model"],
-            s["smoothing_fwhm"], cwd, nprocs=self.inputs.nprocs)
+            s["smoothing_fwhm"], cwd, nprocs=1)  # runs are the parallel unit
         ents = {**run["entities"], "space": s["space"]}
         meta = {"Sources": run["sources"], "HRFMethod": s["hrf_method"],
                 "HRFModel": s["hrf_model"], "NoiseModel": s["noise_model"],

@@ -362,7 +362,10 @@ def ensure_bidsignore(output_dir: str | os.PathLike, suffixes: set[str]) -> None
     import fcntl
 
     ignore = Path(output_dir) / ".bidsignore"
-    lock_path = Path(output_dir) / ".bidsignore.lock"
+    import hashlib
+
+    digest = hashlib.sha1(str(Path(output_dir).resolve()).encode()).hexdigest()[:16]
+    lock_path = Path(tempfile.gettempdir()) / f"bids_hrf_bidsignore_{digest}.lock"
     with open(lock_path, "a") as lock:  # concurrent jobs: read-modify-write under a lock
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:

@@ -57,6 +57,9 @@ def read_events(path: str | Path | None) -> pd.DataFrame | None:
         raise DataError(f"events file {path} cannot be read as TSV ({exc})",
                         fix="fix the file (tab-separated, header with onset, duration, "
                             "trial_type)", path=str(path)) from exc
+    if "modulation" in events.columns and pd.to_numeric(events["modulation"],
+                                                        errors="coerce").eq(1).all():
+        events = events.drop(columns="modulation")  # all ones: the same as no modulation
     try:
         return check_events(events)
     except ValueError as exc:

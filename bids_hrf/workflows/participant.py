@@ -88,7 +88,7 @@ def add_run_nodes(wf: pe.Workflow, run: RunInputs, config: Config, errors_dir: s
     if run.events is not None:
         glm = pe.Node(FirstLevel(run=record, settings=settings, errors_dir=errors_dir,
                                  nprocs=nprocs), name=f"first_level_{tag}",
-                      mem_gb=_mem(run, 4.0), n_procs=nprocs)
+                      mem_gb=_mem(run, 4.0))
         wf.connect(prepare, "result", glm, "prepared")
     return prepare, glm
 
