@@ -14,7 +14,8 @@ from bids_hrf.errors import EXIT_NOINPUT, EXIT_USAGE
 
 def _config(tmp_path, *extra):
     bids = tmp_path / "bids"
-    bids.mkdir(exist_ok=True)
+    for sub in ("sub-01", "sub-02"):
+        (bids / sub).mkdir(parents=True, exist_ok=True)
     (bids / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')
     args = build_parser().parse_args([str(bids), str(tmp_path / "out"), "participant",
                                       "--atlas", "data-driven:20", *extra])
@@ -123,3 +124,14 @@ def test_relative_atlas_file_made_absolute(tmp_path, monkeypatch):
     assert make_config("bids", "out", "participant",
                        atlas="Schaefer2018:400Parcels7Networks").atlas == \
         "Schaefer2018:400Parcels7Networks"
+
+
+def test_unknown_participant_reported_with_other_problems(tmp_path, capsys):
+    bids = tmp_path / "bids"
+    (bids / "sub-01").mkdir(parents=True)
+    (bids / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')
+    code = main([str(bids), str(tmp_path / "out"), "participant", "--participant-label", "99",
+                 "--atlas", str(tmp_path / "nope.nii.gz")])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "participant '99'" in err and "choose from: 01" in err and "nope.nii.gz" in err

@@ -360,6 +360,13 @@ def validate_config(config: Config, errors: list[BidsHrfError] | None = None) ->
     if not os.access(work_anchor, os.W_OK | os.X_OK):
         errors.append(OutputError(f"work directory {work} is not writable",
                                   fix="give a writable folder with -w/--work-dir"))
+    if config.participant_label and bids.is_dir():
+        roots = [bids] + [d for d in config.fmriprep_dirs if d.is_dir()]
+        known = sorted({p.name[4:] for r in roots for p in r.glob("sub-*") if p.is_dir()})
+        for label in config.participant_label:
+            if label not in known:
+                errors.append(UsageError(f"participant '{label}' is not in {bids}",
+                                         fix=f"choose from: {', '.join(known) or 'none'}"))
     if config.analysis_level == "participant":
         for d in config.derivatives:
             if not d.is_dir():
