@@ -54,7 +54,8 @@ def _matrix_axes(ax, mat, names, cmap, vmax, label, networks=None):
             ax.set_yticks(centres, [str(nets[s]) for s in starts], fontsize=7)
         else:  # network names above the columns, tick labels keep the parcel names
             top = ax.secondary_xaxis("top")
-            top.set_xticks(centres, [str(nets[s]) for s in starts], fontsize=7.5, fontweight="bold")
+            top.set_xticks(centres, [str(nets[s]) for s in starts], fontsize=7.5,
+                           fontweight="bold", rotation=40, ha="left")
             top.tick_params(length=0)
             top.spines["top"].set_visible(False)
     for side in ("top", "right", "left", "bottom"):

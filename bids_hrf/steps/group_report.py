@@ -207,4 +207,5 @@ def _connectivity_section(report, result: dict) -> None:
             summ = _read(analysis["network_summary"])
             report.add_table(asec, summ.groupby(["network_a", "network_b", "kind"],
                                                 as_index=False)["value"].mean(),
-                             caption="Mean within/between-network connectivity")
+                             caption="Mean within/between-network connectivity (Fisher z for "
+                                     "correlation-type measures)")
