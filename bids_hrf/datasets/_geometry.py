@@ -233,21 +233,8 @@ def small_geometry(seed: int = 0, n_parcels: int = 10) -> Geometry:
     atlas[atlas_gm] = _label_points(atlas_points[atlas_gm], centroids)
     atlas_img = _nifti(atlas.reshape(atlas_shape), atlas_affine)
 
-    return Geometry(
-        affine=affine,
-        shape=shape,
-        brain=tissues["brain"],
-        gm=tissues["gm"],
-        wm=tissues["wm"],
-        csf=tissues["csf"],
-        labels=labels,
-        names=names,
-        networks=networks,
-        centroids=centroids,
-        baseline=_baseline(tissues, affine, rng),
-        atlas_img=atlas_img,
-        anat_img=_anat(tissues, affine),
-    )
+    return _assemble(affine, shape, tissues, labels, names, networks, centroids,
+                     atlas_img, rng)
 
 
 @lru_cache(maxsize=2)
@@ -286,6 +273,13 @@ def realistic_geometry(seed: int = 0, n_parcels: int = 200, resolution: int = 3)
     atlas_points = nib.affines.apply_affine(atlas_affine, np.argwhere(atlas_gm))
     atlas[atlas_gm] = _label_points(atlas_points, centroids)
     atlas_img = _nifti(atlas, atlas_affine)
+    return _assemble(affine, shape, tissues, labels, names, networks, centroids,
+                     atlas_img, rng)
+
+
+def _assemble(affine, shape, tissues, labels, names, networks, centroids, atlas_img,
+              rng) -> Geometry:
+    """Build the :class:`Geometry` of either size from its parts."""
     return Geometry(
         affine=affine,
         shape=shape,
