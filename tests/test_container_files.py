@@ -236,7 +236,7 @@ def test_circleci_config():
     assert "docker/Dockerfile.test" in text
 
 
-@pytest.mark.parametrize("script", [".ci/container.sh", ".ci/slurm.sh",
+@pytest.mark.parametrize("script", [".ci/container.sh", ".ci/slurm.sh", ".ci/pyhrf_data.sh",
                                     "docs/slurm/participant_array.sbatch",
                                     "docs/slurm/group.sbatch"])
 def test_shell_scripts(script):
