@@ -82,7 +82,7 @@ def _auc(truth, score):
 def child_jde(cfg):
     from jde_simulation import gamma_hrf
 
-    from bids_hrf.hrf.jde_app import estimate_jde_vem
+    from bids_hrf.hrf.jde.app import estimate_jde_vem
 
     d = make_data(**cfg["data"])
     names = {p + 1: f"p{p + 1}" for p in range(d["n_parcels"])}
@@ -146,7 +146,7 @@ def child_sweep(cfg):
     from jde_simulation import simulate_parcel
     from scipy import sparse  # noqa: F401
 
-    from bids_hrf.hrf.jde_vem import JDEVEM
+    from bids_hrf.hrf.jde.vem import JDEVEM
 
     warnings.simplefilter("ignore")
 

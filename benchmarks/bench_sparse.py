@@ -32,8 +32,8 @@ WORKER = textwrap.dedent(
         from pySPFM import SparseDeconvolution as Ref, StabilitySelection as RefStab
         logging.getLogger("GENERAL").setLevel(logging.ERROR)
     else:
-        from bids_hrf.hrf.sparse import SparseDeconvolution
-        from bids_hrf.hrf.stability import StabilitySelection
+        from bids_hrf.hrf.sparse.deconvolution import SparseDeconvolution
+        from bids_hrf.hrf.sparse.stability import StabilitySelection
     rng = np.random.default_rng(0)
     H = hrf_matrix(2.0, n_scans)
     S = np.zeros((n_scans, n_vox))

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bids_hrf.hrf._jde_design import grid_adjacency
+from bids_hrf.hrf.jde._design import grid_adjacency
 
 
 def gamma_hrf(t: np.ndarray, time_to_peak: float) -> np.ndarray:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bids_hrf.hrf._hrf_matrix import canonical_hrf, convolution_matrix
-from bids_hrf.hrf.blind import estimate_blind_hrf
+from bids_hrf.hrf.blind.estimator import estimate_blind_hrf
 
 _T = np.linspace(0, 30, 30001)
 _GLOVER_TTP = _T[np.argmax(canonical_hrf(_T, "glover"))]

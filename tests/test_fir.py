@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy.stats import gamma
 
-from bids_hrf.hrf.fir import estimate_fir, tent_regressors
+from bids_hrf.hrf.fir.estimator import estimate_fir, tent_regressors
 
 TR = 2.0
 

@@ -214,7 +214,7 @@ def _step_runs(ds, work: Path) -> tuple[list[dict], str, str]:
 
 
 def test_step_options_reach_the_model(jde_run, tmp_path):
-    from bids_hrf.hrf._jde_design import canonical_hrf
+    from bids_hrf.hrf.jde._design import canonical_hrf
     from bids_hrf.steps.hrf import estimate_hrf_step
 
     ds, _, work = jde_run

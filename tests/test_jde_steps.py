@@ -12,8 +12,8 @@ import pytest
 from scipy import optimize, sparse
 from scipy.special import expit
 
-from bids_hrf.hrf import _jde_design as design
-from bids_hrf.hrf import _jde_steps as steps
+from bids_hrf.hrf.jde import _design as design
+from bids_hrf.hrf.jde import _updates as steps
 
 
 def tiny(seed=0, J=4, M=2, D=5, n_runs=2, N=(20, 17), edges=True, sh_cov=True):

@@ -17,8 +17,8 @@ from scipy.linalg import block_diag
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import roc_auc_score
 
-from bids_hrf.hrf._jde_design import condition_matrices, drift_basis, validate_events
-from bids_hrf.hrf.jde_vem import JDEVEM
+from bids_hrf.hrf.jde._design import condition_matrices, drift_basis, validate_events
+from bids_hrf.hrf.jde.vem import JDEVEM
 from bids_hrf.hrf.params import hrf_parameters
 
 from .jde_simulation import simulate_parcel
@@ -209,7 +209,7 @@ def test_non_convergence_warns_and_stays_finite():
 def test_fixed_hrf_and_beta():
     sim = simulate_parcel(shape=(3, 3, 2), seed=11)
     est = fit(sim, estimate_hrf=False, estimate_beta=False, beta=0.7)
-    from bids_hrf.hrf._jde_design import canonical_hrf
+    from bids_hrf.hrf.jde._design import canonical_hrf
 
     h = canonical_hrf(est.hrf_time_)
     h[0] = h[-1] = 0
@@ -269,7 +269,7 @@ def _app_inputs():
 
 
 def test_estimate_jde_vem_maps_and_tables():
-    from bids_hrf.hrf.jde_app import estimate_jde_vem
+    from bids_hrf.hrf.jde.app import estimate_jde_vem
 
     sim, labels, names = _app_inputs()
     calls = []
@@ -313,7 +313,7 @@ def test_estimate_jde_vem_maps_and_tables():
         assert row.silent or expected >= 0.95
     assert est.parameters["conditions"] == ["audio", "video"]
     assert est.parameters["n_iter_max"] == 40
-    from bids_hrf.hrf.jde_app import map_metadata
+    from bids_hrf.hrf.jde.app import map_metadata
 
     metas = {k: map_metadata(k, est.parameters) for k in est.voxel_maps}
     assert all(m["Description"].startswith(("JDE-VEM", "HRF")) for m in metas.values())
@@ -327,7 +327,7 @@ def test_estimate_jde_vem_maps_and_tables():
 
 
 def test_condition_labels_follow_the_glm():
-    from bids_hrf.hrf.jde_app import condition_label, estimate_jde_vem
+    from bids_hrf.hrf.jde.app import condition_label, estimate_jde_vem
 
     assert condition_label("face_happy") == "faceHappy"
     sim, labels, names = _app_inputs()
@@ -338,7 +338,7 @@ def test_condition_labels_follow_the_glm():
 
 
 def test_estimate_jde_vem_flags_silent_parcels():
-    from bids_hrf.hrf.jde_app import estimate_jde_vem
+    from bids_hrf.hrf.jde.app import estimate_jde_vem
 
     sim, labels, names = _app_inputs()
     labels[labels == 3] = 0
@@ -356,7 +356,7 @@ def test_estimate_jde_vem_flags_silent_parcels():
 
 @pytest.mark.slow
 def test_estimate_jde_vem_parallel_matches_serial():
-    from bids_hrf.hrf.jde_app import estimate_jde_vem
+    from bids_hrf.hrf.jde.app import estimate_jde_vem
 
     sim, labels, names = _app_inputs()
     names.pop(7)
@@ -371,7 +371,7 @@ def test_estimate_jde_vem_parallel_matches_serial():
 
 
 def test_estimate_jde_vem_errors():
-    from bids_hrf.hrf.jde_app import estimate_jde_vem
+    from bids_hrf.hrf.jde.app import estimate_jde_vem
 
     sim, labels, names = _app_inputs()
     with pytest.raises(ValueError, match="one weight per condition"):
@@ -386,7 +386,7 @@ def test_estimate_jde_vem_errors():
 
 
 def test_estimate_jde_vem_names_the_failing_parcel():
-    from bids_hrf.hrf.jde_app import estimate_jde_vem
+    from bids_hrf.hrf.jde.app import estimate_jde_vem
 
     sim, labels, names = _app_inputs()
     names.pop(7)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from bids_hrf.hrf._hrf_matrix import hrf_matrix, hrf_samples
-from bids_hrf.hrf.sparse import SparseDeconvolution
+from bids_hrf.hrf.sparse.deconvolution import SparseDeconvolution
 
 pytestmark = pytest.mark.golden
 

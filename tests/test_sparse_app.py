@@ -9,8 +9,8 @@ import pytest
 
 from bids_hrf.hrf._hrf_matrix import canonical_hrf, hrf_matrix
 from bids_hrf.hrf.base import HRFEstimate
-from bids_hrf.hrf.sparse_app import estimate_sparse
-from bids_hrf.hrf.splora import LowRankPlusSparse
+from bids_hrf.hrf.sparse.app import estimate_sparse
+from bids_hrf.hrf.sparse.splora import LowRankPlusSparse
 
 
 def _run(seed=0, n=150, v=24):
@@ -103,7 +103,7 @@ def test_low_rank_plus_sparse_separates_global_signal():
 
 
 def test_detect_events_known_answer():
-    from bids_hrf.hrf.sparse_app import detect_events
+    from bids_hrf.hrf.sparse.app import detect_events
 
     n, tr = 100, 2.0
     frame_times = 4.0 + tr * np.arange(n)  # two dummy scans dropped: the clock starts at 4 s
@@ -143,7 +143,7 @@ def test_detect_events_known_answer():
 
 
 def test_map_metadata():
-    from bids_hrf.hrf.sparse_app import map_metadata
+    from bids_hrf.hrf.sparse.app import map_metadata
 
     params = {"criterion": "mad", "block_model": True, "estimate_hrf": False,
               "n_surrogates": 10, "group": 0.3, "time_convention": "coefficient i = scan i"}

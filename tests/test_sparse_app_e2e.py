@@ -90,7 +90,7 @@ def test_names_and_sidecars(sparse_runs):
 
 
 def test_activity_at_paradigm_onsets(sparse_runs):
-    from bids_hrf.hrf.sparse_app import detect_events
+    from bids_hrf.hrf.sparse.app import detect_events
 
     bids, func, _ = sparse_runs
     prefix = f"sub-01_task-localizer_run-1_{SPACE}"

@@ -7,16 +7,16 @@ import pytest
 from scipy.stats import gamma
 from sklearn.linear_model import Lasso, lars_path_gram
 
-from bids_hrf.hrf._fista import (
+from bids_hrf.hrf._hrf_matrix import canonical_hrf, convolution_matrix, hrf_matrix
+from bids_hrf.hrf.sparse._fista import (
     fista_batched,
     largest_eigenvalue,
     noise_sigma,
     prox_l1_l21,
     select_lambda,
 )
-from bids_hrf.hrf._hrf_matrix import canonical_hrf, convolution_matrix, hrf_matrix
-from bids_hrf.hrf._lars import lars_batched
-from bids_hrf.hrf.sparse import SparseDeconvolution
+from bids_hrf.hrf.sparse._lars import lars_batched
+from bids_hrf.hrf.sparse.deconvolution import SparseDeconvolution
 
 
 def _spikes(rng, n_scans, n_vox, n_events=5, margin=10):

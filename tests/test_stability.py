@@ -8,7 +8,7 @@ from scipy.optimize import nnls
 from sklearn.linear_model import lars_path_gram
 
 from bids_hrf.hrf._hrf_matrix import hrf_matrix
-from bids_hrf.hrf.stability import StabilitySelection, debias, threshold_auc
+from bids_hrf.hrf.sparse.stability import StabilitySelection, debias, threshold_auc
 
 
 def _data(seed=0, n=100, v=10, noise=0.2):

@@ -170,7 +170,7 @@ def estimate_hrf_step(runs: list[dict], atlas_bold: str, labels: str, method: st
         estimate = canonical_estimate(names, hrf_model=hrf_model, dt=dt, duration=hrf_duration)
         mask_img = None
     elif method == "fir":
-        from bids_hrf.hrf.fir import estimate_fir
+        from bids_hrf.hrf.fir.estimator import estimate_fir
 
         series, events, times = zip(*(_run_series(r) for r in runs), strict=True)
         estimate = estimate_fir([s[names].to_numpy() for s in series], list(events),
@@ -219,7 +219,7 @@ def _jde(runs, atlas_bold, labels_map, options, contrasts, dt, hrf_duration, npr
          high_pass: float | None = 0.01):
     """JDE-VEM over the runs of a group; ``high_pass`` (Hz, 0: constant only) sets the
     cosine drift of the model (the data are not filtered beforehand)."""
-    from bids_hrf.hrf.jde_app import estimate_jde_vem
+    from bids_hrf.hrf.jde.app import estimate_jde_vem
 
     _check_same_grid(runs)
     data, masks = zip(*(_load(r, None) for r in runs), strict=True)
@@ -249,7 +249,7 @@ def _jde(runs, atlas_bold, labels_map, options, contrasts, dt, hrf_duration, npr
 def _sparse(runs, atlas_bold, labels_map, options, hrf_model, dt, hrf_duration, high_pass,
             nprocs, out_dir):
     from bids_hrf.errors import UsageError
-    from bids_hrf.hrf.sparse_app import estimate_sparse, hrf_parameter_table
+    from bids_hrf.hrf.sparse.app import estimate_sparse, hrf_parameter_table
 
     criterion = options.get("sparse_criterion", "bic")
     if options.get("sparse_group", 0.0) > 0 and criterion in ("bic", "aic"):

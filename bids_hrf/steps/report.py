@@ -138,7 +138,7 @@ def _add_sparse_fits(report, sec: str, hrf: dict, runs: list[dict], prepared: li
     """Example voxel fits, and activity against the paradigm, of sparse deconvolution."""
     from nilearn import masking
 
-    from bids_hrf.hrf.sparse_app import detect_events
+    from bids_hrf.hrf.sparse.app import detect_events
     from bids_hrf.reports import figures as F
     from bids_hrf.steps.hrf import load_run_data
     from bids_hrf.steps.prepare import read_labels_tsv

@@ -82,11 +82,11 @@ def hrf_records(hrf: dict, entities: dict, atlas_name: str, metadata: dict) -> l
             continue
         meta = {**metadata, "HRFMethod": hrf["method"]}
         if hrf["method"] == "jde-vem":
-            from bids_hrf.hrf.jde_app import map_metadata
+            from bids_hrf.hrf.jde.app import map_metadata
 
             meta.update(map_metadata(frag, params["parameters"]))
         elif hrf["method"] == "sparse":
-            from bids_hrf.hrf.sparse_app import map_metadata as sparse_map_metadata
+            from bids_hrf.hrf.sparse.app import map_metadata as sparse_map_metadata
 
             meta.update(sparse_map_metadata(frag, params["parameters"]))
             meta.update(item.get("metadata", {}))

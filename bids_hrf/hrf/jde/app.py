@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from bids_hrf.hrf import _jde_design as design
 from bids_hrf.hrf.base import HRFEstimate
-from bids_hrf.hrf.jde_vem import JDEVEM
+from bids_hrf.hrf.jde import _design as design
+from bids_hrf.hrf.jde.vem import JDEVEM
 from bids_hrf.hrf.params import hrf_parameters
 
 __all__ = [
@@ -112,7 +112,7 @@ def estimate_jde_vem(
         Parcels fitted in parallel (joblib processes).
     progress : callable (done, total), optional
     **jde_params
-        Passed to :class:`~bids_hrf.hrf.jde_vem.JDEVEM`.
+        Passed to :class:`~bids_hrf.hrf.jde.vem.JDEVEM`.
 
     Returns
     -------

@@ -8,9 +8,9 @@ import numpy as np
 
 from bids_hrf.hrf._hrf_matrix import canonical_hrf
 from bids_hrf.hrf.base import HRFEstimate
-from bids_hrf.hrf.blind import estimate_blind_hrf
-from bids_hrf.hrf.sparse import SparseDeconvolution
-from bids_hrf.hrf.stability import StabilitySelection
+from bids_hrf.hrf.blind.estimator import estimate_blind_hrf
+from bids_hrf.hrf.sparse.deconvolution import SparseDeconvolution
+from bids_hrf.hrf.sparse.stability import StabilitySelection
 
 
 def hrf_parameter_table(time: np.ndarray, hrfs: np.ndarray, labels: list[str]) -> dict:
@@ -60,7 +60,7 @@ def estimate_sparse(
     n_surrogates : int
         When > 0, stability selection with that many surrogates (AUC map output).
     estimate_hrf : bool
-        Estimate each parcel's HRF without a paradigm (:mod:`bids_hrf.hrf.blind`) and
+        Estimate each parcel's HRF without a paradigm (:mod:`bids_hrf.hrf.blind.estimator`) and
         deconvolve the parcel with it; otherwise use the canonical HRF everywhere.
     hrf_model : {"spm", "glover"}
         Canonical HRF (and starting point of the HRF estimation).

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bids_hrf.hrf.sparse import SparseDeconvolution
-from bids_hrf.hrf.stability import debias as _debias
+from bids_hrf.hrf.sparse.deconvolution import SparseDeconvolution
+from bids_hrf.hrf.sparse.stability import debias as _debias
 
 
 class LowRankPlusSparse:

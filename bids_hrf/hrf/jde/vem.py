@@ -4,7 +4,7 @@ A modern re-implementation of PyHRF's JDE-VEM (Chaari, Vincent, Forbes, Dojat, C
 IEEE TMI 32(5), 2013). Per parcel, ``y_j = sum_m a_jm X_m h + P l_j + b_j``: one HRF ``h``
 shared by the parcel's voxels and conditions (smoothness prior), neural response levels
 ``a_jm`` drawn from a two-class mixture whose labels follow an Ising field on the voxel
-graph, run-specific drifts and white noise. See :mod:`bids_hrf.hrf._jde_steps`.
+graph, run-specific drifts and white noise. See :mod:`bids_hrf.hrf.jde._updates`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from scipy import sparse, stats
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import ThreadpoolController
 
-from bids_hrf.hrf import _jde_design as design
-from bids_hrf.hrf import _jde_steps as steps
+from bids_hrf.hrf.jde import _design as design
+from bids_hrf.hrf.jde import _updates as steps
 
 __all__ = ["JDEVEM"]
 

@@ -3,7 +3,7 @@
 For the voxels of one parcel, sharing one HRF ``h``, alternate
 
 (a) the sparse activity ``s_v`` of every voxel given ``h`` (LARS path + BIC, debiased; see
-    :mod:`bids_hrf.hrf.sparse`), and
+    :mod:`bids_hrf.hrf.sparse.deconvolution`), and
 (b) ``h`` given the activities: least squares over all voxels of the parcel,
     ``sum_v ||y_v - (s_v * h)||^2 + mu ||D2 h||^2``, with ``h`` on a fine grid of step ``dt``
     (only its samples at multiples of TR enter the data term; the second-order-difference
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bids_hrf.hrf._hrf_matrix import canonical_hrf
-from bids_hrf.hrf.sparse import SparseDeconvolution
+from bids_hrf.hrf.sparse.deconvolution import SparseDeconvolution
 
 #: Time-stretch factors of the canonical HRF tried by default (peak 3 s to 10 s for SPM).
 DEFAULT_SCALES = tuple(np.round(np.arange(0.6, 2.01, 0.1), 2))

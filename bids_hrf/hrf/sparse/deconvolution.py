@@ -5,20 +5,20 @@ Model per voxel: ``y = H s + e`` with ``H`` the HRF matrix of :mod:`bids_hrf.hrf
 recovered at coefficient ``i``; pySPFM's coefficients are one scan earlier). ``s`` is the
 activity-inducing signal (spike model) or the innovation signal (block model).
 
-Lambda is chosen along the LARS path by BIC or AIC (:mod:`bids_hrf.hrf._lars`, one Gram for
-all voxels), or set from the noise level for FISTA (:mod:`bids_hrf.hrf._fista`, batched
+Lambda is chosen along the LARS path by BIC or AIC (:mod:`bids_hrf.hrf.sparse._lars`, one Gram for
+all voxels), or set from the noise level for FISTA (:mod:`bids_hrf.hrf.sparse._fista`, batched
 proximal gradient; ``group > 0`` adds an L2,1 norm over voxels at each time point). The
-selected support is then debiased by least squares (:func:`bids_hrf.hrf.stability.debias`).
+selected support is then debiased by least squares (:func:`bids_hrf.hrf.sparse.stability.debias`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from bids_hrf.hrf._fista import FISTA_CRITERIA, fista_batched, noise_sigma, select_lambda
 from bids_hrf.hrf._hrf_matrix import hrf_matrix
-from bids_hrf.hrf._lars import LARS_CRITERIA, lars_batched
-from bids_hrf.hrf.stability import debias as _debias
+from bids_hrf.hrf.sparse._fista import FISTA_CRITERIA, fista_batched, noise_sigma, select_lambda
+from bids_hrf.hrf.sparse._lars import LARS_CRITERIA, lars_batched
+from bids_hrf.hrf.sparse.stability import debias as _debias
 
 
 def _n_echoes(te) -> int:

@@ -2,7 +2,7 @@
 
 Stability selection (Urunuela et al. 2020, 2024): each surrogate keeps a random subset of
 the time points (rows of ``H`` and ``Y``; the same subset for all voxels so that the Gram
-matrix is shared and the batched LARS of :mod:`bids_hrf.hrf._lars` applies) and follows the
+matrix is shared and the batched LARS of :mod:`bids_hrf.hrf.sparse._lars` applies) and follows the
 lasso path. For each coefficient, the area under the stability path is::
 
     AUC(t) = sum_{surrogates, breakpoints k} lambda_k [s_k(t) != 0] / sum lambda_k
@@ -17,7 +17,7 @@ import numpy as np
 from scipy.optimize import nnls
 
 from bids_hrf.hrf._hrf_matrix import hrf_matrix
-from bids_hrf.hrf._lars import lars_batched
+from bids_hrf.hrf.sparse._lars import lars_batched
 
 
 class StabilitySelection:

@@ -1,0 +1,1 @@
+"""Paradigm-free ("blind") HRF estimation from sparse activity."""

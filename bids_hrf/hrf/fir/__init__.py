@@ -1,0 +1,1 @@
+"""Finite-impulse-response (FIR, tent basis) HRF estimation."""

@@ -1,0 +1,1 @@
+"""JDE-VEM: joint detection-estimation of parcel HRFs and activations (as in PyHRF)."""

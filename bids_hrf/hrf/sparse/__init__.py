@@ -1,0 +1,1 @@
+"""Sparse deconvolution of activity (as in pySPFM): LARS/FISTA, stability selection, SPLORA."""
