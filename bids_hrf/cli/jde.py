@@ -128,7 +128,7 @@ def _log_warning(message, category, filename, lineno, file=None, line=None):
 
 def run(args: argparse.Namespace) -> dict:
     """Run the analysis described by parsed ``args``; return {output file: description}."""
-    from bids_hrf.hrf.jde_app import estimate_jde_vem
+    from bids_hrf.hrf.jde.app import estimate_jde_vem
     from bids_hrf.steps.pyhrf_jde import (
         DRIFTS,
         bids_prefix,

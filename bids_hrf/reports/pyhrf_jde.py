@@ -18,7 +18,7 @@ def write_jde_report(path: Path, estimate, data, args, files: dict[str, str]) ->
     path : Path
         The HTML file to write.
     estimate : HRFEstimate
-        From :func:`bids_hrf.hrf.jde_app.estimate_jde_vem`.
+        From :func:`bids_hrf.hrf.jde.app.estimate_jde_vem`.
     data : bids_hrf.steps.pyhrf_jde.JDEData
         The data that were fitted (mask, affine).
     args : argparse.Namespace
@@ -29,7 +29,7 @@ def write_jde_report(path: Path, estimate, data, args, files: dict[str, str]) ->
     from nilearn import image
 
     from bids_hrf.hrf.basis import canonical_hrf
-    from bids_hrf.hrf.jde_app import bids_label, condition_label
+    from bids_hrf.hrf.jde.app import bids_label, condition_label
     from bids_hrf.reports.figures import plot_free_energy, plot_hrf_panel, plot_ppm
     from bids_hrf.steps.pyhrf_jde import _volume
 

@@ -3,7 +3,7 @@
 File-level plumbing of ``bids-hrf-jde`` (see docs/pyhrf.md): a parcellation, a PyHRF
 paradigm CSV and one BOLD file per session in, PyHRF's output files (``jde_vem_*.nii``) and
 BIDS-like maps and tables out. The numerical work is
-:func:`bids_hrf.hrf.jde_app.estimate_jde_vem`, the BIDS App's JDE-VEM core.
+:func:`bids_hrf.hrf.jde.app.estimate_jde_vem`, the BIDS App's JDE-VEM core.
 """
 
 from __future__ import annotations
@@ -190,7 +190,7 @@ def write_pyhrf_outputs(estimate, data: JDEData, out_dir: Path) -> dict[str, str
     mask = data.mask
     maps = estimate.voxel_maps
     conditions = list(estimate.parameters["conditions"])
-    from bids_hrf.hrf.jde_app import bids_label, condition_label
+    from bids_hrf.hrf.jde.app import bids_label, condition_label
 
     def vm(label, stat):
         return maps[f"contrast-{label}_desc-jdevem_stat-{stat}_statmap"]
@@ -244,7 +244,7 @@ def write_bids_like_outputs(estimate, data: JDEData, out_dir: Path,
                             prefix: str = "") -> dict[str, str]:
     """Write the BIDS App's names: ``<prefix>_<fragment>.nii.gz`` maps with JSON sidecars,
     the HRF table (``desc-jdevem_hrf.tsv``) and the parcel tables."""
-    from bids_hrf.hrf.jde_app import map_metadata
+    from bids_hrf.hrf.jde.app import map_metadata
 
     files: dict[str, str] = {}
     lead = f"{prefix}_" if prefix else ""
