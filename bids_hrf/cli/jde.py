@@ -221,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: unexpected {type(exc).__name__}: {exc} -- rerun with "
               "-v DEBUG for the traceback and report it", file=sys.stderr)
         return EXIT_FAILURE
+    finally:
+        logging.captureWarnings(False)
     return EXIT_OK
 
 
