@@ -11,3 +11,11 @@ bash .ci/pyhrf_data.sh "$BIDS_HRF_PYHRF_DATA"
 say "container: debootstrap base, lint, build, demo with BIDS_DIR read-only"
 timeout 1200 bash .ci/container.sh
 say "container done"
+say "hrf_estimation 1.1 (Pedregosa's R1-GLM) for tests/test_r1glm_golden.py: own venv, numpy<1.24"
+HRF_EST_VENV=/tmp/bids_hrf-ci-hrf-estimation
+rm -rf "$HRF_EST_VENV"
+python3 -m venv "$HRF_EST_VENV"
+"$HRF_EST_VENV/bin/pip" install -q "numpy==1.23.5" "scipy<1.12" "scikit-learn<1.4" joblib \
+    "setuptools<70" wheel
+"$HRF_EST_VENV/bin/pip" install -q --no-build-isolation "hrf-estimation==1.1"
+export BIDS_HRF_HRF_ESTIMATION_PYTHON="$HRF_EST_VENV/bin/python"
