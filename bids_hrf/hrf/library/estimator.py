@@ -10,13 +10,13 @@ of run ``r``; all the quantities of every fit come from the per-run Gram matrix 
 design and the per-voxel ``X_r' y``, so scoring the whole library costs a few batched
 small solves per chunk of voxels.
 
-Shrinkage (``shrinkage="auto"``): with ``S_lv`` the held-out R^2 of HRF ``l`` in voxel
-``v`` (pooled over folds), ``s2_v`` the sampling variance of ``S_lv`` (the variance of the
-per-fold R^2 over the folds divided by their number, averaged over the library) and, in
-each parcel, ``mu_l`` the mean and ``t2_l`` the between-voxel variance of ``S_lv`` net of
-the sampling variance, the shrunk score is ``mu_l + t2_l / (t2_l + s2_v) (S_lv - mu_l)``:
-noisy voxels follow their parcel's choice, voxels whose preference stands out of the
-noise keep their own. A number in [0, 1] instead fixes the weight of the parcel mean.
+Shrinkage toward the parcel (``shrinkage=True``, with parcels): each voxel's choice is
+the maximum a posteriori one, ``argmax_l [log L_lv + log p_l]``, where ``log L_lv =
+-(N / 2) log(SSE_lv / N)`` is the profiled Gaussian log-likelihood of HRF ``l`` from the
+held-out residuals (in-sample ones without cross-validation) and ``p_l`` the share of the
+parcel's voxels whose maximum-likelihood choice is ``l`` (add-one smoothed): in a voxel
+whose data barely separate the HRFs (log-likelihood differences of a few units) the
+parcel's choice prevails, a voxel whose data clearly prefer another HRF keeps it.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from scipy.stats import gamma
 
 from bids_hrf.hrf._voxel import EventDesign, ar1_bins, as_runs, whitened_bins
 
-__all__ = ["HRFLibrary", "default_library", "resample_library"]
+__all__ = ["HRFLibrary", "default_library", "parcel_prior_choice", "resample_library"]
 
 
 def default_library(time_to_peak: np.ndarray | None = None,
@@ -86,28 +86,30 @@ def resample_library(time: np.ndarray, values: np.ndarray, knots: np.ndarray) ->
     return out / peak
 
 
-def _shrink(scores: np.ndarray, fold_scores: np.ndarray | None, parcels: np.ndarray,
-            shrinkage) -> np.ndarray:
-    if isinstance(shrinkage, str) and fold_scores is None:
-        return scores
-    out = scores.copy()
-    if isinstance(shrinkage, str):
-        n_f = fold_scores.shape[0]
-        s2 = np.mean(np.var(fold_scores, axis=0, ddof=1), axis=0) / n_f  # (v,)
+def parcel_prior_choice(loglik: np.ndarray, parcels: np.ndarray) -> np.ndarray:
+    """Choose each voxel's HRF by maximum a posteriori with its parcel's choices as prior.
+
+    Parameters
+    ----------
+    loglik : ndarray (n_hrfs, n_voxels)
+        Log-likelihood of each library HRF in each voxel.
+    parcels : ndarray (n_voxels,)
+
+    Returns
+    -------
+    ndarray (n_voxels,) of int
+        ``argmax_l loglik[l, v] + log p_parcel(v)(l)``, with ``p`` the frequencies of the
+        maximum-likelihood choices in the parcel (add-one smoothed).
+    """
+    n_lib = loglik.shape[0]
+    ml = np.argmax(loglik, axis=0)
+    choice = ml.copy()
     for p in np.unique(parcels):
         sel = parcels == p
-        S = scores[:, sel]
-        mu = S.mean(axis=1, keepdims=True)
-        if isinstance(shrinkage, str):
-            if sel.sum() < 2:
-                continue
-            t2 = np.maximum(S.var(axis=1, ddof=1) - s2[sel].mean(), 0.0)[:, None]
-            w = np.divide(t2, t2 + s2[sel][None, :], out=np.ones((S.shape[0], sel.sum())),
-                          where=(t2 + s2[sel][None, :]) > 0)
-        else:
-            w = 1.0 - float(shrinkage)
-        out[:, sel] = mu + w * (S - mu)
-    return out
+        counts = np.bincount(ml[sel], minlength=n_lib) + 1.0
+        prior = np.log(counts / counts.sum())
+        choice[sel] = np.argmax(loglik[:, sel] + prior[:, None], axis=0)
+    return choice
 
 
 class HRFLibrary:
@@ -121,9 +123,8 @@ class HRFLibrary:
         Leave-one-run-out choice. ``"auto"``: cross-validate when there are at least two
         runs, otherwise choose in sample with a warning; ``True``: require two runs;
         ``False``: in-sample R^2 (GLMsingle's choice).
-    shrinkage : "auto" or float in [0, 1], default="auto"
-        Shrinkage of each voxel's scores toward its parcel's mean (module docstring);
-        ignored without parcels. ``"auto"`` needs cross-validation (no shrinkage in sample).
+    shrinkage : bool, default=True
+        Shrink each voxel's choice toward its parcel's (module docstring); needs parcels.
     noise_model : {"ar1", "ols"}, default="ar1"
     ar1_precision : float, default=0.01
     chunk_size : int, default=20000
@@ -150,7 +151,7 @@ class HRFLibrary:
     """
 
     def __init__(self, library: tuple[np.ndarray, np.ndarray] | None = None, cv="auto",
-                 shrinkage="auto", noise_model: str = "ar1", ar1_precision: float = 0.01,
+                 shrinkage: bool = True, noise_model: str = "ar1", ar1_precision: float = 0.01,
                  chunk_size: int = 20000):
         self.library = library
         self.cv = cv
@@ -162,9 +163,8 @@ class HRFLibrary:
     def _check(self, n_runs: int) -> bool:
         if self.cv not in ("auto", True, False):
             raise ValueError(f"cv must be 'auto', True or False, got {self.cv!r}")
-        if not (self.shrinkage == "auto" or (isinstance(self.shrinkage, (int, float))
-                                             and 0 <= self.shrinkage <= 1)):
-            raise ValueError(f"shrinkage must be 'auto' or in [0, 1], got {self.shrinkage!r}")
+        if not isinstance(self.shrinkage, (bool, np.bool_)):
+            raise ValueError(f"shrinkage must be True or False, got {self.shrinkage!r}")
         if self.noise_model not in ("ar1", "ols"):
             raise ValueError(f"noise_model must be 'ar1' or 'ols', got {self.noise_model!r}")
         if n_runs < 2:
@@ -206,7 +206,7 @@ class HRFLibrary:
         rho = (ar1_bins(runs, design, self.ar1_precision, self.chunk_size)
                if self.noise_model == "ar1" else None)
         scores = np.zeros((n_lib, n_vox))
-        folds = np.zeros((R, n_lib, n_vox)) if cv else None
+        sse_out = np.zeros((n_lib, n_vox))
         betas_all = np.zeros((n_lib, M, n_vox))
         ins = np.zeros((n_lib, n_vox))
         for b in whitened_bins(runs, design, rho, self.chunk_size):
@@ -238,15 +238,18 @@ class HRFLibrary:
                     bf = np.linalg.solve(At - A[f] + ridge * eye, Ct - C[f])
                     sse = _sse(A[f], C[f], yy[f], bf)
                     sse_cv += sse
-                    folds[f][:, v] = 1 - np.divide(sse, yy[f][None], out=np.ones_like(sse),
-                                                   where=yy[f][None] > 0)
+                sse_out[:, v] = sse_cv
                 scores[:, v] = 1 - np.divide(sse_cv, yt[None], out=np.ones_like(sse_cv),
                                              where=yt[None] > 0)
             else:
                 scores[:, v] = ins[:, v]
-        ranked = scores if parcels is None else _shrink(scores, folds, parcels,
-                                                        self.shrinkage)
-        choice = np.argmax(ranked, axis=0)
+                sse_out[:, v] = sse_in
+        n_total = sum(y.shape[0] for y in runs)
+        loglik = -0.5 * n_total * np.log(np.maximum(sse_out, 1e-300) / n_total)
+        if parcels is not None and self.shrinkage:
+            choice = parcel_prior_choice(loglik, parcels)
+        else:
+            choice = np.argmax(loglik, axis=0)
         cols = np.arange(n_vox)
         self.time_, self.library_, self.cv_ = design.time, L, cv
         self.choice_, self.hrfs_ = choice, L[:, choice]
