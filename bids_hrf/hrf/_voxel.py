@@ -2,7 +2,7 @@
 
 All three methods see the data through the same FIR design: for each run, the response of
 each condition to a unit value at each knot ``0, dt, ..., (K - 1) dt`` of a
-piecewise-linear HRF (:func:`bids_hrf.hrf.fir.tent_regressors`), plus nuisance regressors
+piecewise-linear HRF (:func:`bids_hrf.hrf.fir.estimator.tent_regressors`), plus nuisance regressors
 (drifts, confounds, intercept) per run. Any HRF sampled at the knots, ``h``, gives the
 regressor ``F_m h`` of condition ``m``; this design does not depend on the voxel, so it is
 built once and factorised once (per AR(1) bin) for all voxels.
@@ -24,7 +24,7 @@ import pandas as pd
 from nilearn.glm.first_level import make_first_level_design_matrix
 
 from bids_hrf.glm.design import check_events
-from bids_hrf.hrf.fir import tent_regressors
+from bids_hrf.hrf.fir.estimator import tent_regressors
 from bids_hrf.hrf.params import hrf_parameters
 
 __all__ = ["EventDesign", "make_event_design", "as_runs", "ar1_bins", "whitened_bins",
