@@ -47,7 +47,14 @@ _CONFIGS = [
                                                 "stability_surrogates": 30}},
     {"hrf_method": "sparse", "method_options": {"sparse_criterion": "mad"}},
     {"confounds": "gsr", "group_model": "two-sample:group:age", "connectivity": ["tangent"]},
+    {"atlas": "/atlases/stanford_willard_parcellation_3x3x3mm.nii.gz"},
 ]
+
+
+def test_willard_atlas_cites_richiardi():
+    text = _text(atlas="/atlases/stanford_willard_parcellation_3x3x3mm.nii.gz")
+    assert 'Stanford "Willard" functional atlas; Richiardi et al., 2015' in text
+    assert "Richiardi" not in _text(atlas="/atlases/my_atlas.nii.gz")
 
 
 @pytest.mark.parametrize("changes", _CONFIGS)

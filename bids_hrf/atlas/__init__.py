@@ -33,6 +33,7 @@ from bids_hrf.atlas.templateflow import (
     parse_templateflow_spec,
     templateflow_home,
 )
+from bids_hrf.atlas.tools import check_willard
 from bids_hrf.errors import DataError, UsageError
 
 __all__ = [
@@ -176,6 +177,11 @@ def resolve_atlas(
 
 def _file_atlas(path: Path, labels_tsv, use_sidecar: bool = True) -> Atlas:
     img = check_label_image(load_label_image(path), str(path))
+    try:
+        check_willard(path.name, img.shape, img.header.get_zooms(), np.asarray(img.dataobj))
+    except ValueError as exc:
+        raise DataError(str(exc), fix="use the file PyHRF ships (pyhrf 0.5 datafiles) or "
+                        "rename your own atlas", path=str(path)) from exc
     image_labels = _image_labels(img)
     table = Path(labels_tsv) if labels_tsv is not None else (
         _sidecar_table(path) if use_sidecar else None)

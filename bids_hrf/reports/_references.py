@@ -79,6 +79,9 @@ REFERENCES: dict[str, str] = {
     "104:209-220.",
     "Power et al., 2014": "Power JD, Mitra A, Laumann TO, et al. (2014). Methods to detect, "
     "characterize, and remove motion artifact in resting state fMRI. NeuroImage 84:320-341.",
+    "Richiardi et al., 2015": "Richiardi J, Altmann A, Milazzo AC, et al. (2015). "
+    "Correlated gene expression supports synchronous activity in brain networks. Science "
+    "348(6240):1241-1244.",
     "Satterthwaite et al., 2013": "Satterthwaite TD, Elliott MA, Gerraty RT, et al. (2013). "
     "An improved framework for confound regression and filtering for control of motion "
     "artifact in the preprocessing of resting-state functional connectivity data. "

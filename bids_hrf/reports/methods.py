@@ -319,8 +319,11 @@ def methods_paragraphs(config: Mapping[str, Any], level: str = "participant",
                       "agglomerative clustering (Nilearn Parcellations; Thirion et al., 2014).")
     else:
         name = re.sub(r"\.nii(\.gz)?$", "", atlas.replace("\\", "/").rsplit("/", 1)[-1])
-        atlas_text = (f"Regions were defined by the atlas {name}, resampled to each run's BOLD "
-                      "grid by nearest-neighbour interpolation. Parcels with fewer than "
+        atlas_text = (f"Regions were defined by the atlas {name}"
+                      + (" (the 499-region Stanford \"Willard\" functional atlas; Richiardi "
+                         "et al., 2015)" if "willard" in name.lower() else "")
+                      + ", resampled to each run's BOLD grid by nearest-neighbour "
+                      "interpolation. Parcels with fewer than "
                       f"{min_vox} voxels inside the brain mask were excluded.")
     paragraphs.append(
         f"{atlas_text} The mean signal of each parcel was computed over its voxels, and the "
