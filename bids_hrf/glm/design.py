@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from nilearn.glm.first_level import make_first_level_design_matrix
 
-from bids_hrf.hrf.basis import normalize_hrf_model
+from bids_hrf.hrf.basis import nilearn_hrf_model
 
 #: Event columns nilearn uses; other columns (response_time, ...) are dropped.
 EVENT_COLUMNS = ("onset", "duration", "trial_type", "modulation")
@@ -151,7 +151,8 @@ def make_design(
     events : pandas.DataFrame
         BIDS events (see :func:`check_events`).
     hrf_model : str, callable or None, default="spm"
-        A preset name or alias (:func:`bids_hrf.hrf.basis.normalize_hrf_model`), ``"fir"``
+        A preset name or alias (:func:`bids_hrf.hrf.basis.normalize_hrf_model`, including
+        the shapes of :mod:`bids_hrf.hrf.presets`), ``"fir"``
         (with ``fir_delays`` in scans), ``None`` (no convolution) or a callable
         ``(t_r, oversampling) -> kernel`` such as
         :func:`bids_hrf.hrf.basis.sampled_hrf_model`. With a callable the task columns are
@@ -191,10 +192,10 @@ def make_design(
     if drift_model == "cosine" and not (high_pass is not None and high_pass > 0):
         raise ValueError(f"high_pass must be a positive frequency in Hz, got {high_pass}")
 
-    is_callable = callable(hrf_model)
     if isinstance(hrf_model, str):
-        hrf_model = "fir" if hrf_model.lower() == "fir" else normalize_hrf_model(hrf_model)
-    elif hrf_model is not None and not is_callable:
+        hrf_model = nilearn_hrf_model(hrf_model)
+    is_callable = callable(hrf_model)
+    if hrf_model is not None and not is_callable and not isinstance(hrf_model, str):
         raise ValueError(f"hrf_model must be a name, a callable or None, got {hrf_model!r}")
     if hrf_model == "fir":
         if fir_delays is None or len(fir_delays) == 0:

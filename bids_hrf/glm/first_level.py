@@ -21,7 +21,7 @@ from nilearn.glm.regression import SimpleRegressionResults
 from bids_hrf.glm.contrasts import ContrastResult, ContrastSpec, contrast_matrix
 from bids_hrf.glm.design import check_events, conditions_of, make_design
 from bids_hrf.hrf.base import HRFEstimate
-from bids_hrf.hrf.basis import normalize_hrf_model, sampled_hrf_model
+from bids_hrf.hrf.basis import nilearn_hrf_model, sampled_hrf_model
 
 CANONICAL = "canonical"
 
@@ -272,8 +272,7 @@ def fit_first_level(
     index: dict[str, np.ndarray] = {}
     hrf_source: dict[str, str] = {}
     if isinstance(hrf, str):
-        model = "fir" if hrf.lower() == "fir" else normalize_hrf_model(hrf)
-        designs[CANONICAL] = build(model)
+        designs[CANONICAL] = build(nilearn_hrf_model(hrf))
         index[CANONICAL] = np.arange(n_voxels)
     elif isinstance(hrf, HRFEstimate):
         if voxel_parcels is None:
@@ -318,7 +317,7 @@ def fit_first_level(
             index[name] = idx
             hrf_source[name] = "estimate"
         if canonical_voxels:
-            designs[CANONICAL] = build(normalize_hrf_model(canonical_model))
+            designs[CANONICAL] = build(nilearn_hrf_model(canonical_model))
             index[CANONICAL] = np.sort(np.concatenate(canonical_voxels))
     else:
         raise ValueError(f"hrf must be a model name or an HRFEstimate, got {type(hrf).__name__}")

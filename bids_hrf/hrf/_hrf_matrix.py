@@ -63,9 +63,16 @@ def canonical_hrf(time: np.ndarray, model: str = "spm") -> np.ndarray:
     ndarray
         HRF values, same shape as ``time``; the maximum over a fine grid is 1.
     """
+    from bids_hrf.hrf.presets import is_hrf_shape, parse_hrf_shape
+
+    if is_hrf_shape(model):
+        shape = parse_hrf_shape(model)
+        peak = np.max(np.abs(shape.values(np.linspace(0.0, 32.0, 3201))))
+        return shape.values(np.asarray(time, dtype=float)) / peak
     if model not in _DOUBLE_GAMMA:
         raise ValueError(
-            f"Unknown HRF model {model!r}: use 'spm', 'glover' or an array of HRF samples"
+            f"Unknown HRF model {model!r}: use 'spm', 'glover', a shape (claron2021, "
+            "gamma:SHAPE,SCALE, ...) or an array of HRF samples"
         )
     p = _DOUBLE_GAMMA[model]
     t = np.asarray(time, dtype=float)

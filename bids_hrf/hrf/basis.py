@@ -15,6 +15,7 @@ import numpy as np
 from scipy.stats import gamma
 
 from bids_hrf.hrf.base import HRFEstimate
+from bids_hrf.hrf.presets import is_hrf_shape, parse_hrf_shape
 
 HRF_MODELS: tuple[str, ...] = (
     "spm",
@@ -70,14 +71,26 @@ def normalize_hrf_model(name: str) -> str:
             f"HRF model must be a string, got {type(name).__name__}; "
             f"use one of {', '.join(HRF_MODELS)}"
         )
+    if is_hrf_shape(name):
+        return parse_hrf_shape(name).spec
     tokens = name.lower().replace("+", " ").replace("_", " ").replace("-", " ").split()
     key = " + ".join(tokens)
     if key in HRF_MODELS:
         return key
     raise ValueError(
         f"Unknown HRF model {name!r}; use one of: {', '.join(repr(m) for m in HRF_MODELS)} "
-        "(spaces around '+' are optional)"
+        "(spaces around '+' are optional), or a shape: claron2021, verhoef2025, "
+        "inverse-gamma:ALPHA,BETA, gamma:SHAPE,SCALE, double-gamma:PEAK,UNDERSHOOT,RATIO, "
+        "file:HRF.tsv"
     )
+
+
+def nilearn_hrf_model(name: str):
+    """What to give nilearn's ``hrf_model`` for a model name: nilearn's own spelling for its
+    presets, a :class:`~bids_hrf.hrf.presets.HRFShape` callable (kernel normalised to sum 1,
+    as nilearn's presets) for the shapes of :mod:`bids_hrf.hrf.presets`."""
+    model = "fir" if str(name).lower() == "fir" else normalize_hrf_model(name)
+    return parse_hrf_shape(model) if is_hrf_shape(model) else model
 
 
 def _double_gamma(t: np.ndarray, family: str) -> np.ndarray:
@@ -120,8 +133,13 @@ def canonical_hrf(
     values : ndarray, shape (n_samples,)
         The HRF, scaled to unit Euclidean norm (the convention of the estimated HRFs).
     """
-    family = normalize_hrf_model(name).split(" + ")[0]
     time = _time_grid(dt, duration)
+    if is_hrf_shape(name):
+        values = parse_hrf_shape(name).values(time)
+        if not np.any(values):
+            raise ValueError(f"HRF {name} is zero on 0..{duration:g} s")
+        return time, values / np.linalg.norm(values)
+    family = normalize_hrf_model(name).split(" + ")[0]
     values = _double_gamma(time, family)
     return time, values / np.linalg.norm(values)
 
