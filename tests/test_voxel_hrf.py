@@ -14,6 +14,7 @@ from bids_hrf.hrf._voxel import (
     ar1_bins,
     as_runs,
     make_event_design,
+    voxel_glm,
     voxel_hrf_parameters,
     whitened_bins,
 )
@@ -303,3 +304,24 @@ def test_user_library_drives_the_choice(sim, design):
     # the chosen HRF is the library entry nearest the voxel's time to peak, mostly
     nearest = np.argmin(np.abs(sim.time_to_peak[:, None] - [3.0, 5.5, 8.0]), axis=1)
     assert np.mean(est.choice_[act] == nearest[act]) > 0.7
+
+
+# ---------------------------------------------------------------- GLM with voxel HRFs
+def test_voxel_glm_matches_nilearn_with_the_same_hrf(sim, design):
+    """Every voxel given the same HRF: t values equal nilearn's run_glm on the same design."""
+    from nilearn.glm.first_level import run_glm
+
+    from bids_hrf.hrf._voxel import _block_design
+    from tests.jde_simulation import gamma_hrf as g
+
+    h = g(design.time, 5.5)
+    out = voxel_glm(sim.Y, design, np.repeat(h[:, None], sim.Y[0].shape[1], 1),
+                    noise_model="ols")
+    M, K = len(design.conditions), design.n_knots
+    Xfull = _block_design(design)
+    reg = np.column_stack([Xfull[:, m * K:(m + 1) * K] @ h for m in range(M)])
+    X = np.column_stack([reg, Xfull[:, M * K:]])
+    labels, res = run_glm(np.vstack(sim.Y), X, noise_model="ols")
+    t_ref = np.vstack([res[labels[0]].Tcontrast(np.eye(X.shape[1])[m]).t for m in range(M)])
+    np.testing.assert_allclose(out["t"], t_ref, rtol=1e-6)
+    assert out["dof"] == X.shape[0] - X.shape[1]

@@ -28,7 +28,7 @@ from bids_hrf.hrf.fir.estimator import tent_regressors
 from bids_hrf.hrf.params import hrf_parameters
 
 __all__ = ["EventDesign", "make_event_design", "as_runs", "ar1_bins", "whitened_bins",
-           "voxel_hrf_parameters", "r2_score"]
+           "voxel_hrf_parameters", "r2_score", "voxel_glm"]
 
 
 @dataclass
@@ -353,3 +353,73 @@ def voxel_hrf_parameters(hrfs: np.ndarray, time: np.ndarray, chunk_size: int = 2
         for key, v in vals.items():
             out.setdefault(key, []).append(v)
     return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def voxel_glm(runs: list[np.ndarray], design: EventDesign, hrfs: np.ndarray,
+              noise_model: str = "ar1", precision: float = 0.01, chunk_size: int = 20000,
+              rho: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """First-level GLM in which each voxel's regressors use that voxel's own HRF.
+
+    The regressor of condition ``m`` in voxel ``v`` is ``X_m h_v`` (FIR design times the
+    voxel's HRF at the knots); drifts and confounds as in the design; AR(1) noise as in
+    :func:`whitened_bins`. Each voxel's ``M x M`` system is solved in a batch.
+
+    Parameters
+    ----------
+    runs : list of ndarray (n_scans_r, n_voxels)
+    design : EventDesign
+    hrfs : ndarray (n_knots, n_voxels)
+        One HRF per voxel at ``design.time`` (any scale; the amplitudes are per unit HRF).
+    noise_model : {"ar1", "ols"}
+    precision : float
+        AR(1) rounding.
+    chunk_size : int
+    rho : ndarray (n_voxels,), optional
+        Binned AR(1) coefficients already estimated (e.g. an estimator's ``rho_``).
+
+    Returns
+    -------
+    dict
+        ``beta``, ``t``, ``z`` (``(n_conditions, n_voxels)``) and ``dof`` (int). NaN
+        where the voxel's HRF is zero.
+    """
+    from scipy import stats
+
+    if noise_model not in ("ar1", "ols"):
+        raise ValueError(f"noise_model must be 'ar1' or 'ols', got {noise_model!r}")
+    M, K = len(design.conditions), design.n_knots
+    n_vox = runs[0].shape[1]
+    if hrfs.shape != (K, n_vox):
+        raise ValueError(f"hrfs must be ({K}, {n_vox}), got {hrfs.shape}")
+    if noise_model == "ols":
+        rho = None
+    elif rho is None:
+        rho = ar1_bins(runs, design, precision, chunk_size)
+    beta = np.full((M, n_vox), np.nan)
+    tval = np.full((M, n_vox), np.nan)
+    dof = 0
+    for b in whitened_bins(runs, design, rho, chunk_size):
+        X2 = np.vstack(b.X)
+        Yb = np.vstack(b.Y)
+        h = hrfs[:, b.voxels]
+        G = (X2.T @ X2).reshape(M, K, M, K)
+        A = np.einsum("kv,mkjl,lv->vmj", h, G, h, optimize=True)
+        C = (X2.T @ Yb).reshape(M, K, -1)
+        rhs = np.einsum("kv,mkv->vm", h, C)
+        ok = np.abs(h).max(axis=0) > 0
+        A[~ok] = np.eye(M)
+        Ainv = np.linalg.inv(A)
+        bt = np.einsum("vmj,vj->vm", Ainv, rhs)
+        yy = np.sum(Yb * Yb, axis=0)
+        rss = yy - np.einsum("vm,vm->v", bt, rhs)
+        dof = b.dof - M
+        s2 = np.maximum(rss, 0) / dof
+        se = np.sqrt(s2[:, None] * np.einsum("vmm->vm", Ainv))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t = bt / se
+        bt[~ok], t[~ok] = np.nan, np.nan
+        beta[:, b.voxels], tval[:, b.voxels] = bt.T, t.T
+    z = np.where(np.isfinite(tval),
+                 -stats.norm.ppf(np.clip(stats.t.sf(np.nan_to_num(tval), dof), 1e-300, 1)),
+                 np.nan)
+    return {"beta": beta, "t": tval, "z": z, "dof": dof}
