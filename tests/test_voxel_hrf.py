@@ -316,12 +316,43 @@ def test_voxel_glm_matches_nilearn_with_the_same_hrf(sim, design):
 
     h = g(design.time, 5.5)
     out = voxel_glm(sim.Y, design, np.repeat(h[:, None], sim.Y[0].shape[1], 1),
-                    noise_model="ols")
+                    noise_model="ols", contrasts={"c0-c1": [1.0, -1.0]})
     M, K = len(design.conditions), design.n_knots
     Xfull = _block_design(design)
     reg = np.column_stack([Xfull[:, m * K:(m + 1) * K] @ h for m in range(M)])
     X = np.column_stack([reg, Xfull[:, M * K:]])
     labels, res = run_glm(np.vstack(sim.Y), X, noise_model="ols")
-    t_ref = np.vstack([res[labels[0]].Tcontrast(np.eye(X.shape[1])[m]).t for m in range(M)])
+    cons = [np.eye(X.shape[1])[m] for m in range(M)]
+    cons.append(cons[0] - cons[1])
+    t_ref = np.vstack([res[labels[0]].Tcontrast(c).t for c in cons])
+    assert out["names"] == ["c0", "c1", "c0-c1"]
     np.testing.assert_allclose(out["t"], t_ref, rtol=1e-6)
     assert out["dof"] == X.shape[0] - X.shape[1]
+
+
+@pytest.mark.parametrize("tag", ["rfir", "r1glm", "library"])
+def test_estimate_voxelwise_fills_the_contract(sim, tag):
+    from bids_hrf.hrf._voxel_app import estimate_voxelwise, voxel_map_metadata
+
+    est = {"rfir": RegularizedFIR(), "r1glm": RankOneGLM(), "library": HRFLibrary()}[tag]
+    names = {p + 1: f"p{p}" for p in range(3)}
+    out = estimate_voxelwise(tag, est, sim.Y, sim.events, sim.frame_times, sim.tr,
+                             sim.parcels + 1, names, fir_duration=24.0,
+                             contrasts={"c0-c1": [1, -1]})
+    n_vox = sim.Y[0].shape[1]
+    assert out.labels == ["p0", "p1", "p2"] and out.hrfs.shape[1] == 3
+    np.testing.assert_allclose(np.linalg.norm(out.hrfs, axis=0), 1.0)
+    hrf4d = out.voxel_maps[f"desc-{tag}Hrf_bold"]
+    assert hrf4d.shape == (out.time.size, n_vox)
+    ttp = out.voxel_maps[f"desc-{tag}_stat-ttp_statmap"]
+    act = sim.amplitudes[0] > 0
+    assert np.nanmedian(np.abs(ttp - sim.time_to_peak)[act]) < 1.0
+    z = out.voxel_maps[f"contrast-c0_desc-{tag}_stat-z_statmap"]
+    assert np.nanmedian(z[act]) > 3 > np.nanmedian(z[~act])
+    assert f"contrast-c0c1_desc-{tag}_stat-effect_statmap" in out.voxel_maps
+    assert (f"desc-{tag}_stat-ttpsd_statmap" in out.voxel_maps) == (tag == "rfir")
+    assert (f"desc-{tag}_stat-heldoutr2_statmap" in out.voxel_maps) == (tag == "library")
+    meta = voxel_map_metadata(f"desc-{tag}Hrf_bold", out.parameters)
+    assert meta["SamplingPeriod"] == sim.tr
+    meta = voxel_map_metadata(f"contrast-c0c1_desc-{tag}_stat-z_statmap", out.parameters)
+    assert meta["Contrast"] == "c0-c1" and meta["ContrastWeights"] == [1.0, -1.0]

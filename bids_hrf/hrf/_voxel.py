@@ -357,7 +357,8 @@ def voxel_hrf_parameters(hrfs: np.ndarray, time: np.ndarray, chunk_size: int = 2
 
 def voxel_glm(runs: list[np.ndarray], design: EventDesign, hrfs: np.ndarray,
               noise_model: str = "ar1", precision: float = 0.01, chunk_size: int = 20000,
-              rho: np.ndarray | None = None) -> dict[str, np.ndarray]:
+              rho: np.ndarray | None = None, contrasts: dict | None = None,
+              ) -> dict[str, np.ndarray]:
     """First-level GLM in which each voxel's regressors use that voxel's own HRF.
 
     The regressor of condition ``m`` in voxel ``v`` is ``X_m h_v`` (FIR design times the
@@ -376,12 +377,15 @@ def voxel_glm(runs: list[np.ndarray], design: EventDesign, hrfs: np.ndarray,
     chunk_size : int
     rho : ndarray (n_voxels,), optional
         Binned AR(1) coefficients already estimated (e.g. an estimator's ``rho_``).
+    contrasts : dict of str to array (n_conditions,), optional
+        Weights over ``design.conditions``; the effect and t of ``w' beta`` are returned as
+        extra rows, after the conditions.
 
     Returns
     -------
     dict
-        ``beta``, ``t``, ``z`` (``(n_conditions, n_voxels)``) and ``dof`` (int). NaN
-        where the voxel's HRF is zero.
+        ``beta``, ``t``, ``z`` (``(n_conditions + n_contrasts, n_voxels)``), ``names``
+        (conditions then contrasts) and ``dof`` (int). NaN where the voxel's HRF is zero.
     """
     from scipy import stats
 
@@ -389,14 +393,16 @@ def voxel_glm(runs: list[np.ndarray], design: EventDesign, hrfs: np.ndarray,
         raise ValueError(f"noise_model must be 'ar1' or 'ols', got {noise_model!r}")
     M, K = len(design.conditions), design.n_knots
     n_vox = runs[0].shape[1]
+    contrasts = dict(contrasts or {})
+    W = np.vstack([np.eye(M)] + [np.asarray(w, float).reshape(1, M) for w in contrasts.values()])
     if hrfs.shape != (K, n_vox):
         raise ValueError(f"hrfs must be ({K}, {n_vox}), got {hrfs.shape}")
     if noise_model == "ols":
         rho = None
     elif rho is None:
         rho = ar1_bins(runs, design, precision, chunk_size)
-    beta = np.full((M, n_vox), np.nan)
-    tval = np.full((M, n_vox), np.nan)
+    beta = np.full((W.shape[0], n_vox), np.nan)
+    tval = np.full((W.shape[0], n_vox), np.nan)
     dof = 0
     for b in whitened_bins(runs, design, rho, chunk_size):
         X2 = np.vstack(b.X)
@@ -414,7 +420,8 @@ def voxel_glm(runs: list[np.ndarray], design: EventDesign, hrfs: np.ndarray,
         rss = yy - np.einsum("vm,vm->v", bt, rhs)
         dof = b.dof - M
         s2 = np.maximum(rss, 0) / dof
-        se = np.sqrt(s2[:, None] * np.einsum("vmm->vm", Ainv))
+        bt = bt @ W.T
+        se = np.sqrt(s2[:, None] * np.einsum("cm,vmj,cj->vc", W, Ainv, W))
         with np.errstate(invalid="ignore", divide="ignore"):
             t = bt / se
         bt[~ok], t[~ok] = np.nan, np.nan
@@ -422,4 +429,5 @@ def voxel_glm(runs: list[np.ndarray], design: EventDesign, hrfs: np.ndarray,
     z = np.where(np.isfinite(tval),
                  -stats.norm.ppf(np.clip(stats.t.sf(np.nan_to_num(tval), dof), 1e-300, 1)),
                  np.nan)
-    return {"beta": beta, "t": tval, "z": z, "dof": dof}
+    return {"beta": beta, "t": tval, "z": z, "dof": dof,
+            "names": list(design.conditions) + list(contrasts)}
