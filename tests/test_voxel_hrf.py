@@ -326,6 +326,7 @@ def test_voxel_glm_matches_nilearn_with_the_same_hrf(sim, design):
     cons.append(cons[0] - cons[1])
     t_ref = np.vstack([res[labels[0]].Tcontrast(c).t for c in cons])
     assert out["names"] == ["c0", "c1", "c0-c1"]
+    np.testing.assert_allclose(out["beta"] / np.sqrt(out["variance"]), out["t"])
     np.testing.assert_allclose(out["t"], t_ref, rtol=1e-6)
     assert out["dof"] == X.shape[0] - X.shape[1]
 

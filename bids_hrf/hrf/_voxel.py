@@ -384,7 +384,8 @@ def voxel_glm(runs: list[np.ndarray], design: EventDesign, hrfs: np.ndarray,
     Returns
     -------
     dict
-        ``beta``, ``t``, ``z`` (``(n_conditions + n_contrasts, n_voxels)``), ``names``
+        ``beta``, ``variance`` (of ``beta``), ``t``, ``z``
+        (``(n_conditions + n_contrasts, n_voxels)``), ``names``
         (conditions then contrasts) and ``dof`` (int). NaN where the voxel's HRF is zero.
     """
     from scipy import stats
@@ -403,6 +404,7 @@ def voxel_glm(runs: list[np.ndarray], design: EventDesign, hrfs: np.ndarray,
         rho = ar1_bins(runs, design, precision, chunk_size)
     beta = np.full((W.shape[0], n_vox), np.nan)
     tval = np.full((W.shape[0], n_vox), np.nan)
+    var = np.full((W.shape[0], n_vox), np.nan)
     dof = 0
     for b in whitened_bins(runs, design, rho, chunk_size):
         X2 = np.vstack(b.X)
@@ -424,10 +426,10 @@ def voxel_glm(runs: list[np.ndarray], design: EventDesign, hrfs: np.ndarray,
         se = np.sqrt(s2[:, None] * np.einsum("cm,vmj,cj->vc", W, Ainv, W))
         with np.errstate(invalid="ignore", divide="ignore"):
             t = bt / se
-        bt[~ok], t[~ok] = np.nan, np.nan
-        beta[:, b.voxels], tval[:, b.voxels] = bt.T, t.T
+        bt[~ok], t[~ok], se[~ok] = np.nan, np.nan, np.nan
+        beta[:, b.voxels], tval[:, b.voxels], var[:, b.voxels] = bt.T, t.T, (se**2).T
     z = np.where(np.isfinite(tval),
                  -stats.norm.ppf(np.clip(stats.t.sf(np.nan_to_num(tval), dof), 1e-300, 1)),
                  np.nan)
-    return {"beta": beta, "t": tval, "z": z, "dof": dof,
+    return {"beta": beta, "variance": var, "t": tval, "z": z, "dof": dof,
             "names": list(design.conditions) + list(contrasts)}

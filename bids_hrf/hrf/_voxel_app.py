@@ -12,7 +12,7 @@ design, fits the method's estimator, and fills an :class:`~bids_hrf.hrf.base.HRF
   method has a posterior variance); fit maps (``stat-r2``, and ``stat-heldoutr2`` for the
   cross-validated library); and, per condition and contrast, the effect and z maps of a
   first-level GLM whose regressors use each voxel's own HRF
-  (``contrast-<c>_desc-<tag>_stat-{effect,z}_statmap``).
+  (``contrast-<c>_desc-<tag>_stat-{effect,variance,z}_statmap``).
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ _STATS = {
     "r2": ("in-sample R^2 of the voxel's HRF model (drifts removed)", "ratio"),
     "heldoutr2": ("held-out R^2 of the chosen HRF (leave one run out, pooled)", "ratio"),
     "effect": ("amplitude in a GLM using the voxel's own HRF (unit peak)", "arbitrary"),
+    "variance": ("variance of the amplitude in the GLM using the voxel's own HRF",
+                 "arbitrary"),
     "z": ("z statistic of a GLM using the voxel's own HRF", "z"),
 }
 
@@ -121,6 +123,7 @@ def estimate_voxelwise(
     for i, name in enumerate(glm["names"]):
         base = f"contrast-{_label(name)}_desc-{tag}_stat-"
         maps[base + "effect_statmap"] = glm["beta"][i]
+        maps[base + "variance_statmap"] = glm["variance"][i]
         maps[base + "z_statmap"] = glm["z"][i]
     labels, names, table = [], [], []
     weight = np.clip(np.nan_to_num(r2), 0, None)
