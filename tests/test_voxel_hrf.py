@@ -353,6 +353,9 @@ def test_estimate_voxelwise_fills_the_contract(sim, tag):
     assert f"contrast-c0c1_desc-{tag}_stat-effect_statmap" in out.voxel_maps
     assert (f"desc-{tag}_stat-ttpsd_statmap" in out.voxel_maps) == (tag == "rfir")
     assert (f"desc-{tag}_stat-heldoutr2_statmap" in out.voxel_maps) == (tag == "library")
+    hist = out.parcel_tables["ttphist"]
+    assert list(hist["parcel"]) == ["p0", "p1", "p2"]
+    assert hist.drop(columns="parcel").to_numpy().sum() == np.isfinite(ttp).sum()
     meta = voxel_map_metadata(f"desc-{tag}Hrf_bold", out.parameters)
     assert meta["SamplingPeriod"] == sim.tr
     meta = voxel_map_metadata(f"contrast-c0c1_desc-{tag}_stat-z_statmap", out.parameters)

@@ -12,7 +12,9 @@ design, fits the method's estimator, and fills an :class:`~bids_hrf.hrf.base.HRF
   method has a posterior variance); fit maps (``stat-r2``, and ``stat-heldoutr2`` for the
   cross-validated library); and, per condition and contrast, the effect and z maps of a
   first-level GLM whose regressors use each voxel's own HRF
-  (``contrast-<c>_desc-<tag>_stat-{effect,variance,z}_statmap``).
+  (``contrast-<c>_desc-<tag>_stat-{effect,variance,z}_statmap``);
+- ``parcel_tables["ttphist"]``: per parcel, the number of voxels whose time to peak falls
+  in each 0.5 s bin (columns ``<start>-<end>``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pandas as pd
 
 from bids_hrf.hrf._voxel import make_event_design, voxel_glm, voxel_hrf_parameters
 from bids_hrf.hrf.base import HRFEstimate
@@ -125,6 +128,9 @@ def estimate_voxelwise(
         maps[base + "effect_statmap"] = glm["beta"][i]
         maps[base + "variance_statmap"] = glm["variance"][i]
         maps[base + "z_statmap"] = glm["z"][i]
+    edges = np.arange(0.0, float(time[-1]) + 0.5, 0.5)
+    hist_cols = [f"{a:g}-{b:g}" for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    hist_rows = []
     labels, names, table = [], [], []
     weight = np.clip(np.nan_to_num(r2), 0, None)
     for lab, name in parcel_names.items():
@@ -137,6 +143,11 @@ def estimate_voxelwise(
         table.append(mean / norm if norm > 0 else mean)
         labels.append(lab)
         names.append(str(name))
+        ttp = pars["time_to_peak"][sel]
+        hist_rows.append(np.histogram(ttp[np.isfinite(ttp)], bins=edges)[0])
+    hist = pd.DataFrame(np.array(hist_rows, dtype=int).reshape(-1, len(hist_cols)),
+                        columns=hist_cols)
+    hist.insert(0, "parcel", names)
     parameters = dict(estimator.__dict__)
     parameters = {k: v for k, v in parameters.items()
                   if not k.endswith("_") and k != "library"}
@@ -147,7 +158,8 @@ def estimate_voxelwise(
                       parcel_hrf="mean of the voxels' unit-peak HRFs weighted by R^2, "
                                  "unit norm")
     return HRFEstimate(time=time, hrfs=np.column_stack(table), labels=names, method=tag,
-                       parameters=parameters, voxel_maps=maps)
+                       parameters=parameters, voxel_maps=maps,
+                       parcel_tables={"ttphist": hist})
 
 
 def voxel_map_metadata(fragment: str, parameters: dict) -> dict:
