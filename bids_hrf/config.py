@@ -68,7 +68,7 @@ class Config:
     hrf_duration: float = 25.0
     hrf_dt: float | None = None
     noise_model: str = "ar1"
-    contrasts: dict = field(default_factory=dict)
+    contrasts: dict | list = field(default_factory=dict)
     contrasts_file: Path | None = None
     method_options: dict = field(default_factory=dict)
     group_model: str | None = None
@@ -148,7 +148,7 @@ def make_config(bids_dir: str | os.PathLike, output_dir: str | os.PathLike,
     Returns
     -------
     Config
-        The validated configuration (see :func:`bids_hrf.cli.parser.validate_config`
+        The validated configuration (see :func:`bids_hrf.io.checks.validate_config`
         for the checks against the file system).
     """
     unknown = set(options) - set(config_field_names())

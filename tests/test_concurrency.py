@@ -112,12 +112,12 @@ def test_participant_jobs_into_one_output_dir(tmp_path, shared_work):
 ])
 def test_mem_gb_reaches_the_scheduler(tmp_path, plugin, expected):
     """--mem-gb becomes nipype's memory budget (MultiProc) or the sbatch request (SLURM)."""
-    from bids_hrf.api import _plugin
     from bids_hrf.config import make_config
+    from bids_hrf.workflows.runner import plugin_settings
 
     config = make_config(tmp_path, tmp_path / "out", "participant", nprocs=4, mem_gb=3.0,
                          plugin=plugin)
-    name, args = _plugin(config, n_nodes=10)
+    name, args = plugin_settings(config, n_nodes=10)
     assert name == plugin
     for key, value in expected.items():
         assert args[key] == value

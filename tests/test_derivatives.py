@@ -62,18 +62,30 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_writers_round_trip(tmp_path):
+def test_sink_round_trip(tmp_path):
+    """A step's record becomes an OUTPUT_DIR file named from its entities, with a sidecar."""
+    from bids_hrf.steps.sink import record, sink_step
+
     img = nib.Nifti1Image(np.arange(8, dtype=np.float32).reshape(2, 2, 2), np.eye(4))
-    w = d.DerivativesWriter(tmp_path, {"sub": "01", "task": "t", "space": "MNI"},
-                            sources=["bids:raw:sub-01/func/x.nii.gz"])
-    p = w.nifti("contrast-a_stat-z_statmap", img, {"Statistic": "z"})
-    assert p.name == "sub-01_task-t_space-MNI_contrast-a_stat-z_statmap.nii.gz"
+    src = tmp_path / "work" / "z.nii.gz"
+    src.parent.mkdir()
+    nib.save(img, src)
+    table = tmp_path / "work" / "hrf.tsv"
+    d.write_tsv(table, pd.DataFrame({"time": [0.0, 0.5], "p1": [0, np.nan]}))
+    ents = {"sub": "01", "task": "t", "space": "MNI"}
+    out = tmp_path / "out"
+    written = sink_step(str(out), [
+        record(str(src), "contrast-a_stat-z_statmap", ents,
+               {"Sources": ["bids:raw:sub-01/func/x.nii.gz"], "Statistic": "z"}),
+        [record(str(table), "seg-A_desc-canonical_hrf", ents)]])
+    p = out / "sub-01" / "func" / "sub-01_task-t_space-MNI_contrast-a_stat-z_statmap.nii.gz"
+    assert str(p) in written
     np.testing.assert_array_equal(np.asarray(nib.load(p).dataobj), np.asarray(img.dataobj))
     side = json.loads(p.with_name(p.name.replace(".nii.gz", ".json")).read_text())
     assert side == {"Sources": ["bids:raw:sub-01/func/x.nii.gz"], "Statistic": "z"}
-    t = w.tsv("seg-A_desc-canonical_hrf", pd.DataFrame({"time": [0.0, 0.5], "p1": [0, np.nan]}))
+    t = out / "sub-01" / "func" / "sub-01_task-t_space-MNI_seg-A_desc-canonical_hrf.tsv"
     assert t.read_text().splitlines()[2] == "0.5\tn/a"
-    assert not list(tmp_path.rglob("*.part*"))
+    assert not list(out.rglob("*.part*"))
 
 
 def test_unwritable_output_is_an_output_error(tmp_path):

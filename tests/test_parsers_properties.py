@@ -24,7 +24,7 @@ from bids_hrf.confounds.table import check_columns
 from bids_hrf.errors import BidsHrfError, DataError
 from bids_hrf.glm.contrasts import expression_names, load_contrasts, parse_contrast
 from bids_hrf.glm.design import check_events
-from bids_hrf.steps.hrf import read_events
+from bids_hrf.io.events import read_events
 
 SETTINGS = settings(max_examples=30, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -18,6 +18,7 @@ from nipype.interfaces.base import (
     TraitedSpec,
     traits,
 )
+from threadpoolctl import threadpool_limits
 
 from bids_hrf.errors import BidsHrfError
 
@@ -59,6 +60,9 @@ class _StepInputSpec(BaseInterfaceInputSpec):
     errors_dir = traits.Str("", usedefault=True, nohash=True,
                             desc="folder collecting user-facing errors")
     nprocs = traits.Int(1, usedefault=True, nohash=True, desc="processes for this step")
+    omp_nthreads = traits.Int(0, usedefault=True, nohash=True,
+                              desc="threads of the numerical libraries (BLAS, OpenMP) in "
+                                   "this step; 0: the libraries' default")
 
 
 class _DictOutputSpec(TraitedSpec):
@@ -67,13 +71,15 @@ class _DictOutputSpec(TraitedSpec):
 
 
 class _Step(SimpleInterface):
-    """Run :meth:`_step` and report user errors."""
+    """Run :meth:`_step` (numerical libraries held to ``omp_nthreads`` threads) and report
+    user errors."""
 
     output_spec = _DictOutputSpec
 
     def _run_interface(self, runtime):
         try:
-            result, records = self._step(runtime.cwd)
+            with threadpool_limits(limits=self.inputs.omp_nthreads or None):
+                result, records = self._step(runtime.cwd)
         except BaseException as exc:
             _report_error(self.inputs.errors_dir, runtime.cwd, exc)
             raise

@@ -276,15 +276,6 @@ def write_nifti(path: str | os.PathLike, img) -> Path:
     return Path(path)
 
 
-def copy_file(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
-    """Copy a file atomically."""
-    import shutil
-
-    with atomic_path(dest) as tmp:
-        shutil.copyfile(src, tmp)
-    return Path(dest)
-
-
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -388,63 +379,3 @@ def existing_config_hash(output_dir: str | os.PathLike) -> str | None:
         return None
     match = re.search(r"configuration hash ([0-9a-f]+)", desc)
     return match.group(1) if match else None
-
-
-class DerivativesWriter:
-    """Write files of one subject/run into OUTPUT_DIR with names and sidecars.
-
-    Parameters
-    ----------
-    output_dir : path-like
-        The derivatives folder.
-    base_entities : mapping
-        Entities shared by every file written (``sub``, ``ses``, ``task``, ``run``,
-        ``space``...).
-    sources : list of str
-        Input files, recorded as ``Sources`` in every sidecar (BIDS URIs or paths
-        relative to the dataset).
-    """
-
-    def __init__(self, output_dir: str | os.PathLike, base_entities: Mapping[str, Any],
-                 sources: list[str] | None = None):
-        self.output_dir = Path(output_dir)
-        self.base_entities = dict(base_entities)
-        self.sources = list(sources or [])
-        self.written: list[Path] = []
-
-    def path(self, fragment: str, extension: str, datatype: str | None = "func",
-             **entities: Any) -> Path:
-        """Return the path of a file named by ``fragment`` (e.g. ``contrast-a_stat-z_statmap``)."""
-        frag_entities, suffix = parse_fragment(fragment)
-        merged = {**self.base_entities, **frag_entities, **entities}
-        return output_path(self.output_dir, merged, suffix, extension, datatype)
-
-    def _sidecar(self, data_path: Path, metadata: Mapping[str, Any] | None) -> None:
-        meta = {"Sources": self.sources} if self.sources else {}
-        meta.update(metadata or {})
-        name = data_path.name
-        for ext in (".nii.gz", ".tsv", ".nii"):
-            if name.endswith(ext):
-                name = name[: -len(ext)]
-                break
-        sidecar = data_path.with_name(name + ".json")
-        write_json(sidecar, meta)
-        self.written.append(sidecar)
-
-    def nifti(self, fragment: str, img, metadata: Mapping[str, Any] | None = None,
-              **entities: Any) -> Path:
-        """Write a NIfTI image with its sidecar."""
-        path = self.path(fragment, ".nii.gz", **entities)
-        write_nifti(path, img)
-        self.written.append(path)
-        self._sidecar(path, metadata)
-        return path
-
-    def tsv(self, fragment: str, table: pd.DataFrame, metadata: Mapping[str, Any] | None = None,
-            **entities: Any) -> Path:
-        """Write a TSV table with its sidecar."""
-        path = self.path(fragment, ".tsv", **entities)
-        write_tsv(path, table)
-        self.written.append(path)
-        self._sidecar(path, metadata)
-        return path

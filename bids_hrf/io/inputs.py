@@ -17,6 +17,7 @@ import numpy as np
 
 from bids_hrf.config import Config
 from bids_hrf.errors import BidsHrfError, DataError, NoInputError, UsageError
+from bids_hrf.io.events import conditions_of, read_events
 
 LOGGER = logging.getLogger("bids_hrf")
 
@@ -26,7 +27,7 @@ _NIFTI = [".nii.gz", ".nii"]
 
 @dataclass(frozen=True)
 class RunInputs:
-    """Everything needed to analyse one run."""
+    """Everything needed to analyse one run (``conditions``: its events' trial types)."""
 
     subject: str
     session: str | None
@@ -40,6 +41,7 @@ class RunInputs:
     n_volumes: int
     acquisition: str | None = None
     echo: str | None = None
+    conditions: tuple[str, ...] = ()
     metadata: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -346,8 +348,10 @@ def _run_inputs(layout, bold_file, config: Config) -> tuple[RunInputs | None, li
     if needs_events and events is None and not ents.get("task", "").startswith("rest"):
         return None, problems
     problems.extend(_check_confounds(bold, config, int(shape[3])))
+    conditions: tuple[str, ...] = ()
     if events is not None:
-        problems.extend(_check_events(events, int(shape[3]) * tr, needs_events))
+        conditions, event_problems = _check_events(events, int(shape[3]) * tr, needs_events)
+        problems.extend(event_problems)
     if problems:
         return None, problems
     return RunInputs(subject=ents["subject"], session=ents.get("session"), task=ents["task"],
@@ -355,7 +359,7 @@ def _run_inputs(layout, bold_file, config: Config) -> tuple[RunInputs | None, li
                      bold=bold, mask=mask, confounds=confounds, events=events, tr=tr,
                      n_volumes=int(shape[3]), acquisition=ents.get("acquisition"),
                      echo=str(ents["echo"]) if ents.get("echo") is not None else None,
-                     metadata=metadata), problems
+                     conditions=conditions, metadata=metadata), problems
 
 
 def _check_confounds(bold: Path, config: Config, n_volumes: int) -> list[str]:
@@ -377,35 +381,37 @@ def _check_confounds(bold: Path, config: Config, n_volumes: int) -> list[str]:
     return []
 
 
-def _check_events(events: Path, duration: float, needs_conditions: bool) -> list[str]:
-    """Read and check an events file; warn about ignored rows, report unusable files."""
-    from bids_hrf.steps.hrf import read_events
+def _check_events(events: Path, duration: float,
+                  needs_conditions: bool) -> tuple[tuple[str, ...], list[str]]:
+    """Read and check an events file; warn about ignored rows, report unusable files.
 
+    Returns the run's conditions and the problems found.
+    """
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             table = read_events(events)
     except BidsHrfError as exc:
-        return [Problem(exc.one_line(), DataError)]
+        return (), [Problem(exc.one_line(), DataError)]
     for warning in caught:
         if issubclass(warning.category, UserWarning):
             LOGGER.warning("%s: %s", events, warning.message)
     if table is None:
-        return []
+        return (), []
     if needs_conditions and "trial_type" not in table.columns:
-        return [Problem(f"events file {events} has no trial_type column: add one naming the "
-                        "condition of each event (a single value if there is one condition)",
-                        DataError)]
+        return (), [Problem(f"events file {events} has no trial_type column: add one naming "
+                            "the condition of each event (a single value if there is one "
+                            "condition)", DataError)]
     onsets = table["onset"].to_numpy(dtype=float)
     late = onsets >= duration
     if late.all():
-        return [Problem(f"events file {events}: every event starts after the end of the scan "
-                        f"({duration:g} s): use the events file of this run (onsets in "
-                        "seconds from the first volume)", DataError)]
+        return (), [Problem(f"events file {events}: every event starts after the end of the "
+                            f"scan ({duration:g} s): use the events file of this run (onsets "
+                            "in seconds from the first volume)", DataError)]
     if late.any():
         LOGGER.warning("%s: %d event(s) start after the end of the scan (%g s) and are "
                        "ignored", events, int(late.sum()), duration)
-    return []
+    return conditions_of(table), []
 
 
 def group_runs(runs: list[RunInputs]) -> dict[tuple[str, str | None, str], list[RunInputs]]:

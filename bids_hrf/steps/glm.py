@@ -12,7 +12,8 @@ import pandas as pd
 from nilearn import image, masking
 
 from bids_hrf.errors import DataError
-from bids_hrf.steps.hrf import read_events, read_hrf_estimate
+from bids_hrf.io.events import read_events
+from bids_hrf.steps.hrf import read_hrf_estimate
 from bids_hrf.steps.prepare import (
     load_img,
     open_img,
@@ -35,8 +36,7 @@ def contrast_specs(user_contrasts: dict, conditions: list[str]) -> dict:
 
     specs = dict(default_contrasts(conditions))
     if user_contrasts:
-        raw = user_contrasts.get("__list__", user_contrasts)
-        for label, spec in load_contrasts(raw).items():
+        for label, spec in load_contrasts(user_contrasts).items():
             missing = [n for n in _names_in(spec) if n not in conditions]
             if missing:
                 LOGGER.warning("contrast %s names %s, absent from this run: skipped here",
@@ -239,8 +239,3 @@ def fixed_effects_step(run_results: list[dict], out_dir: str | Path) -> dict:
     if not out:
         LOGGER.warning("no t contrast to combine across runs")
     return {"contrasts": out}
-
-
-def design_table(path: str | Path) -> pd.DataFrame:
-    """Read a saved design matrix."""
-    return pd.read_csv(path, sep="\t")

@@ -17,6 +17,7 @@ from nilearn import masking, signal
 
 from bids_hrf.errors import DataError
 from bids_hrf.hrf.base import HRFEstimate
+from bids_hrf.io.events import read_events
 from bids_hrf.steps.prepare import (
     load_img,
     open_img,
@@ -43,27 +44,6 @@ def default_dt(tr: float) -> float:
     """Return an HRF sampling step that divides TR, close to 0.5 s (never above TR)."""
     n = max(1, int(round(tr / 0.5)))
     return tr / n
-
-
-def read_events(path: str | Path | None) -> pd.DataFrame | None:
-    """Read and check a BIDS events file (None stays None)."""
-    if path is None or str(path) in ("", "None"):
-        return None
-    from bids_hrf.glm.design import check_events
-
-    try:
-        events = pd.read_csv(path, sep="\t", na_values=["n/a"])
-    except Exception as exc:
-        raise DataError(f"events file {path} cannot be read as TSV ({exc})",
-                        fix="fix the file (tab-separated, header with onset, duration, "
-                            "trial_type)", path=str(path)) from exc
-    if "modulation" in events.columns and pd.to_numeric(events["modulation"],
-                                                        errors="coerce").eq(1).all():
-        events = events.drop(columns="modulation")  # all ones: the same as no modulation
-    try:
-        return check_events(events)
-    except ValueError as exc:
-        raise DataError(f"events file {path}: {exc}", path=str(path)) from exc
 
 
 def load_run_data(bold: str, mask: str, confounds: str, sample_mask: str, events: str | None,

@@ -1,0 +1,218 @@
+"""Up-front validation of a :class:`~bids_hrf.config.Config` against the file system.
+
+Every problem is collected and reported at once, one line each, naming the argument or
+file and the fix, before any work starts. Used by :func:`bids_hrf.api.run` (and so by the
+command line).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from bids_hrf.config import Config
+from bids_hrf.confounds import parse_confounds_spec
+from bids_hrf.connectivity import KINDS
+from bids_hrf.errors import (
+    BidsHrfError,
+    NoInputError,
+    OutputError,
+    UsageError,
+    ValidationErrors,
+)
+from bids_hrf.glm.contrasts import load_contrasts
+from bids_hrf.glm.group_design import parse_group_model
+from bids_hrf.hrf.basis import normalize_hrf_model
+
+PLUGINS = ("Linear", "MultiProc", "SLURM", "SLURMGraph", "SGE", "PBS", "LSF", "Legacy",
+           "IPython", "Debug")
+_TEMPLATEFLOW_RE = re.compile(r"^[A-Za-z0-9]+(:[A-Za-z0-9-]+)+$")
+
+
+def _is_within(path: Path, parent: Path) -> bool:
+    try:
+        path.resolve().relative_to(parent.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def validate_config(config: Config, errors: list[BidsHrfError] | None = None) -> None:
+    """Check a configuration against the file system; raise all problems at once.
+
+    Parameters
+    ----------
+    config : Config
+        The configuration to check.
+    errors : list, optional
+        Problems already found (e.g. while parsing), reported together.
+
+    Raises
+    ------
+    BidsHrfError
+        One problem, or :class:`ValidationErrors` listing several.
+    """
+    errors = list(errors or [])
+    bids = config.bids_dir
+    if not bids.is_dir():
+        errors.append(NoInputError(f"BIDS_DIR {bids} does not exist or is not a folder",
+                                   fix="give the path of the raw BIDS dataset"))
+    elif not (bids / "dataset_description.json").is_file():
+        errors.append(NoInputError(f"BIDS_DIR {bids} has no dataset_description.json",
+                                   fix="point BIDS_DIR at the root of a BIDS dataset"))
+    out = config.output_dir
+    if bids.is_dir():
+        if out.resolve() == bids.resolve():
+            errors.append(UsageError("OUTPUT_DIR is BIDS_DIR: bids-hrf never writes into the "
+                                     "raw dataset",
+                                     fix=f"use e.g. {bids / 'derivatives' / 'bids_hrf'}"))
+        elif _is_within(out, bids) and not _is_within(out, bids / "derivatives"):
+            errors.append(UsageError(f"OUTPUT_DIR {out} is inside BIDS_DIR but not under "
+                                     "its derivatives/ folder",
+                                     fix=f"use e.g. {bids / 'derivatives' / 'bids_hrf'}"))
+        elif any(_is_within(out, d) or out.resolve() == d.resolve()
+                 for d in config.fmriprep_dirs if d.exists()):
+            errors.append(UsageError(f"OUTPUT_DIR {out} is inside the fMRIPrep derivatives",
+                                     fix="give a folder of its own to bids-hrf"))
+    anchor = _nearest_existing(out)
+    if anchor.exists() and not anchor.is_dir():
+        errors.append(OutputError(f"OUTPUT_DIR {out}: {anchor} is a file, not a folder",
+                                  fix="choose another OUTPUT_DIR"))
+    elif not os.access(anchor, os.W_OK | os.X_OK):
+        errors.append(OutputError(f"OUTPUT_DIR {out} cannot be created or written "
+                                  f"({anchor} is not writable)",
+                                  fix="choose a writable OUTPUT_DIR or fix its permissions"))
+    work = config.effective_work_dir
+    work_anchor = _nearest_existing(work)
+    if not os.access(work_anchor, os.W_OK | os.X_OK):
+        errors.append(OutputError(f"work directory {work} is not writable",
+                                  fix="give a writable folder with -w/--work-dir"))
+    if config.participant_label and bids.is_dir():
+        roots = [bids] + [d for d in config.fmriprep_dirs if d.is_dir()]
+        known = sorted({p.name[4:] for r in roots for p in r.glob("sub-*") if p.is_dir()})
+        for label in config.participant_label:
+            if label not in known:
+                errors.append(UsageError(f"participant '{label}' is not in {bids}",
+                                         fix=f"choose from: {', '.join(known) or 'none'}"))
+    if config.analysis_level == "participant":
+        for d in config.derivatives:
+            if not d.is_dir():
+                errors.append(NoInputError(f"--derivatives {d} does not exist",
+                                           fix="give the fMRIPrep output folder"))
+        errors.extend(_check_analysis_options(config))
+    else:
+        if config.networks is not None and not config.networks.is_file():
+            errors.append(NoInputError(f"--networks {config.networks} does not exist",
+                                       fix="give a TSV with columns name, network"))
+        errors.extend(_check_group_options(config))
+    if config.plugin is not None and config.plugin not in PLUGINS:
+        errors.append(UsageError(f"--plugin {config.plugin} is not a nipype plugin",
+                                 fix=f"use one of {', '.join(PLUGINS)}"))
+    if errors:
+        raise errors[0] if len(errors) == 1 else ValidationErrors(errors)
+
+
+def _check_analysis_options(config: Config) -> list[BidsHrfError]:
+    errors: list[BidsHrfError] = []
+    atlas = config.atlas
+    if atlas.startswith("data-driven"):
+        n = atlas.split(":")[1] if ":" in atlas else ""
+        if n and (not n.isdigit() or int(n) < 2):
+            errors.append(UsageError(f"--atlas {atlas}: N must be an integer >= 2",
+                                     fix="e.g. --atlas data-driven:100"))
+    elif atlas.endswith((".nii", ".nii.gz")) or os.sep in atlas or Path(atlas).exists():
+        if not Path(atlas).is_file():
+            errors.append(NoInputError(f"--atlas file {atlas} does not exist",
+                                       fix="give a label NIfTI file, a TemplateFlow atlas "
+                                           "name or data-driven:N"))
+    elif not _TEMPLATEFLOW_RE.match(atlas):
+        errors.append(UsageError(f"--atlas {atlas!r} is neither a file, a TemplateFlow atlas "
+                                 "(Atlas:desc, e.g. Schaefer2018:400Parcels7Networks) nor "
+                                 "data-driven:N", fix="see 'bids-hrf --help'"))
+    if config.atlas_labels is not None and not config.atlas_labels.is_file():
+        errors.append(NoInputError(f"--atlas-labels {config.atlas_labels} does not exist",
+                                   fix="give a TSV with columns index, name"))
+    dummy = config.dummy_scans
+    if dummy != "auto" and not (dummy.isdigit()):
+        errors.append(UsageError(f"--dummy-scans {dummy!r} must be 'auto' or a number >= 0",
+                                 fix="e.g. --dummy-scans 4"))
+    try:
+        parse_confounds_spec(config.confounds)
+    except ValueError as exc:
+        errors.append(UsageError(f"--confounds {config.confounds!r}: {exc}"))
+    try:
+        normalize_hrf_model(config.hrf_model)
+    except ValueError as exc:
+        errors.append(UsageError(f"--hrf-model {config.hrf_model!r}: {exc}"))
+    if config.contrasts:
+        try:
+            load_contrasts(config.contrasts)
+        except ValueError as exc:
+            errors.append(UsageError(f"--contrasts {config.contrasts_file}: {exc}",
+                                     fix="write {\"label\": \"cond_a - cond_b\"}"))
+    opts = config.method_options
+    if opts.get("sparse_group", 0.0) > 1.0:
+        errors.append(UsageError(f"--sparse-group {opts['sparse_group']} is out of range",
+                                 fix="give a weight between 0 and 1"))
+    elif opts.get("sparse_group", 0.0) > 0 and opts.get("sparse_criterion") in ("bic", "aic"):
+        errors.append(UsageError("--sparse-group needs a FISTA criterion (the LARS path of "
+                                 "bic/aic is voxel-wise)",
+                                 fix="add --sparse-criterion mad (or ut, lut, factor, pcg, "
+                                     "eigval)"))
+    if opts.get("jde_iter_min", 1) > opts.get("jde_iter_max", 100):
+        errors.append(UsageError("--jde-iter-min is larger than --jde-iter-max",
+                                 fix="lower --jde-iter-min or raise --jde-iter-max"))
+    if opts.get("stability_surrogates", 0) < 0:
+        errors.append(UsageError("--stability-surrogates must be >= 0"))
+    return errors
+
+
+def _check_group_options(config: Config) -> list[BidsHrfError]:
+    """Problems with the group-level options (model, thresholds, connectivity kinds)."""
+    errors: list[BidsHrfError] = []
+    if config.group_permutations < 0:
+        errors.append(UsageError("--group-permutations must be >= 0",
+                                 fix="e.g. --group-permutations 1000 (0: off)"))
+    for name, value in (("--group-alpha", config.group_alpha),
+                        ("--group-fdr", config.group_fdr)):
+        if not 0 < value < 1:
+            errors.append(UsageError(f"{name} {value} must be in (0, 1)", fix=f"e.g. {name} 0.05"))
+    if config.cluster_threshold < 0:
+        errors.append(UsageError("--cluster-threshold must be >= 0 voxels"))
+    unknown = [k for k in config.connectivity if k not in KINDS]
+    if unknown:
+        errors.append(UsageError(f"--connectivity: unknown measure(s) {unknown}",
+                                 fix=f"use a comma-separated list of {', '.join(KINDS)}"))
+    model = config.group_model
+    if model and model.lower().endswith(".json"):
+        if not Path(model).is_file():
+            errors.append(NoInputError(f"--group-model {model} does not exist",
+                                       fix="give a BIDS Stats Models JSON file or e.g. "
+                                           "two-sample:group"))
+        else:
+            try:
+                json.loads(Path(model).read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError) as exc:
+                errors.append(UsageError(f"--group-model {model} is not valid JSON ({exc})"))
+    elif model:
+        try:
+            participants = config.bids_dir / "participants.tsv"
+            table = None
+            if participants.is_file():
+                table = pd.read_csv(participants, sep="\t", dtype={"participant_id": str},
+                                    na_values=["n/a"])
+            parse_group_model(model, table)
+        except ValueError as exc:
+            errors.append(UsageError(f"--group-model {model!r}: {exc}"))
+    return errors

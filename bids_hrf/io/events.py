@@ -1,0 +1,59 @@
+"""BIDS events files: the one reader (read and checked here, used by every step).
+
+:func:`read_events` reads a run's ``_events.tsv`` and checks it with
+:func:`bids_hrf.glm.design.check_events` (columns, types, ignored rows); the input query
+(:mod:`bids_hrf.io.inputs`) calls it once per run before any work starts and records the
+run's conditions, so that nothing later has to re-read a file to know them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bids_hrf.errors import DataError
+from bids_hrf.glm.design import check_events
+
+
+def read_events(path: str | Path | None) -> pd.DataFrame | None:
+    """Read and check a BIDS events file (None, ``""`` and ``"None"`` give None).
+
+    Parameters
+    ----------
+    path : str or Path or None
+        The ``_events.tsv`` file.
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        ``onset``, ``duration`` and, when present, ``trial_type`` and ``modulation``
+        (dropped when all ones: the same as no modulation).
+
+    Raises
+    ------
+    DataError
+        The file cannot be read as TSV or its content is unusable (names the file).
+    """
+    if path is None or str(path) in ("", "None"):
+        return None
+    try:
+        events = pd.read_csv(path, sep="\t", na_values=["n/a"])
+    except Exception as exc:
+        raise DataError(f"events file {path} cannot be read as TSV ({exc})",
+                        fix="fix the file (tab-separated, header with onset, duration, "
+                            "trial_type)", path=str(path)) from exc
+    if "modulation" in events.columns and pd.to_numeric(events["modulation"],
+                                                        errors="coerce").eq(1).all():
+        events = events.drop(columns="modulation")  # all ones: the same as no modulation
+    try:
+        return check_events(events)
+    except ValueError as exc:
+        raise DataError(f"events file {path}: {exc}", path=str(path)) from exc
+
+
+def conditions_of(events: pd.DataFrame | None) -> tuple[str, ...]:
+    """Sorted ``trial_type`` values of an events table (empty without the column)."""
+    if events is None or "trial_type" not in events.columns:
+        return ()
+    return tuple(sorted(set(events["trial_type"].astype(str))))
