@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bids_hrf.conditions import clean_label
+
 MAX_EXPRESSION_LENGTH = 2000
 
 _OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
@@ -208,26 +210,6 @@ def expression_names(expression: str) -> list[str]:
             if name not in out:
                 out.append(name)
     return out
-
-
-def clean_label(name: str) -> str:
-    """Turn a contrast name into an alphanumeric camelCase BIDS label.
-
-    Follows nilearn's ``save_glm_to_bids`` convention (``_clean_contrast_name``): ``-`` ->
-    ``Minus``, ``+`` -> ``Plus``, ``>`` -> ``Gt``, ``<`` -> ``Lt``, ``_`` -> space; the
-    first word lower-cased, the others title-cased; non-alphanumerics removed. E.g.
-    ``"audio - visual"`` -> ``"audioMinusVisual"``.
-    """
-    new = str(name)
-    for old, word in (("-", " Minus "), ("+", " Plus "), (">", " Gt "), ("<", " Lt ")):
-        new = new.replace(old, word)
-    words = new.replace("_", " ").split(" ")
-    words[0] = words[0].lower()
-    words[1:] = [w.title() for w in words[1:]]
-    label = "".join(ch for ch in " ".join(words) if ch.isalnum() and ch.isascii())
-    if not label:
-        raise ValueError(f"Contrast name {name!r} has no alphanumeric character to label it")
-    return label
 
 
 def _spec_from_entry(name: str, value: object) -> ContrastSpec:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from nilearn.glm.first_level import make_first_level_design_matrix
 
-from bids_hrf.glm.design import check_events
+from bids_hrf.conditions import check_events
 from bids_hrf.hrf.fir.estimator import tent_regressors
 from bids_hrf.hrf.params import hrf_parameters
 

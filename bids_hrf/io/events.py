@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bids_hrf.conditions import check_events
 from bids_hrf.errors import DataError
-from bids_hrf.glm.design import check_events
 
 
 def read_events(path: str | Path | None) -> pd.DataFrame | None:
@@ -52,7 +52,7 @@ def read_events(path: str | Path | None) -> pd.DataFrame | None:
         raise DataError(f"events file {path}: {exc}", path=str(path)) from exc
 
 
-def conditions_of(events: pd.DataFrame | None) -> tuple[str, ...]:
+def event_conditions(events: pd.DataFrame | None) -> tuple[str, ...]:
     """Sorted ``trial_type`` values of an events table (empty without the column)."""
     if events is None or "trial_type" not in events.columns:
         return ()

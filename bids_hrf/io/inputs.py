@@ -17,7 +17,7 @@ import numpy as np
 
 from bids_hrf.config import Config
 from bids_hrf.errors import BidsHrfError, DataError, NoInputError, UsageError
-from bids_hrf.io.events import conditions_of, read_events
+from bids_hrf.io.events import event_conditions, read_events
 
 LOGGER = logging.getLogger("bids_hrf")
 
@@ -411,7 +411,7 @@ def _check_events(events: Path, duration: float,
     if late.any():
         LOGGER.warning("%s: %d event(s) start after the end of the scan (%g s) and are "
                        "ignored", events, int(late.sum()), duration)
-    return conditions_of(table), []
+    return event_conditions(table), []
 
 
 def group_runs(runs: list[RunInputs]) -> dict[tuple[str, str | None, str], list[RunInputs]]:

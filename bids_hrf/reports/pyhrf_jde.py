@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 
 from bids_hrf.reports.build import Report
+
+
+def _volume(values: np.ndarray, mask: np.ndarray, affine) -> nib.Nifti1Image:
+    """(n_voxels,) values inside ``mask`` -> 3-D image to draw (0 outside the mask)."""
+    out = np.zeros(mask.shape, dtype=np.float32)
+    out[mask] = np.asarray(values)
+    return nib.Nifti1Image(out, affine)
 
 
 def write_jde_report(path: Path, estimate, data, args, files: dict[str, str]) -> Path:
@@ -31,7 +39,6 @@ def write_jde_report(path: Path, estimate, data, args, files: dict[str, str]) ->
     from bids_hrf.hrf.basis import canonical_hrf
     from bids_hrf.hrf.jde.app import bids_label, condition_label
     from bids_hrf.reports.figures import plot_free_energy, plot_hrf_panel, plot_ppm
-    from bids_hrf.steps.pyhrf_jde import _volume
 
     rep = Report("bids-hrf-jde", subtitle=f"JDE-VEM of {Path(args.bold_data_file[0]).name}"
                  + (f" and {len(args.bold_data_file) - 1} more session(s)"

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from nilearn.glm.first_level import make_first_level_design_matrix, run_glm
 
-from bids_hrf.glm.design import check_events
+from bids_hrf.conditions import check_events
 from bids_hrf.hrf.base import HRFEstimate
 
 

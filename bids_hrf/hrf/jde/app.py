@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from bids_hrf.conditions import clean_label
 from bids_hrf.hrf.base import HRFEstimate
 from bids_hrf.hrf.jde import _design as design
 from bids_hrf.hrf.jde.vem import JDEVEM
@@ -50,8 +51,6 @@ def condition_label(name: str) -> str:
     """BIDS label of a condition's maps: the first-level GLM's (``face_happy`` ->
     ``faceHappy``), so that ``desc-jdevem`` and ``desc-jdevemHrf`` maps of a condition
     share their ``contrast-`` entity."""
-    from bids_hrf.glm.contrasts import clean_label
-
     return clean_label(name)
 
 
