@@ -76,7 +76,7 @@ class Config:
     work_dir: Path | None = None
     database_path: Path | None = None
     nprocs: int = 1
-    omp_nthreads: int = 1
+    omp_nthreads: int | None = None
     mem_gb: float | None = None
     plugin: str | None = None
     plugin_args: dict = field(default_factory=dict)

@@ -82,6 +82,7 @@ def run_scenarios(root: Path, names: Sequence[str] | None = None) -> dict[str, P
         out, work = root / f"out-{name}", root / f"work-{name}"
         code = main([str(dataset.bids_dir), str(out), "participant", "--atlas",
                      str(dataset.atlas_img), "-w", str(work), "--nprocs", "1",
+                     "--omp-nthreads", "1",
                      "--contrasts", str(contrasts), *options])
         if code:
             raise RuntimeError(f"scenario {name}: participant level exited with {code}")

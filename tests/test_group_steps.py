@@ -11,8 +11,15 @@ import pandas as pd
 import pytest
 
 from bids_hrf.io.outputs import inventory
+from bids_hrf.options import GroupOptions
 
 SPACE = "MNI152NLin2009cAsym"
+
+
+def _opts(participants=None, model=None, **kw) -> GroupOptions:
+    """Group options of the tests (participants.tsv and model given as paths or None)."""
+    return GroupOptions(space=SPACE, participants=str(participants) if participants else None,
+                        group_model=str(model) if model else None, **kw)
 NAMES = ["A_1", "A_2", "B_1", "B_2", "C_1"]
 
 
@@ -80,8 +87,8 @@ def test_group_hrf_step_finds_delay(tmp_path):
     part = _participants(tmp_path, 12)
     work = tmp_path / "work"
     work.mkdir()
-    result, records = group_hrf_step(inventory(out).to_dict("records"), str(part),
-                                     "two-sample:group", SPACE, work)
+    result, records = group_hrf_step(inventory(out).to_dict("records"),
+                                     _opts(part, "two-sample:group"), work)
     (analysis,) = result["analyses"]
     comp = pd.read_csv(analysis["comparison"], sep="\t")
     ttp = comp[comp["parameter"] == "time_to_peak"].set_index("parcel")
@@ -103,8 +110,7 @@ def test_group_hrf_one_sample_has_no_comparison(tmp_path):
 
     out = tmp_path / "out"
     _write_hrfs(out, 4)
-    result, records = group_hrf_step(inventory(out).to_dict("records"), None, None, SPACE,
-                                     tmp_path)
+    result, records = group_hrf_step(inventory(out).to_dict("records"), _opts(), tmp_path)
     assert "comparison" not in result["analyses"][0]
     assert len(records) == 3
 
@@ -118,9 +124,10 @@ def test_connectivity_step_finds_edge_and_not_null(tmp_path):
     part = _participants(tmp_path, 12)
     work = tmp_path / "work"
     work.mkdir()
-    result, records = connectivity_step(inventory(out).to_dict("records"), str(part),
-                                        "two-sample:group", SPACE, work,
-                                        {"kinds": ["correlation", "tangent"], "fdr": 0.05})
+    result, records = connectivity_step(
+        inventory(out).to_dict("records"),
+        _opts(part, "two-sample:group", connectivity=("correlation", "tangent"), fdr=0.05),
+        work)
     by_kind = {a["measure"]: a for a in result["analyses"]}
     edges = pd.read_csv(by_kind["correlation"]["edges"], sep="\t")
     edge = edges.set_index(["name_i", "name_j"])
@@ -178,8 +185,8 @@ def test_group_glm_missing_contrast_and_sessions(tmp_path, caplog):
     work = tmp_path / "work"
     work.mkdir()
     with caplog.at_level("WARNING", logger="bids_hrf"):
-        result, records = group_glm_step(inventory(out).to_dict("records"), str(part),
-                                         "two-sample:group", SPACE, work)
+        result, records = group_glm_step(inventory(out).to_dict("records"),
+                                         _opts(part, "two-sample:group"), work)
     assert "sub-08" in caplog.text
     by_con = {a["contrast"]: a for a in result["analyses"]}
     assert by_con["b"]["missing"] == ["08"]
@@ -205,8 +212,8 @@ def test_group_glm_permutations(tmp_path):
 
     out = tmp_path / "out"
     _write_maps(out, [f"{i:02d}" for i in range(1, 7)])
-    result, records = group_glm_step(inventory(out).to_dict("records"), None, None, SPACE,
-                                     tmp_path, {"n_perm": 50})
+    result, records = group_glm_step(inventory(out).to_dict("records"), _opts(n_perm=50),
+                                     tmp_path)
     maps = result["analyses"][0]["maps"]["mean"]
     logp = nib.load(maps["logpFweVoxel"]).get_fdata()
     assert logp.max() > 1  # mean 1, sd 1 over 6 subjects: strong effect
@@ -256,8 +263,8 @@ def test_group_glm_paired_sessions(tmp_path):
     out = tmp_path / "out"
     subjects = [f"{i:02d}" for i in range(1, 7)]
     _write_maps(out, subjects, sessions={s: ["pre", "post"] for s in subjects[:-1]})
-    result, records = group_glm_step(inventory(out).to_dict("records"), None,
-                                     "paired:session:pre,post", SPACE, tmp_path)
+    result, records = group_glm_step(inventory(out).to_dict("records"),
+                                     _opts(None, "paired:session:pre,post"), tmp_path)
     (analysis,) = result["analyses"]
     assert len(analysis["used"]) == 10  # 5 subjects x 2 sessions; sub-06 has no pair
     assert all(k.startswith("06") for k in analysis["dropped"])
@@ -289,8 +296,9 @@ def test_connectivity_on_deconvolved_activity(tmp_path):
         act[labels == 2] += 3 * shared
         nib.save(nib.Nifti1Image(act.astype(np.float32), affine),
                  folder / f"{prefix}_task-x_run-1_space-{SPACE}_desc-activity_bold.nii.gz")
-    result, records = connectivity_step(inventory(out).to_dict("records"), None, None, SPACE,
-                                        tmp_path, {"kinds": ["correlation"], "activity": True})
+    result, records = connectivity_step(
+        inventory(out).to_dict("records"),
+        _opts(connectivity=("correlation",), activity=True), tmp_path)
     (analysis,) = [a for a in result["analyses"] if a["source"] == "activity"]
     assert analysis["names"] == ["p", "q", "r"]
     mean = pd.read_csv(analysis["means"]["all"], sep="\t").to_numpy()
@@ -335,8 +343,8 @@ def test_group_glm_stats_model_json_with_f_contrast(tmp_path):
         {"Name": "age effect", "ConditionList": ["age"], "Weights": [1], "Test": "t"},
         {"Name": "any", "ConditionList": [1, "age"], "Weights": [[1, 0], [0, 1]],
          "Test": "F"}]}]}))
-    result, records = group_glm_step(inventory(out).to_dict("records"), str(part), str(model),
-                                     SPACE, tmp_path)
+    result, records = group_glm_step(inventory(out).to_dict("records"), _opts(part, model),
+                                     tmp_path)
     maps = result["analyses"][0]["maps"]
     assert maps["age effect"]["type"] == "t" and maps["any"]["type"] == "F"
     assert "F" in maps["any"] and "z" in maps["any"]

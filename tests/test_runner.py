@@ -78,3 +78,16 @@ def test_api_and_workflows_import_no_command_line_code():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_omp_nthreads_default_shares_the_cpus_among_processes(tmp_path, monkeypatch):
+    from bids_hrf.workflows import runner
+
+    monkeypatch.setattr(runner, "available_cpus", lambda: 8)
+    config = make_config(tmp_path, tmp_path / "out", "participant", nprocs=2)
+    assert config.omp_nthreads is None
+    assert runner.omp_nthreads(config) == 4
+    assert runner.omp_nthreads(make_config(tmp_path, tmp_path / "o", "participant",
+                                           nprocs=16)) == 1
+    assert runner.omp_nthreads(make_config(tmp_path, tmp_path / "o", "participant",
+                                           nprocs=2, omp_nthreads=3)) == 3

@@ -185,8 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("execution")
     g.add_argument("--nprocs", "--n-cpus", type=_positive_int, default=None,
                    help="processes (default: all CPUs)")
-    g.add_argument("--omp-nthreads", type=_positive_int, default=1,
-                   help="threads of the numerical libraries (BLAS, OpenMP) in each step")
+    g.add_argument("--omp-nthreads", type=_positive_int, default=None,
+                   help="threads of the numerical libraries (BLAS, OpenMP) in each step "
+                        "(default: CPUs / --nprocs)")
     g.add_argument("--mem-gb", type=_positive_float, default=None,
                    help="memory limit given to the scheduler")
     g.add_argument("--plugin", default=None, help=f"nipype plugin ({', '.join(PLUGINS)})")

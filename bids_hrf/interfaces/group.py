@@ -6,14 +6,16 @@ from __future__ import annotations
 from nipype.interfaces.base import traits
 
 from bids_hrf.interfaces.steps import _Step, _StepInputSpec
+from bids_hrf.options import GroupOptions
+from bids_hrf.steps.group import group_glm_step
+from bids_hrf.steps.group_connectivity import connectivity_step
+from bids_hrf.steps.group_hrf import group_hrf_step
+from bids_hrf.steps.group_report import group_report_step
 
 
 class _GroupInputSpec(_StepInputSpec):
     inventory = traits.List(traits.Dict, mandatory=True)
-    participants = traits.Str("", usedefault=True)
-    group_model = traits.Any(None, usedefault=True)
-    space = traits.Str(mandatory=True)
-    settings = traits.Dict({}, usedefault=True, desc="options of the step")
+    options = traits.Dict(mandatory=True, desc="GroupOptions.to_dict()")
 
 
 class GroupGLM(_Step):
@@ -22,11 +24,8 @@ class GroupGLM(_Step):
     input_spec = _GroupInputSpec
 
     def _step(self, cwd):
-        from bids_hrf.steps.group import group_glm_step
-
-        i = self.inputs
-        return group_glm_step(i.inventory, i.participants or None, i.group_model, i.space,
-                              cwd, settings={**i.settings, "nprocs": i.nprocs})
+        return group_glm_step(self.inputs.inventory, GroupOptions.from_dict(self.inputs.options),
+                              cwd, nprocs=self.inputs.nprocs)
 
 
 class GroupHRF(_Step):
@@ -35,11 +34,8 @@ class GroupHRF(_Step):
     input_spec = _GroupInputSpec
 
     def _step(self, cwd):
-        from bids_hrf.steps.group_hrf import group_hrf_step
-
-        i = self.inputs
-        return group_hrf_step(i.inventory, i.participants or None, i.group_model, i.space,
-                              cwd, settings=i.settings)
+        return group_hrf_step(self.inputs.inventory, GroupOptions.from_dict(self.inputs.options),
+                              cwd)
 
 
 class GroupConnectivity(_Step):
@@ -48,11 +44,8 @@ class GroupConnectivity(_Step):
     input_spec = _GroupInputSpec
 
     def _step(self, cwd):
-        from bids_hrf.steps.group_connectivity import connectivity_step
-
-        i = self.inputs
-        return connectivity_step(i.inventory, i.participants or None, i.group_model, i.space,
-                                 cwd, settings=i.settings)
+        return connectivity_step(self.inputs.inventory,
+                                 GroupOptions.from_dict(self.inputs.options), cwd)
 
 
 class _GroupReportInputSpec(_StepInputSpec):
@@ -69,8 +62,6 @@ class GroupReport(_Step):
     always_run = True
 
     def _step(self, cwd):
-        from bids_hrf.steps.group_report import group_report_step
-
         path = group_report_step(self.inputs.output_dir, self.inputs.config,
                                  self.inputs.results)
         return {"report": str(path)}, []

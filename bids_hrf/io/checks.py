@@ -16,7 +16,6 @@ import pandas as pd
 
 from bids_hrf.config import Config
 from bids_hrf.confounds import parse_confounds_spec
-from bids_hrf.connectivity import KINDS
 from bids_hrf.errors import (
     BidsHrfError,
     NoInputError,
@@ -27,6 +26,7 @@ from bids_hrf.errors import (
 from bids_hrf.glm.contrasts import load_contrasts
 from bids_hrf.glm.group_design import parse_group_model
 from bids_hrf.hrf.basis import normalize_hrf_model
+from bids_hrf.options import GroupOptions
 
 PLUGINS = ("Linear", "MultiProc", "SLURM", "SLURMGraph", "SGE", "PBS", "LSF", "Legacy",
            "IPython", "Debug")
@@ -178,22 +178,20 @@ def _check_analysis_options(config: Config) -> list[BidsHrfError]:
     return errors
 
 
+def _option_errors(build, config: Config) -> list[BidsHrfError]:
+    """The problems a stage's options constructor finds (validated there, once)."""
+    try:
+        build(config)
+    except ValidationErrors as exc:
+        return list(exc.errors)
+    except BidsHrfError as exc:
+        return [exc]
+    return []
+
+
 def _check_group_options(config: Config) -> list[BidsHrfError]:
     """Problems with the group-level options (model, thresholds, connectivity kinds)."""
-    errors: list[BidsHrfError] = []
-    if config.group_permutations < 0:
-        errors.append(UsageError("--group-permutations must be >= 0",
-                                 fix="e.g. --group-permutations 1000 (0: off)"))
-    for name, value in (("--group-alpha", config.group_alpha),
-                        ("--group-fdr", config.group_fdr)):
-        if not 0 < value < 1:
-            errors.append(UsageError(f"{name} {value} must be in (0, 1)", fix=f"e.g. {name} 0.05"))
-    if config.cluster_threshold < 0:
-        errors.append(UsageError("--cluster-threshold must be >= 0 voxels"))
-    unknown = [k for k in config.connectivity if k not in KINDS]
-    if unknown:
-        errors.append(UsageError(f"--connectivity: unknown measure(s) {unknown}",
-                                 fix=f"use a comma-separated list of {', '.join(KINDS)}"))
+    errors: list[BidsHrfError] = _option_errors(GroupOptions.from_config, config)
     model = config.group_model
     if model and model.lower().endswith(".json"):
         if not Path(model).is_file():

@@ -19,14 +19,11 @@ import pandas as pd
 
 from bids_hrf.errors import UsageError
 from bids_hrf.io.derivatives import bids_label
+from bids_hrf.options import GroupOptions
 from bids_hrf.steps.sink import record
 
 LOGGER = logging.getLogger("bids_hrf")
 GROUP_STATS = ("effect", "variance", "stat", "z", "p")
-DEFAULT_SETTINGS = {"alpha": 0.001, "height_control": "fpr", "cluster_threshold": 0,
-                    "n_perm": 0, "fdr": 0.05, "nprocs": 1}
-
-
 def inventory_frame(records: list[dict]) -> pd.DataFrame:
     """Inventory rows (as passed between nodes) back into a table, None for missing."""
     inv = pd.DataFrame(records)
@@ -139,25 +136,21 @@ def _inputs(subjects: dict[str, dict], paired: bool) -> tuple[list, dict, dict]:
     return labels, maps, n_sessions
 
 
-def group_glm_step(inv_records: list[dict], participants_tsv: str | None, group_model,
-                   space: str, out_dir: str | Path,
-                   settings: dict | None = None) -> tuple[dict, list[dict]]:
+def group_glm_step(inv_records: list[dict], options: GroupOptions, out_dir: str | Path,
+                   nprocs: int = 1) -> tuple[dict, list[dict]]:
     """Second-level model of every subject-level contrast.
 
     Parameters
     ----------
     inv_records : list of dict
         :func:`bids_hrf.io.outputs.inventory` rows.
-    participants_tsv : str or None
-        The raw dataset's participants.tsv.
-    group_model : str, dict or None
-        ``--group-model``.
-    space : str
-        Output space of the maps.
+    options : GroupOptions
+        participants.tsv, ``--group-model``, space and thresholds (``alpha``,
+        ``height_control``, ``cluster_threshold``, ``n_perm``).
     out_dir : path
         Working folder of the step.
-    settings : dict, optional
-        ``alpha``, ``height_control``, ``cluster_threshold``, ``n_perm``, ``nprocs``.
+    nprocs : int
+        Processes of the permutation inference.
 
     Returns
     -------
@@ -169,11 +162,14 @@ def group_glm_step(inv_records: list[dict], participants_tsv: str | None, group_
     """
     from bids_hrf.glm.group_design import build_group_design
 
-    s = {**DEFAULT_SETTINGS, **(settings or {})}
+    s = {"alpha": options.alpha, "height_control": options.height_control,
+         "cluster_threshold": options.cluster_threshold, "n_perm": options.n_perm,
+         "fdr": options.fdr, "nprocs": nprocs}
+    space = options.space
     out_dir = Path(out_dir)
     inv = inventory_frame(inv_records)
-    participants = read_participants(participants_tsv)
-    spec = parse_model(group_model, participants)
+    participants = read_participants(options.participants)
+    spec = parse_model(options.group_model, participants)
     analyses = []
     records: list[dict] = []
     all_subjects = sorted({s_ for s_ in inv["sub"].dropna()})

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 
 from bids_hrf.io.derivatives import bids_label
+from bids_hrf.io.events import event_conditions, read_events
+from bids_hrf.options import GroupOptions
 from bids_hrf.steps.group import (
     clean,
     inventory_frame,
@@ -102,26 +104,20 @@ def _write_matrix(path: Path, matrix: np.ndarray, names: list[str]) -> None:
                                                float_format="%.8g")
 
 
-def connectivity_step(inv_records: list[dict], participants_tsv: str | None, group_model,
-                      space: str, out_dir: str | Path, settings: dict | None = None,
-                      ) -> tuple[dict, list[dict]]:
+def connectivity_step(inv_records: list[dict], options: GroupOptions,
+                      out_dir: str | Path) -> tuple[dict, list[dict]]:
     """Connectivity of every run, group means and group comparisons.
 
     Parameters
     ----------
     inv_records : list of dict
         :func:`bids_hrf.io.outputs.inventory` rows.
-    participants_tsv : str or None
-        participants.tsv of the raw dataset.
-    group_model : str, dict or None
-        ``--group-model``; two-sample models give the groups compared.
-    space : str
-        Output space.
+    options : GroupOptions
+        participants.tsv, ``--group-model`` (two-sample models give the groups compared),
+        space, ``connectivity`` (measures), ``fdr``, ``networks`` (a TSV path or None),
+        ``activity`` (also use deconvolved activity), ``task_regression``, ``bids_dir``.
     out_dir : path
         Working folder.
-    settings : dict, optional
-        ``kinds`` (connectivity measures), ``fdr``, ``networks`` (a TSV path or None),
-        ``activity`` (also use deconvolved activity).
 
     Returns
     -------
@@ -131,17 +127,18 @@ def connectivity_step(inv_records: list[dict], participants_tsv: str | None, gro
     records : list
         Per-run ``_relmat.tsv`` (subject folders) and group files.
     """
-    s = {"kinds": ("correlation", "partial correlation", "tangent"), "fdr": 0.05,
-         "networks": None, "activity": False, "task_regression": True, "bids_dir": None,
-         **(settings or {})}
+    s = {"kinds": options.connectivity, "fdr": options.fdr, "networks": options.networks,
+         "activity": options.activity, "task_regression": options.task_regression,
+         "bids_dir": options.bids_dir}
+    space = options.space
     kinds = tuple(s["kinds"])
     out_dir = Path(out_dir)
     result = {"kind": "connectivity", "analyses": [], "fdr": s["fdr"]}
     if not kinds:
         return result, []
     inv = inventory_frame(inv_records)
-    participants = read_participants(participants_tsv)
-    spec = parse_model(group_model, participants)
+    participants = read_participants(options.participants)
+    spec = parse_model(options.group_model, participants)
     groups = subject_groups(spec, participants)
     records: list[dict] = []
     sources = ["timeseries"] + (["activity"] if s["activity"] else [])
@@ -170,9 +167,7 @@ def _task_columns(design_path: Path, bids_dir: str | None) -> list[str]:
         if src.startswith("bids:raw:") and src.endswith("_events.tsv") and bids_dir:
             path = Path(bids_dir) / src[len("bids:raw:"):]
             if path.is_file():
-                events = pd.read_csv(path, sep="\t")
-                if "trial_type" in events:
-                    conditions |= set(events["trial_type"].dropna().astype(str))
+                conditions |= set(event_conditions(read_events(path)))
     columns = pd.read_csv(design_path, sep="\t", nrows=0).columns
     return [c for c in columns if c in conditions]
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bids_hrf.options import GroupOptions
 from bids_hrf.steps.group import (
     clean,
     inventory_frame,
@@ -52,25 +53,19 @@ def _subject_table(paths: list[str]) -> pd.DataFrame:
     return out
 
 
-def group_hrf_step(inv_records: list[dict], participants_tsv: str | None, group_model,
-                   space: str, out_dir: str | Path,
-                   settings: dict | None = None) -> tuple[dict, list[dict]]:
+def group_hrf_step(inv_records: list[dict], options: GroupOptions,
+                   out_dir: str | Path) -> tuple[dict, list[dict]]:
     """Gather every subject's HRFs, summarise them and compare groups per parcel.
 
     Parameters
     ----------
     inv_records : list of dict
         :func:`bids_hrf.io.outputs.inventory` rows.
-    participants_tsv : str or None
-        participants.tsv of the raw dataset.
-    group_model : str, dict or None
-        ``--group-model``; two-sample models give the groups compared.
-    space : str
-        Output space.
+    options : GroupOptions
+        participants.tsv, ``--group-model`` (two-sample models give the groups compared),
+        space, ``fdr`` (FDR level across parcels).
     out_dir : path
         Working folder.
-    settings : dict, optional
-        ``fdr`` (FDR level across parcels).
 
     Returns
     -------
@@ -88,11 +83,12 @@ def group_hrf_step(inv_records: list[dict], participants_tsv: str | None, group_
         hrf_parameters_long,
     )
 
-    fdr = float((settings or {}).get("fdr", 0.05))
+    fdr = float(options.fdr)
+    space = options.space
     out_dir = Path(out_dir)
     inv = inventory_frame(inv_records)
-    participants = read_participants(participants_tsv)
-    spec = parse_model(group_model, participants)
+    participants = read_participants(options.participants)
+    spec = parse_model(options.group_model, participants)
     groups = subject_groups(spec, participants)
     analyses, records = [], []
     for (task, seg, desc), per_subject in sorted(subject_hrf_tables(inv, space).items()):

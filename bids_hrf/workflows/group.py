@@ -8,27 +8,18 @@ from nipype.pipeline import engine as pe
 from bids_hrf.config import Config
 from bids_hrf.interfaces.group import GroupConnectivity, GroupGLM, GroupHRF, GroupReport
 from bids_hrf.interfaces.steps import DerivativesSink
+from bids_hrf.options import GroupOptions
 
 
 def init_group_wf(config: Config, inventory: list[dict], errors_dir: str) -> pe.Workflow:
     """Group workflow: second-level GLMs, group HRFs and connectivity, then the sink and
     ``group.html``."""
     wf = pe.Workflow(name="bids_hrf_group_wf")
-    participants = config.bids_dir / "participants.tsv"
-    common = {"inventory": inventory, "space": config.space,
-              "participants": str(participants) if participants.is_file() else "",
-              "group_model": config.group_model, "errors_dir": errors_dir}
-    glm = pe.Node(GroupGLM(**common, nprocs=config.nprocs, settings={
-        "alpha": config.group_alpha, "height_control": config.group_height_control,
-        "cluster_threshold": config.cluster_threshold,
-        "n_perm": config.group_permutations}), name="group_glm")
-    hrf = pe.Node(GroupHRF(**common, settings={"fdr": config.group_fdr}), name="group_hrf")
-    conn = pe.Node(GroupConnectivity(**common, settings={
-        "kinds": list(config.connectivity), "fdr": config.group_fdr,
-        "networks": str(config.networks) if config.networks else None,
-        "activity": config.connectivity_activity,
-        "task_regression": config.connectivity_task_regression,
-        "bids_dir": str(config.bids_dir)}), name="group_connectivity")
+    common = {"inventory": inventory, "options": GroupOptions.from_config(config).to_dict(),
+              "errors_dir": errors_dir}
+    glm = pe.Node(GroupGLM(**common, nprocs=config.nprocs), name="group_glm")
+    hrf = pe.Node(GroupHRF(**common), name="group_hrf")
+    conn = pe.Node(GroupConnectivity(**common), name="group_connectivity")
     merge = pe.Node(niu.Merge(3), name="merge_records")
     results = pe.Node(niu.Merge(3), name="merge_results")
     sink = pe.Node(DerivativesSink(output_dir=str(config.output_dir), errors_dir=errors_dir),

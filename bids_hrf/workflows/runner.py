@@ -69,7 +69,7 @@ class WorkflowRunner:
             pointer to the crash files when a step failed without one.
         """
         wf.base_dir = str(self.work_dir)
-        set_omp_nthreads(wf, self.config.omp_nthreads)
+        set_omp_nthreads(wf, omp_nthreads(self.config))
         n_nodes = count_steps(wf)
         plugin, plugin_args = plugin_settings(self.config, n_nodes)
         LOGGER.info("running %d steps with nipype's %s plugin (work dir %s)", n_nodes, plugin,
@@ -156,6 +156,20 @@ def _peak_memory(plugin: str) -> str:
     except (ImportError, OSError):
         return ""
     return f" (peak memory so far {kib / 1024 ** 2:.2f} GB)"
+
+
+def available_cpus() -> int:
+    """CPUs this process may use (its affinity where the platform tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def omp_nthreads(config: Config) -> int:
+    """``--omp-nthreads``, or the CPUs shared among the ``--nprocs`` processes."""
+    if config.omp_nthreads:
+        return int(config.omp_nthreads)
+    return max(1, available_cpus() // max(1, config.nprocs))
 
 
 def set_omp_nthreads(wf: pe.Workflow, n_threads: int | None) -> None:
