@@ -117,6 +117,8 @@ class GLMOptions(_Options):
         High-pass cutoff (Hz) of the design's cosine drifts.
     smoothing_fwhm : float or None
         Spatial smoothing (mm) of the BOLD series before the fit.
+    contrasts_file : str or None
+        The ``--contrasts`` file (named in error messages).
     """
 
     space: str
@@ -126,6 +128,7 @@ class GLMOptions(_Options):
     noise_model: str = "ar1"
     high_pass: float | None = 0.01
     smoothing_fwhm: float | None = None
+    contrasts_file: str | None = None
 
     def __post_init__(self) -> None:
         problems: list[BidsHrfError] = []
@@ -137,7 +140,9 @@ class GLMOptions(_Options):
             try:
                 load_contrasts(self.contrasts)
             except ValueError as exc:
-                problems.append(UsageError(f"--contrasts: {exc}",
+                where = f"--contrasts {self.contrasts_file}" if self.contrasts_file \
+                    else "--contrasts"
+                problems.append(UsageError(f"{where}: {exc}",
                                            fix="write {\"label\": \"cond_a - cond_b\"}"))
         if self.noise_model not in NOISE_MODELS:
             problems.append(UsageError(f"--noise-model {self.noise_model!r} is not one of "
@@ -152,7 +157,8 @@ class GLMOptions(_Options):
         return cls(space=config.space, hrf_method=config.hrf_method,
                    hrf_model=config.hrf_model, contrasts=config.contrasts,
                    noise_model=config.noise_model, high_pass=config.high_pass,
-                   smoothing_fwhm=config.smoothing_fwhm)
+                   smoothing_fwhm=config.smoothing_fwhm,
+                   contrasts_file=str(config.contrasts_file) if config.contrasts_file else None)
 
     def sidecar(self) -> dict[str, Any]:
         """The settings recorded in the sidecar of every GLM output."""

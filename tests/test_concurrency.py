@@ -187,6 +187,7 @@ def small_bold_run(tmp_path):
 
 def test_first_level_in_voxel_chunks_matches_one_piece(tmp_path, monkeypatch):
     """The GLM fitted on chunks of voxels (bounded memory) gives the maps of one fit."""
+    from bids_hrf.options import GLMOptions, PrepareOptions
     from bids_hrf.steps import glm
     from bids_hrf.steps.prepare import prepare_run_step, resolve_atlas_step
     from tests._hostile import SPACE
@@ -196,17 +197,15 @@ def test_first_level_in_voxel_chunks_matches_one_piece(tmp_path, monkeypatch):
     (tmp_path / "atlas").mkdir()
     atlas = resolve_atlas_step(str(ds.atlas), None, SPACE, bold, mask, tmp_path / "atlas")
     (tmp_path / "prep").mkdir()
-    prep = prepare_run_step(bold, mask, atlas["atlas"], atlas["labels"], atlas["name"],
-                            "simple", "auto", 0.5, 0.01, 2.0, 5, tmp_path / "prep")
+    run = {"bold": bold, "mask": mask, "events": str(ds.events()), "tr": 2.0}
+    prep = prepare_run_step(run, atlas, PrepareOptions(space=SPACE), tmp_path / "prep")
     outs = {}
     for name, chunk_bytes in (("one", 10 ** 12), ("chunks", 1)):
         monkeypatch.setattr(glm, "GLM_CHUNK_BYTES", chunk_bytes)
         out = tmp_path / name
         out.mkdir()
         outs[name] = glm.first_level_step(
-            bold, mask, str(ds.events()), prep["confounds"], prep["sample_mask"], 2.0, "",
-            "canonical", "spm", prep["atlas_bold"], prep["labels"],
-            {"av": "audio - visual"}, 0.01, "ar1", None, out)
+            run, prep, "", GLMOptions(space=SPACE, contrasts={"av": "audio - visual"}), out)
     n_chunks = json.loads((tmp_path / "chunks" / "glm_summary.json").read_text())["n_chunks"]
     assert n_chunks >= 2
     for label, paths in outs["one"]["contrasts"].items():

@@ -21,6 +21,8 @@ from nipype.interfaces.base import (
 from threadpoolctl import threadpool_limits
 
 from bids_hrf.errors import BidsHrfError
+from bids_hrf.options import GLMOptions, PrepareOptions
+from bids_hrf.steps.sink import method_label
 
 
 def _report_error(errors_dir: str, node_dir: str, exc: BaseException) -> None:
@@ -118,7 +120,7 @@ class ResolveAtlas(_Step):
 class _PrepareInputSpec(_StepInputSpec):
     run = traits.Dict(mandatory=True, desc="RunInputs as plain values")
     atlas = traits.Dict(mandatory=True, desc="ResolveAtlas result")
-    settings = traits.Dict(mandatory=True)
+    prepare_options = traits.Dict(mandatory=True, desc="PrepareOptions.to_dict()")
 
 
 class PrepareRun(_Step):
@@ -131,19 +133,17 @@ class PrepareRun(_Step):
         from bids_hrf.steps.prepare import prepare_run_step
         from bids_hrf.steps.sink import record
 
-        run, atlas, s = self.inputs.run, self.inputs.atlas, self.inputs.settings
-        result = prepare_run_step(run["bold"], run["mask"], atlas["atlas"], atlas["labels"],
-                                  atlas["name"], s["confounds"], s["dummy_scans"],
-                                  s["fd_threshold"], s["high_pass"], run["tr"],
-                                  s["min_parcel_voxels"], cwd)
-        ents = {**run["entities"], "space": s["space"]}
+        run, atlas = self.inputs.run, self.inputs.atlas
+        options = PrepareOptions.from_dict(self.inputs.prepare_options)
+        result = prepare_run_step(run, atlas, options, cwd)
+        ents = {**run["entities"], "space": options.space}
         seg = bids_label(atlas["name"])
         meta = {"Sources": run["sources"]}
         records = [
             record(result["timeseries"], f"seg-{seg}_stat-mean_timeseries", ents, {
                 **meta, "RepetitionTime": run["tr"], "Atlas": atlas["source"],
                 "Confounds": result["confounds_description"],
-                "HighPass": s["high_pass"], "NumberOfDummyScans": result["n_dummy"],
+                "HighPass": options.high_pass, "NumberOfDummyScans": result["n_dummy"],
                 "NumberOfVolumesKept": result["n_kept"],
                 "Description": "mean signal of each parcel after confound regression and "
                                "high-pass filtering, kept volumes only"}),
@@ -203,7 +203,7 @@ class _GLMInputSpec(_StepInputSpec):
     run = traits.Dict(mandatory=True)
     prepared = traits.Dict(mandatory=True)
     hrf = traits.Dict(mandatory=True)
-    settings = traits.Dict(mandatory=True)
+    glm_options = traits.Dict(mandatory=True, desc="GLMOptions.to_dict()")
 
 
 class FirstLevel(_Step):
@@ -213,23 +213,17 @@ class FirstLevel(_Step):
 
     def _step(self, cwd):
         from bids_hrf.steps.glm import first_level_step
-        from bids_hrf.steps.sink import contrast_records, method_label, record
+        from bids_hrf.steps.sink import contrast_records, record
 
-        run, p, s = self.inputs.run, self.inputs.prepared, self.inputs.settings
-        result = first_level_step(
-            run["bold"], run["mask"], run["events"], p["confounds"], p["sample_mask"],
-            run["tr"], self.inputs.hrf.get("hrf", ""), s["hrf_method"], s["hrf_model"],
-            p["atlas_bold"], p["labels"], s["contrasts"], s["high_pass"], s["noise_model"],
-            s["smoothing_fwhm"], cwd, nprocs=1)  # runs are the parallel unit
-        ents = {**run["entities"], "space": s["space"]}
-        meta = {"Sources": run["sources"], "HRFMethod": s["hrf_method"],
-                "HRFModel": s["hrf_model"], "NoiseModel": s["noise_model"],
-                "HighPass": s["high_pass"], "SmoothingFWHM": s["smoothing_fwhm"],
+        run, p = self.inputs.run, self.inputs.prepared
+        options = GLMOptions.from_dict(self.inputs.glm_options)
+        result = first_level_step(run, p, self.inputs.hrf.get("hrf", ""), options, cwd,
+                                  nprocs=1)  # runs are the parallel unit
+        ents = {**run["entities"], "space": options.space}
+        meta = {"Sources": run["sources"], **options.sidecar(),
+                "HighPass": options.high_pass, "SmoothingFWHM": options.smoothing_fwhm,
                 "Confounds": p["confounds_description"]}
-        records = contrast_records(result["contrasts"], ents, meta)
-        if s["hrf_method"] != "canonical":
-            records = [dict(r, entities={**r["entities"], "desc": method_label(s["hrf_method"])
-                                         + "Hrf"}) for r in records]
+        records = _method_desc(contrast_records(result["contrasts"], ents, meta), options)
         design_ents = {k: v for k, v in run["entities"].items()}
         records.append(record(result["design"], "design", design_ents, {
             **meta, "Description": "design matrix (rows: kept volumes)",
@@ -240,7 +234,7 @@ class FirstLevel(_Step):
 class _FFXInputSpec(_StepInputSpec):
     run_results = traits.List(traits.Dict, mandatory=True)
     entities = traits.Dict(mandatory=True)
-    settings = traits.Dict(mandatory=True)
+    glm_options = traits.Dict(mandatory=True, desc="GLMOptions.to_dict()")
     sources = traits.List(traits.Str, mandatory=True)
 
 
@@ -251,19 +245,22 @@ class FixedEffects(_Step):
 
     def _step(self, cwd):
         from bids_hrf.steps.glm import fixed_effects_step
-        from bids_hrf.steps.sink import contrast_records, method_label
+        from bids_hrf.steps.sink import contrast_records
 
-        s = self.inputs.settings
+        options = GLMOptions.from_dict(self.inputs.glm_options)
         result = fixed_effects_step(self.inputs.run_results, cwd)
-        ents = {**self.inputs.entities, "space": s["space"]}
-        meta = {"Sources": self.inputs.sources, "HRFMethod": s["hrf_method"],
-                "HRFModel": s["hrf_model"], "NoiseModel": s["noise_model"],
+        ents = {**self.inputs.entities, "space": options.space}
+        meta = {"Sources": self.inputs.sources, **options.sidecar(),
                 "Description": "precision-weighted fixed effects across runs"}
-        records = contrast_records(result["contrasts"], ents, meta)
-        if s["hrf_method"] != "canonical":
-            records = [dict(r, entities={**r["entities"], "desc": method_label(s["hrf_method"])
-                                         + "Hrf"}) for r in records]
-        return result, records
+        return result, _method_desc(contrast_records(result["contrasts"], ents, meta), options)
+
+
+def _method_desc(records: list[dict], options: GLMOptions) -> list[dict]:
+    """GLM maps made with estimated HRFs carry ``desc-<method>Hrf``."""
+    if options.hrf_method == "canonical":
+        return records
+    desc = method_label(options.hrf_method) + "Hrf"
+    return [dict(r, entities={**r["entities"], "desc": desc}) for r in records]
 
 
 class _SinkInputSpec(BaseInterfaceInputSpec):

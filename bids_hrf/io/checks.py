@@ -15,7 +15,6 @@ from pathlib import Path
 import pandas as pd
 
 from bids_hrf.config import Config
-from bids_hrf.confounds import parse_confounds_spec
 from bids_hrf.errors import (
     BidsHrfError,
     NoInputError,
@@ -23,10 +22,8 @@ from bids_hrf.errors import (
     UsageError,
     ValidationErrors,
 )
-from bids_hrf.glm.contrasts import load_contrasts
 from bids_hrf.glm.group_design import parse_group_model
-from bids_hrf.hrf.basis import normalize_hrf_model
-from bids_hrf.options import GroupOptions
+from bids_hrf.options import GLMOptions, GroupOptions, PrepareOptions
 
 PLUGINS = ("Linear", "MultiProc", "SLURM", "SLURMGraph", "SGE", "PBS", "LSF", "Legacy",
            "IPython", "Debug")
@@ -143,24 +140,8 @@ def _check_analysis_options(config: Config) -> list[BidsHrfError]:
     if config.atlas_labels is not None and not config.atlas_labels.is_file():
         errors.append(NoInputError(f"--atlas-labels {config.atlas_labels} does not exist",
                                    fix="give a TSV with columns index, name"))
-    dummy = config.dummy_scans
-    if dummy != "auto" and not (dummy.isdigit()):
-        errors.append(UsageError(f"--dummy-scans {dummy!r} must be 'auto' or a number >= 0",
-                                 fix="e.g. --dummy-scans 4"))
-    try:
-        parse_confounds_spec(config.confounds)
-    except ValueError as exc:
-        errors.append(UsageError(f"--confounds {config.confounds!r}: {exc}"))
-    try:
-        normalize_hrf_model(config.hrf_model)
-    except ValueError as exc:
-        errors.append(UsageError(f"--hrf-model {config.hrf_model!r}: {exc}"))
-    if config.contrasts:
-        try:
-            load_contrasts(config.contrasts)
-        except ValueError as exc:
-            errors.append(UsageError(f"--contrasts {config.contrasts_file}: {exc}",
-                                     fix="write {\"label\": \"cond_a - cond_b\"}"))
+    errors += _option_errors(PrepareOptions.from_config, config)
+    errors += _option_errors(GLMOptions.from_config, config)
     opts = config.method_options
     if opts.get("sparse_group", 0.0) > 1.0:
         errors.append(UsageError(f"--sparse-group {opts['sparse_group']} is out of range",

@@ -13,11 +13,13 @@ from nilearn import image, masking
 
 from bids_hrf.errors import DataError
 from bids_hrf.io.events import read_events
+from bids_hrf.options import GLMOptions
 from bids_hrf.steps.hrf import read_hrf_estimate
 from bids_hrf.steps.prepare import (
     load_img,
     open_img,
     read_confounds,
+    read_frame_times,
     read_labels_tsv,
     read_sample_mask,
 )
@@ -59,12 +61,25 @@ def _names_in(spec) -> list[str]:
     return names
 
 
-def first_level_step(bold: str, mask: str, events: str, confounds: str, sample_mask: str,
-                     tr: float, hrf_tsv: str, hrf_method: str, hrf_model: str,
-                     atlas_bold: str, labels: str, contrasts: dict, high_pass: float,
-                     noise_model: str, smoothing_fwhm: float | None, out_dir: str | Path,
-                     nprocs: int = 1) -> dict:
+def first_level_step(run: dict, prepared: dict, hrf_tsv: str, options: GLMOptions,
+                     out_dir: str | Path, nprocs: int = 1) -> dict:
     """Fit the first-level GLM of one run and compute its contrasts.
+
+    Parameters
+    ----------
+    run : dict
+        The run's inputs (``bold``, ``mask``, ``events``).
+    prepared : dict
+        Outputs of :func:`bids_hrf.steps.prepare.prepare_run_step` (``confounds``,
+        ``sample_mask`` with the run's frame times, ``atlas_bold``, ``labels``).
+    hrf_tsv : str
+        The HRF table of the run's group (empty: ``options.hrf_model`` everywhere).
+    options : GLMOptions
+        HRF method and model, contrasts, noise model, high-pass, smoothing.
+    out_dir : path
+        Working folder of the step.
+    nprocs : int
+        Processes of nilearn's AR(1) fit.
 
     Returns
     -------
@@ -74,6 +89,8 @@ def first_level_step(bold: str, mask: str, events: str, confounds: str, sample_m
     """
     from bids_hrf.glm.first_level import fit_first_level
 
+    bold, mask, events = run["bold"], run["mask"], run["events"]
+    smoothing_fwhm, hrf_model = options.smoothing_fwhm, options.hrf_model
     out_dir = Path(out_dir)
     mask_img = load_img(mask, "brain mask")
     if smoothing_fwhm:
@@ -104,14 +121,17 @@ def first_level_step(bold: str, mask: str, events: str, confounds: str, sample_m
     if ev is None:
         raise DataError(f"no events for {Path(bold).name}: the GLM needs an events.tsv",
                         fix="add the events file or use --hrf-method sparse")
-    frame_times = np.arange(Y.shape[0]) * float(tr)
-    kept = read_sample_mask(sample_mask)
-    conf = read_confounds(confounds)
+    frame_times = read_frame_times(prepared["sample_mask"])  # built once, in prepare
+    if len(frame_times) != Y.shape[0]:
+        raise DataError(f"BOLD {bold} has {Y.shape[0]} volumes but was prepared with "
+                        f"{len(frame_times)}", fix="rerun with a new -w/--work-dir")
+    kept = read_sample_mask(prepared["sample_mask"])
+    conf = read_confounds(prepared["confounds"])
     kwargs = {}
-    if hrf_method != "canonical" and hrf_tsv:
-        estimate = read_hrf_estimate(hrf_tsv, hrf_method)
-        labels_map, _ = read_labels_tsv(labels)
-        atlas_img = load_img(atlas_bold, "atlas")
+    if options.hrf_method != "canonical" and hrf_tsv:
+        estimate = read_hrf_estimate(hrf_tsv, options.hrf_method)
+        labels_map, _ = read_labels_tsv(prepared["labels"])
+        atlas_img = load_img(prepared["atlas_bold"], "atlas")
         parcels = np.rint(masking.apply_mask(atlas_img, mask_img)).astype(int)
         kwargs = {"hrf": estimate, "voxel_parcels": parcels, "parcel_names": labels_map}
     else:
@@ -130,11 +150,11 @@ def first_level_step(bold: str, mask: str, events: str, confounds: str, sample_m
         if "voxel_parcels" in chunk_kwargs:
             chunk_kwargs["voxel_parcels"] = kwargs["voxel_parcels"][chunk]
         fit = fit_first_level(Y[:, chunk], frame_times, ev, confounds=conf, sample_mask=kept,
-                              high_pass=high_pass, noise_model=noise_model,
+                              high_pass=options.high_pass, noise_model=options.noise_model,
                               canonical_model=hrf_model, n_jobs=nprocs, **chunk_kwargs)
         if not specs:
             conditions = list(fit.conditions)
-            specs = contrast_specs(contrasts, conditions)
+            specs = contrast_specs(options.contrasts, conditions)
         for key, table in fit.design_matrices.items():
             designs.setdefault(key, table)
         hrf_source.update(fit.hrf_source)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bids_hrf.errors import DataError
+from bids_hrf.options import PrepareOptions
 
 LOGGER = logging.getLogger("bids_hrf")
 
@@ -148,17 +149,29 @@ def _check_atlas_overlap(atlas_img, mask: str, atlas_spec: str, space: str) -> N
                             "BOLD, see --space) or use --atlas data-driven:N")
 
 
-def prepare_run_step(bold: str, mask: str, atlas: str, labels: str, atlas_name: str,
-                     confounds_spec: str, dummy_scans: str, fd_threshold: float,
-                     high_pass: float, tr: float, min_voxels: int,
+def prepare_run_step(run: dict, atlas: dict, options: PrepareOptions,
                      out_dir: str | Path) -> dict:
     """Confounds, atlas on the BOLD grid, and cleaned parcel time series of one run.
 
-    See :func:`_prepare_run`; warnings (dropped voxels and parcels) are logged.
+    Parameters
+    ----------
+    run : dict
+        The run's inputs (``bold``, ``mask``, ``tr``).
+    atlas : dict
+        :func:`resolve_atlas_step`'s result (``atlas``, ``labels``, ``name``).
+    options : PrepareOptions
+        Confounds, dummy scans, scrubbing threshold, high-pass, smallest parcel.
+    out_dir : path
+        Working folder of the step.
+
+    See :func:`_prepare_run` for the outputs; warnings (dropped voxels and parcels) are
+    logged.
     """
-    with relay_warnings(Path(bold).name):
-        return _prepare_run(bold, mask, atlas, labels, atlas_name, confounds_spec,
-                            dummy_scans, fd_threshold, high_pass, tr, min_voxels, out_dir)
+    with relay_warnings(Path(run["bold"]).name):
+        return _prepare_run(run["bold"], run["mask"], atlas["atlas"], atlas["labels"],
+                            atlas["name"], options.confounds, options.dummy_scans,
+                            options.fd_threshold, options.high_pass, float(run["tr"]),
+                            options.min_parcel_voxels, out_dir)
 
 
 def _prepare_run(bold: str, mask: str, atlas: str, labels: str, atlas_name: str,
@@ -195,8 +208,10 @@ def _prepare_run(bold: str, mask: str, atlas: str, labels: str, atlas_name: str,
     table.to_csv(conf_path, sep="\t", index=False)
     mask_path = out_dir / "sample_mask.json"
     sample_mask = None if conf.sample_mask is None else [int(i) for i in conf.sample_mask]
+    # the run's frame times, built once here and carried to every later step
+    frame_times = (np.arange(n_vols) * float(tr)).tolist()
     mask_path.write_text(json.dumps({"sample_mask": sample_mask, "n_dummy": int(conf.n_dummy),
-                                     "n_volumes": int(n_vols),
+                                     "n_volumes": int(n_vols), "frame_times": frame_times,
                                      "description": conf.description}))
     fd = conf.framewise_displacement
     fd_path = out_dir / "fd.tsv"
@@ -236,6 +251,12 @@ def read_sample_mask(path: str | Path) -> np.ndarray | None:
     data = json.loads(Path(path).read_text())
     mask = data.get("sample_mask")
     return None if mask is None else np.asarray(mask, dtype=int)
+
+
+def read_frame_times(path: str | Path) -> np.ndarray:
+    """Acquisition time (s) of every volume of the run, as :func:`prepare_run_step` wrote
+    them (``sample_mask`` output)."""
+    return np.asarray(json.loads(Path(path).read_text())["frame_times"], dtype=float)
 
 
 def read_confounds(path: str | Path) -> pd.DataFrame | None:

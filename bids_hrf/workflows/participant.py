@@ -25,6 +25,7 @@ from bids_hrf.interfaces.steps import (
     ResolveAtlas,
 )
 from bids_hrf.io.inputs import RunInputs, group_runs
+from bids_hrf.options import GLMOptions, PrepareOptions
 
 
 def _safe(text: str) -> str:
@@ -79,15 +80,17 @@ def add_run_nodes(wf: pe.Workflow, run: RunInputs, config: Config, errors_dir: s
     -------
     prepare, first_level : nipype nodes (``first_level`` is None for runs without events)
     """
-    settings = step_settings(config)
     record = run_record(run, config)
-    prepare = pe.Node(PrepareRun(run=record, settings=settings, errors_dir=errors_dir),
+    prepare = pe.Node(PrepareRun(run=record,
+                                 prepare_options=PrepareOptions.from_config(config).to_dict(),
+                                 errors_dir=errors_dir),
                       name=f"prepare_{tag}", mem_gb=_mem(run, 1.5))
     wf.add_nodes([prepare])
     glm = None
     if run.events is not None:
-        glm = pe.Node(FirstLevel(run=record, settings=settings, errors_dir=errors_dir,
-                                 nprocs=nprocs), name=f"first_level_{tag}",
+        glm = pe.Node(FirstLevel(run=record, glm_options=GLMOptions.from_config(config).to_dict(),
+                                 errors_dir=errors_dir, nprocs=nprocs),
+                      name=f"first_level_{tag}",
                       mem_gb=_mem(run, 4.0))
         wf.connect(prepare, "result", glm, "prepared")
     return prepare, glm
@@ -171,7 +174,8 @@ def init_participant_wf(subject: str, runs: list[RunInputs], config: Config,
         wf.connect([(prep_merge, bundle, [("out", "prepared")]),
                     (hrf, bundle, [("result", "hrf")])])
         if glm_runs:
-            ffx = pe.Node(FixedEffects(entities=group_ents, settings=settings,
+            ffx = pe.Node(FixedEffects(entities=group_ents,
+                                       glm_options=GLMOptions.from_config(config).to_dict(),
                                        errors_dir=errors_dir,
                                        sources=sorted({s for r in records
                                                        for s in r["sources"]})),
