@@ -58,7 +58,7 @@ def test_no_import_cycle_between_packages():
 def test_numerical_core_imports_nothing_above_it():
     core = ("bids_hrf.hrf", "bids_hrf.glm", "bids_hrf.confounds", "bids_hrf.atlas",
             "bids_hrf.timeseries", "bids_hrf.connectivity", "bids_hrf.stats",
-            "bids_hrf.group_hrf", "bids_hrf.conditions")
+            "bids_hrf.hrf_comparison", "bids_hrf.conditions")
     above = ("bids_hrf.cli", "bids_hrf.api", "bids_hrf.workflows", "bids_hrf.interfaces",
              "bids_hrf.steps", "bids_hrf.io", "bids_hrf.reports")
     edges = _top_level_graph()

@@ -1,4 +1,11 @@
-"""First-level GLM: designs, canonical or per-parcel HRFs, contrasts, fixed effects."""
+"""GLMs at both levels, on arrays and images.
+
+First level: ``design`` (nilearn designs, validated events), ``first_level`` (canonical or
+per-parcel HRFs, AR(1)), ``contrasts`` (expressions, t/F contrasts), ``fixed_effects``
+(across runs). Second level: ``group_design`` (``--group-model``: one-/two-sample, paired,
+BIDS Stats Models) and ``second_level`` (nilearn's second-level model, thresholds,
+permutations). The names exported here are the first level's.
+"""
 
 from bids_hrf.glm.contrasts import (
     ContrastResult,

@@ -75,7 +75,7 @@ def group_hrf_step(inv_records: list[dict], options: GroupOptions,
     records : list
         Files for OUTPUT_DIR/group.
     """
-    from bids_hrf.group_hrf import (
+    from bids_hrf.hrf_comparison import (
         PARAMETERS,
         compare_hrf_parameters,
         gather_hrf_tables,

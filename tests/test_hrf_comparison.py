@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-import bids_hrf.group_hrf as gh
-from bids_hrf.group_hrf import (
+import bids_hrf.hrf_comparison as gh
+from bids_hrf.hrf_comparison import (
     compare_hrf_parameters,
     gather_hrf_tables,
     group_hrf_summary,
