@@ -38,7 +38,12 @@ def method_label(method: str) -> str:
 
 
 def contrast_records(contrasts: dict, entities: dict, metadata: dict) -> list[dict]:
-    """Records of contrast maps (``contrast-<label>_stat-<stat>_statmap``)."""
+    """Records of contrast maps (``contrast-<label>_stat-<stat>_statmap``).
+
+    Labels are the contrasts' own (:attr:`bids_hrf.glm.contrasts.ContrastSpec.label`, made
+    once by :func:`bids_hrf.conditions.clean_label`); they are not cleaned again here, and
+    :func:`bids_hrf.io.derivatives.build_name` rejects one that is not alphanumeric.
+    """
     out = []
     for label, paths in contrasts.items():
         ctype = paths.get("type", "t")
@@ -50,8 +55,8 @@ def contrast_records(contrasts: dict, entities: dict, metadata: dict) -> list[di
                     "Statistic": name}
             if "n_runs" in paths:
                 meta["NumberOfRunsCombined"] = paths["n_runs"]
-            out.append(record(paths[stat], f"contrast-{bids_label(label)}_stat-{name}_statmap",
-                              entities, meta))
+            out.append(record(paths[stat], "statmap",
+                              {**entities, "contrast": label, "stat": name}, meta))
     return out
 
 
