@@ -72,6 +72,7 @@ BIDSIGNORE_PATTERNS = (
     "*_groupdesign.tsv",
     "*_groupdesign.json",
     "*.html",
+    "*config.toml",
     "logs",
     "group",
 )
