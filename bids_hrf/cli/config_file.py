@@ -291,11 +291,9 @@ def parse_with_config(parser: argparse.ArgumentParser, argv: Sequence[str]
 
 
 def _header(args: argparse.Namespace, how: str) -> list[str]:
-    from bids_hrf import __version__
-
     pos = " ".join(str(getattr(args, d)) for d in ("bids_dir", "output_dir", "analysis_level")
                    if getattr(args, d, None) is not None)
-    return [f"bids-hrf {__version__} resolved options ({how})",
+    return [f"bids-hrf resolved options ({how}; the version is in dataset_description.json)",
             f"rerun: bids-hrf {pos or 'BIDS_DIR OUTPUT_DIR LEVEL'} --config THIS_FILE",
             "keys are the long command-line options without the dashes; the command line "
             "overrides them"]

@@ -152,7 +152,8 @@ def run(args: argparse.Namespace) -> dict:
         raise OutputError(f"output directory {out_dir} is not writable",
                           fix="give a writable -o/--output")
     dt = args.dt or pyhrf_default_dt(args.tr)
-    n_jobs = (os.cpu_count() or 1) if args.parallel else 1
+    n_jobs = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+              else (os.cpu_count() or 1)) if args.parallel else 1
     LOGGER.info("JDE-VEM on %d parcel(s), %d voxel(s), %d session(s), dt %.3g s",
                 len(set(data.labels.tolist())), data.labels.size, len(data.runs), dt)
     settings = dict(dt=dt, hrf_duration=args.hrf_duration, beta=args.beta,
