@@ -15,7 +15,7 @@ What is compared
 ----------------
 - The set of file names of each output folder, exactly (the configuration hash in
   ``logs/config_<hash>.json`` is replaced by ``<HASH>``: it depends on absolute paths).
-- Text files (``.json``, ``.tsv``, ``.md``, ``.bidsignore``): SHA-256 of the normalised
+- Text files (``.json``, ``.tsv``, ``.md``, ``.toml``, ``.bidsignore``): SHA-256 of the normalised
   text. Normalised: the temporary root folder -> ``<ROOT>``, the configuration hash ->
   ``<HASH>``, ``GeneratedBy[].Version`` -> ``<VERSION>``, and every floating-point number
   written with 10 significant digits (outputs are otherwise byte-identical; this only
@@ -55,7 +55,7 @@ SCENARIOS: dict[str, tuple[list[str], bool]] = {
     "sparse": (["--hrf-method", "sparse", "--no-report"], False),
 }
 CONTRASTS = {"audio - visual": "audio - visual", "both": "0.5*audio + 0.5*visual"}
-TEXT_SUFFIXES = (".json", ".tsv", ".md", ".bidsignore", ".txt", ".csv")
+TEXT_SUFFIXES = (".json", ".tsv", ".md", ".bidsignore", ".txt", ".csv", ".toml")
 NAME_ONLY_SUFFIXES = (".html", ".svg", ".png")
 _FLOAT = re.compile(r"(?<![\w.])-?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?![\w.])")
 _HASH = re.compile(r"configuration hash ([0-9a-f]{12})")
