@@ -244,6 +244,7 @@ def extract_parcel_timeseries(
     standardize: bool | str = False,
     detrend: bool = False,
     filter: str = "cosine",
+    voxels: VoxelData | None = None,
 ) -> pd.DataFrame:
     """Mean time series of each parcel, cleaned of confounds.
 
@@ -282,6 +283,9 @@ def extract_parcel_timeseries(
     filter : {"cosine", "butterworth"}, default="cosine"
         How ``high_pass`` is applied: discrete cosine regressors (as in the GLM's drift
         model) or a Butterworth filter.
+    voxels : VoxelData, optional
+        ``masked_voxel_data(bold_img, mask_img, smoothing_fwhm)`` already read by the
+        caller (the BOLD is then not read again).
 
     Returns
     -------
@@ -294,7 +298,8 @@ def extract_parcel_timeseries(
 
     if high_pass is not None and (tr is None or tr <= 0):
         raise ValueError("a high-pass filter needs the repetition time tr (> 0)")
-    voxels = masked_voxel_data(bold_img, mask_img, smoothing_fwhm=smoothing_fwhm)
+    if voxels is None:
+        voxels = masked_voxel_data(bold_img, mask_img, smoothing_fwhm=smoothing_fwhm)
     parcels = voxel_parcels(atlas_img, voxels.mask_img)
     n_scans = voxels.Y.shape[0]
     present = sorted(int(p) for p in np.unique(parcels[parcels > 0]))

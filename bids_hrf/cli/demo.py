@@ -13,6 +13,10 @@ from pathlib import Path
 
 from bids_hrf.cli.run import main as bids_hrf_main
 
+#: Participants of the demo: 4 controls and 4 patients. With 2 + 2 the two-sample model has 2
+#: degrees of freedom and p < 0.001 needs t > 22, so the group maps showed scattered voxels.
+DEFAULT_SUBJECTS = 8
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Generate the example dataset under DIR and run participant + group levels."""
@@ -25,9 +29,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="small: seconds; realistic: whole brain at 3 mm, 300 volumes")
     parser.add_argument("--hrf-method", default="canonical",
                         choices=["canonical", "fir", "jde-vem", "sparse"])
-    parser.add_argument("--subjects", type=int, default=4,
+    parser.add_argument("--subjects", type=int, default=DEFAULT_SUBJECTS,
                         help="participants (alternating control/patient; >= 4 for the "
-                             "two-sample group model)")
+                             "two-sample group model; the default 8 gives 6 degrees of "
+                             "freedom, enough for the planted effects to pass p < 0.001)")
     parser.add_argument("--nprocs", type=int, default=None)
     args, extra = parser.parse_known_args(argv)
 

@@ -309,5 +309,6 @@ class ParticipantReport(_Step):
         from bids_hrf.steps.report import participant_report_step
 
         path = participant_report_step(self.inputs.subject, self.inputs.output_dir,
-                                       self.inputs.config, self.inputs.groups)
+                                       self.inputs.config, self.inputs.groups,
+                                       nprocs=self.inputs.nprocs)
         return {"report": str(path)}, []

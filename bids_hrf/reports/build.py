@@ -85,6 +85,64 @@ class _Section:
     n_failed: int = 0
 
 
+@dataclass
+class _Pending:
+    """A figure recorded by :meth:`Report.add_figure`, drawn when the report is rendered."""
+
+    section: _Section
+    position: int
+    number: int
+    make: Callable[..., Any]
+    args: tuple
+    kwargs: dict
+    caption: str
+
+
+#: Figures being drawn by forked workers (inherited through fork, never pickled).
+_JOBS: list[_Pending] = []
+
+
+def _draw(make: Callable[..., Any], args: tuple, kwargs: dict) -> tuple:
+    """Draw one figure: ``("ok", EmbeddedFigure)`` or ``("error", reason, traceback)``."""
+    before = _open_pyplot_figures()
+    try:
+        return ("ok", _to_embedded(make(*args, **kwargs) if callable(make) else make))
+    except Exception as exc:  # a figure must never stop the run
+        _close_new_pyplot_figures(before)
+        reason = f"{type(exc).__name__}: {exc}".strip()
+        reason = reason if len(reason) <= 300 else reason[:297] + "..."
+        return ("error", reason, traceback.format_exc())
+
+
+def _draw_job(index: int) -> tuple:
+    job = _JOBS[index]
+    return _draw(job.make, job.args, job.kwargs)
+
+
+def _draw_parallel(jobs: list[_Pending], n_procs: int) -> list[tuple]:
+    """Draw ``jobs`` in ``n_procs`` forked processes (serially where fork is unavailable)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    global _JOBS
+    if n_procs < 2 or len(jobs) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return [_draw(j.make, j.args, j.kwargs) for j in jobs]
+    # Import the drawing libraries once here: the forked workers inherit them.
+    from bids_hrf.reports._common import ensure_agg
+
+    ensure_agg()
+    import matplotlib.pyplot  # noqa: F401
+    import nilearn.plotting  # noqa: F401
+
+    _JOBS = jobs
+    try:
+        with ProcessPoolExecutor(max_workers=min(n_procs, len(jobs)),
+                                 mp_context=multiprocessing.get_context("fork")) as pool:
+            return list(pool.map(_draw_job, range(len(jobs))))
+    finally:
+        _JOBS = []
+
+
 def _format_value(value: Any) -> Markup:
     """HTML for a metadata value: scalars as text, mappings and lists as compact code."""
     if isinstance(value, Markup):
@@ -159,6 +217,10 @@ class Report:
         Where figure failures are logged (``bids_hrf.reports`` by default).
     include_versions : bool
         Show :func:`software_versions` in the summary.
+    n_procs : int
+        Processes drawing the figures. With more than one, :meth:`add_figure` only records
+        the figure and all recorded figures are drawn in parallel (forked worker processes)
+        when the report is rendered; with one, each figure is drawn when added.
     """
 
     def __init__(
@@ -167,7 +229,12 @@ class Report:
         subtitle: str = "",
         logger: logging.Logger | None = None,
         include_versions: bool = True,
+        n_procs: int = 1,
     ):
+        if int(n_procs) < 1:
+            raise ValueError(f"n_procs must be at least 1, got {n_procs}")
+        self.n_procs = int(n_procs)
+        self._pending: list[_Pending] = []
         self.title = str(title)
         self.subtitle = str(subtitle)
         self.logger = logger if logger is not None else logging.getLogger("bids_hrf.reports")
@@ -285,34 +352,51 @@ class Report:
         Returns
         -------
         bool
-            Whether the figure was embedded.
+            Whether the figure was embedded (always True for a figure recorded to be drawn
+            in parallel: its failure shows when the report is rendered).
         """
         sec = self._get(section_id)
         self._n_figures += 1
-        before = _open_pyplot_figures()
-        try:
-            fig = _to_embedded(make(*args, **kwargs) if callable(make) else make)
-        except Exception as exc:  # a figure must never stop the run
-            _close_new_pyplot_figures(before)
-            reason = f"{type(exc).__name__}: {exc}".strip()
-            reason = reason if len(reason) <= 300 else reason[:297] + "..."
-            what = caption or getattr(make, "__name__", "figure")
+        if self.n_procs > 1:
+            sec.items.append(Markup(""))
+            self._pending.append(_Pending(sec, len(sec.items) - 1, self._n_figures, make,
+                                          args, kwargs, caption))
+            return True
+        outcome = _draw(make, args, kwargs)
+        return self._place(sec, None, self._n_figures, outcome, caption,
+                           getattr(make, "__name__", "figure"))
+
+    def _place(self, sec: _Section, position: int | None, number: int, outcome: tuple,
+               caption: str, name: str) -> bool:
+        """Put a drawn figure (or the note of its failure) into its section."""
+        if outcome[0] == "ok":
+            html = _figure_html(outcome[1], caption, number)
+            ok = True
+        else:
+            reason, trace = outcome[1], outcome[2]
+            what = caption or name
             self.logger.warning("figure %r could not be made: %s", what, reason)
-            self.logger.debug(
-                "traceback of the failed figure %r:\n%s", what, traceback.format_exc()
-            )
-            sec.items.append(
-                Markup(
-                    '<div class="note fail"><b>Figure {}</b> ({}): figure could not be '
-                    "made: {}</div>"
-                ).format(self._n_figures, what, reason)
-            )
+            self.logger.debug("traceback of the failed figure %r:\n%s", what, trace)
+            html = Markup(
+                '<div class="note fail"><b>Figure {}</b> ({}): figure could not be '
+                "made: {}</div>"
+            ).format(number, what, reason)
             sec.n_failed += 1
             self._failed.append(f"{sec.title}: {what}")
-            return False
-        sec.items.append(_figure_html(fig, caption, self._n_figures))
-        sec.n_figures += 1
-        return True
+            ok = False
+        if position is None:
+            sec.items.append(html)
+        else:
+            sec.items[position] = html
+        sec.n_figures += ok
+        return ok
+
+    def draw_pending(self) -> None:
+        """Draw the figures recorded so far (in parallel when ``n_procs`` > 1)."""
+        jobs, self._pending = self._pending, []
+        for job, outcome in zip(jobs, _draw_parallel(jobs, self.n_procs), strict=True):
+            self._place(job.section, job.position, job.number, outcome, job.caption,
+                        getattr(job.make, "__name__", "figure"))
 
     def add_warning(self, text: str) -> None:
         """Add a warning shown in the box at the top of the report."""
@@ -324,7 +408,7 @@ class Report:
 
     @property
     def failed_figures(self) -> list[str]:
-        """``"<section>: <caption>"`` of each figure that could not be made."""
+        """``"<section>: <caption>"`` of each figure that could not be made (so far drawn)."""
         return list(self._failed)
 
     # -- output ----------------------------------------------------------------------------
@@ -349,6 +433,7 @@ class Report:
         """Return the report as one self-contained HTML document."""
         from bids_hrf import __version__
 
+        self.draw_pending()
         warnings = list(self._warnings)
         if self._failed:
             listed = "; ".join(self._failed[:5]) + ("; ..." if len(self._failed) > 5 else "")

@@ -1,4 +1,4 @@
-"""Report figures for the data-quality and GLM parts: confounds, carpet, design, atlas, maps."""
+"""Report figures for the data-quality and GLM parts: confounds, atlas, coverage, maps."""
 
 from __future__ import annotations
 
@@ -168,57 +168,6 @@ def plot_confounds(
     return embed(fig, fmt="svg")
 
 
-def plot_carpet(bold_img: Any, mask_img: Any = None, tr: float | None = None) -> EmbeddedFigure:
-    """Carpet plot (voxel time series as rows) of a BOLD run, as a PNG.
-
-    Parameters
-    ----------
-    bold_img : Niimg-like
-        4D BOLD image (path or nibabel image).
-    mask_img : Niimg-like, optional
-        Brain mask; nilearn computes one when not given.
-    tr : float, optional
-        Repetition time in seconds (x axis in seconds).
-
-    Returns
-    -------
-    EmbeddedFigure
-    """
-    from nilearn import plotting
-
-    img = load_img(bold_img)
-    if img.ndim != 4:
-        raise ValueError(f"the carpet plot needs a 4D BOLD image, got {img.ndim}D")
-    with report_style():
-        fig = pyplot_figure(9, 3.6)
-        plotting.plot_carpet(img, mask_img=mask_img, t_r=tr, figure=fig, title=None)
-    return embed(fig, fmt="png", dpi=90)
-
-
-def plot_design_matrix(design: pd.DataFrame) -> EmbeddedFigure:
-    """The first-level design matrix (nilearn's view, columns rescaled), as a PNG.
-
-    Parameters
-    ----------
-    design : DataFrame, shape (n_volumes, n_regressors)
-
-    Returns
-    -------
-    EmbeddedFigure
-    """
-    from nilearn import plotting
-
-    if not isinstance(design, pd.DataFrame) or design.shape[1] == 0:
-        raise ValueError("design must be a DataFrame with at least one column")
-    n_cols = design.shape[1]
-    with report_style():
-        fig = pyplot_figure(min(12.0, 2.2 + 0.3 * n_cols), 3.4)
-        ax = fig.add_subplot(1, 1, 1)
-        plotting.plot_design_matrix(design, axes=ax)
-        ax.set_ylabel("volume")
-    return embed(fig, fmt="png")
-
-
 def plot_atlas(atlas_img: Any, bg_img: Any = None, title: str = "") -> EmbeddedFigure:
     """Parcellation drawn on axial slices, as a PNG.
 
@@ -335,6 +284,7 @@ def plot_stat_map(
     title: str = "",
     glass_brain: bool = True,
     dpi: int = 110,
+    stat: str = "z",
 ) -> EmbeddedFigure:
     """A statistical map on axial slices and, optionally, as a glass brain, as a PNG.
 
@@ -343,11 +293,15 @@ def plot_stat_map(
     stat_img : Niimg-like
         3D statistical map (z or t).
     bg_img : Niimg-like, optional
-        Background for the slices; nilearn's MNI template when not given.
+        Background for the slices. When not given, nilearn's MNI152 template resampled
+        onto the map's grid, so that the background covers the data's field of view only.
     threshold : float
         Absolute value below which voxels are transparent.
     title : str
-        Title of the figure.
+        Title of the figure (the threshold, the number of voxels above it and the peak
+        follow it).
+    stat : str
+        Name of the statistic in the title (``|z| > 3.09``).
     glass_brain : bool
         Add the glass-brain projections (left, top, right) next to the slices. They cost
         about half of the drawing time, so reports draw them for summary maps only.
@@ -371,6 +325,8 @@ def plot_stat_map(
     peak = float(np.nanmax(np.abs(data))) if np.isfinite(data).any() else 0.0
     n_supra = int((np.abs(np.nan_to_num(data)) > threshold).sum())
     vmax = max(peak, threshold * 1.5, 1e-6)
+    if bg_img is None:
+        bg_img = template_background(img)
     kwargs = {} if bg_img is None else {"bg_img": bg_img}
     with report_style():
         fig = pyplot_figure(11, 2.6) if glass_brain else pyplot_figure(7.3, 2.6)
@@ -382,7 +338,7 @@ def plot_stat_map(
             cut_coords=min(6, img.shape[2]),
             figure=fig,
             axes=[0.0, 0.0, 0.66, 1.0] if glass_brain else [0.0, 0.0, 1.0, 1.0],
-            title=f"{label}|stat| > {threshold:g}: {n_supra} voxels, peak {peak:.2f}",
+            title=f"{label}|{stat}| > {threshold:.2f} in {n_supra} voxels, peak {peak:.2f}",
             vmax=vmax,
             cmap="RdBu_r",
             draw_cross=False,
@@ -392,6 +348,30 @@ def plot_stat_map(
         if glass_brain:
             _glass_projections(fig, img, [0.67, 0.05, 0.33, 0.8], threshold, vmax)
     return embed(fig, fmt="png", dpi=dpi)
+
+
+def template_background(img: Any) -> Any:
+    """nilearn's MNI152 template (2 mm, shipped offline) cropped to ``img``'s field of view.
+
+    Returns None when the template cannot be loaded or does not overlap the data (nilearn
+    then draws no background).
+    """
+    from nilearn import datasets
+
+    try:
+        template = datasets.load_mni152_template(resolution=2)
+        # The data's corners in template voxels: crop there, keeping the template's detail.
+        shape = np.asarray(img.shape[:3]) - 1
+        corners = np.array([[i, j, k, 1] for i in (0, shape[0]) for j in (0, shape[1])
+                            for k in (0, shape[2])], dtype=float).T
+        ijk = (np.linalg.inv(template.affine) @ img.affine @ corners)[:3]
+        lo = np.clip(np.floor(ijk.min(axis=1)).astype(int), 0, None)
+        hi = np.minimum(np.ceil(ijk.max(axis=1)).astype(int) + 1, template.shape[:3])
+        if np.any(hi - lo < 2):
+            return None
+        return template.slicer[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    except Exception:  # a background is a nicety
+        return None
 
 
 def _signed_max_abs(data: np.ndarray, axis: int) -> np.ndarray:
@@ -442,10 +422,9 @@ def _glass_projections(fig, img, rect, threshold: float, vmax: float) -> None:
 
 
 __all__ = [
+    "template_background",
     "plot_atlas",
-    "plot_carpet",
     "plot_confounds",
     "plot_coverage",
-    "plot_design_matrix",
     "plot_stat_map",
 ]

@@ -69,6 +69,7 @@ def plot_connectivity_matrix(
     names: Sequence[str] | None = None,
     networks: Sequence[str] | None = None,
     title: str = "",
+    unit: str = "connectivity",
 ) -> EmbeddedFigure:
     """A parcel-by-parcel connectivity matrix, grouped by network when networks are given.
 
@@ -83,6 +84,8 @@ def plot_connectivity_matrix(
         are drawn.
     title : str
         Figure title.
+    unit : str
+        Label of the colour bar: the unit of the values (e.g. ``"r"`` or ``"Fisher z"``).
 
     Returns
     -------
@@ -109,7 +112,7 @@ def plot_connectivity_matrix(
     with report_style():
         fig = new_figure(size + 1.0, size)
         ax = fig.add_subplot(1, 1, 1)
-        _matrix_axes(ax, mat, names, "RdBu_r", vmax, "connectivity", networks)
+        _matrix_axes(ax, mat, names, "RdBu_r", vmax, unit, networks)
         ax.set_title(title or f"Connectivity ({n} parcels)", loc="left")
     return embed(fig, fmt="png", dpi=120)
 

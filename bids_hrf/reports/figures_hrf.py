@@ -35,6 +35,21 @@ def _reference(reference: Any) -> tuple[np.ndarray, np.ndarray] | None:
     return ref_t, ref_v
 
 
+def reference_scale(hrf: np.ndarray, reference: np.ndarray) -> float:
+    """Positive factor bringing the reference's peak magnitude to the HRF's.
+
+    The reference keeps its own sign: a parcel whose HRF is negative (or noise) is compared
+    with the upright canonical shape, never with a flipped one.
+    """
+    hrf = np.asarray(hrf, dtype=float)
+    reference = np.asarray(reference, dtype=float)
+    peak = float(np.nanmax(np.abs(hrf))) if np.isfinite(hrf).any() else 0.0
+    ref_peak = float(np.max(np.abs(reference))) if reference.size else 0.0
+    if not (np.isfinite(peak) and peak > 0 and ref_peak > 0):
+        return 1.0
+    return peak / ref_peak
+
+
 @memoize_figure
 def plot_hrf_panel(
     time: Any,
@@ -56,8 +71,8 @@ def plot_hrf_panel(
     variance : array-like, shape (n_samples, n_parcels), optional
         Posterior variance; a band of +/- 2 standard deviations is drawn.
     reference : (time, values), optional
-        Reference HRF (e.g. canonical), drawn dashed and scaled to each parcel's peak so
-        that shapes can be compared.
+        Reference HRF (e.g. canonical), drawn dashed with its own sign, scaled to the
+        magnitude of each parcel's peak so that shapes can be compared.
     max_parcels : int
         Largest number of panels; the first ``max_parcels`` parcels are drawn.
 
@@ -107,10 +122,8 @@ def plot_hrf_panel(
                     time, h - 2 * sd[:, k], h + 2 * sd[:, k], color=PALETTE[0], alpha=0.22, lw=0
                 )
             if ref is not None:
-                peak = h[np.nanargmax(np.abs(h))] if np.isfinite(h).any() else 1.0
-                ref_peak = ref[1][np.argmax(np.abs(ref[1]))]
-                scale = peak / ref_peak if ref_peak != 0 else 1.0
-                ax.plot(ref[0], ref[1] * scale, color="#777777", lw=0.8, ls="--")
+                ax.plot(ref[0], ref[1] * reference_scale(h, ref[1]), color="#777777",
+                        lw=0.8, ls="--")
             ax.plot(time, h, color=PALETTE[0], lw=1.1)
             if np.isfinite(ttp[k]):
                 ax.plot([ttp[k]], [np.interp(ttp[k], time, h)], "o", ms=2.5, color=PALETTE[1])

@@ -19,6 +19,55 @@ def _read(path: str | None) -> pd.DataFrame | None:
     return pd.read_csv(path, sep="\t")
 
 
+#: Words for the height thresholds of ``--height-control``.
+_HEIGHT_WORDS = {
+    "fpr": "p < {alpha:g} for each voxel, not corrected for the number of voxels",
+    "fdr": "a false discovery rate below {alpha:g} across the voxels of the map",
+    "bonferroni": "a family-wise error rate below {alpha:g} (Bonferroni over the voxels)",
+}
+
+
+def threshold_words(settings: dict, z_threshold: float | None) -> str:
+    """What the height threshold of a group map means, in words.
+
+    Parameters
+    ----------
+    settings : dict
+        Group settings (``height_control``, ``alpha``, ``cluster_threshold``).
+    z_threshold : float or None
+        The |z| threshold used (None or inf when no voxel survives).
+
+    Returns
+    -------
+    str
+        E.g. "shown where |z| > 3.29, i.e. p < 0.001 for each voxel, not corrected for the
+        number of voxels".
+    """
+    control = str(settings.get("height_control", "fpr"))
+    alpha = float(settings.get("alpha", 0.001))
+    words = _HEIGHT_WORDS.get(control, control + " p < {alpha:g}").format(alpha=alpha)
+    if z_threshold is None or not np.isfinite(z_threshold):
+        text = f"no voxel reaches {words}, so none is shown"
+    else:
+        text = f"shown where |z| > {z_threshold:.2f}, i.e. {words}"
+    if settings.get("cluster_threshold"):
+        text += f", in clusters of at least {int(settings['cluster_threshold'])} voxels"
+    return text
+
+
+def _dof_text(dof) -> str:
+    try:
+        value = float(dof)
+    except (TypeError, ValueError):
+        return "n/a"
+    return f"{value:.0f}" if value == round(value) else f"{value:.1f}"
+
+
+def _participant_label(value) -> str:
+    text = str(value)
+    return text if text.startswith("sub-") else f"sub-{text}"
+
+
 def group_report_step(output_dir: str, config: dict, results: list[dict]) -> Path:
     """Build and write ``OUTPUT_DIR/group.html``.
 
@@ -34,7 +83,8 @@ def group_report_step(output_dir: str, config: dict, results: list[dict]) -> Pat
     """
     from bids_hrf.reports import Report
 
-    report = Report("group", subtitle="bids-hrf group report", logger=LOGGER)
+    report = Report("group", subtitle="bids-hrf group report", logger=LOGGER,
+                    n_procs=max(1, int(config.get("nprocs") or 1)))
     report.add_metadata("Derivatives", output_dir)
     report.add_metadata("Group model", config.get("group_model") or "one-sample")
     report.add_metadata("Space", config["space"])
@@ -77,11 +127,13 @@ def _glm_section(report, result: dict) -> None:
 
     sec = report.section("Second-level GLM")
     s = result.get("settings", {})
+    words = _HEIGHT_WORDS.get(str(s.get("height_control", "fpr")), "p < {alpha:g}").format(
+        alpha=float(s.get("alpha", 0.001)))
     report.add_text(sec, f"Model: {result.get('model')}. Inputs: each participant's "
                          "fixed-effects contrast maps (several sessions combined by "
-                         "precision-weighted fixed effects). Maps are thresholded at "
-                         f"{s.get('height_control', 'fpr')} p < {s.get('alpha', 0.001):g}"
-                         + (f" with clusters of at least {s['cluster_threshold']} voxels"
+                         "precision-weighted fixed effects). Maps show the voxels that reach "
+                         f"{words}"
+                         + (f", in clusters of at least {s['cluster_threshold']} voxels"
                             if s.get("cluster_threshold") else "")
                          + (f"; permutation inference with {s['n_perm']} permutations"
                             if s.get("n_perm") else "") + ".")
@@ -101,11 +153,17 @@ def _glm_section(report, result: dict) -> None:
         if analysis.get("dropped"):
             report.add_warning(f"{title}: left out: " + "; ".join(
                 f"sub-{k} ({v})" for k, v in analysis["dropped"].items()))
-        design = pd.read_csv(analysis["design"], sep="\t", index_col=0)
-        report.add_figure(asec, F.plot_design_matrix, design,
-                          caption=f"Design matrix ({len(design)} maps, "
-                                  f"{design.shape[1]} columns)")
-        report.add_table(asec, design.reset_index(), caption="Group design (one row per map)")
+        design = pd.read_csv(analysis["design"], sep="\t", index_col=0,
+                             dtype={"participant": str})
+        design.index = [_participant_label(x) for x in design.index]
+        design.index.name = "participant"
+        report.add_figure(asec, F.plot_design_matrix, design, row_label="participant",
+                          row_names=list(design.index),
+                          caption=f"Design matrix: one row per participant's map "
+                                  f"({len(design)} maps), {design.shape[1]} column(s), each "
+                                  "scaled to its largest magnitude")
+        report.add_table(asec, design.reset_index(),
+                         caption="Group design (one row per participant's map)")
         diag = _read(analysis.get("diagnostics"))
         if diag is not None:
             report.add_table(asec, diag, caption="Model diagnostics: mean effect of each map "
@@ -115,13 +173,16 @@ def _glm_section(report, result: dict) -> None:
             if outliers:
                 report.add_warning(f"{title}: possible outliers {', '.join(outliers)}")
         for gname, paths in analysis["maps"].items():
-            thr = paths.get("z_threshold", 3.09)
-            thr = thr if thr is not None and np.isfinite(thr) else float(paths.get("max_z", 0)) + 1
+            z_thr = paths.get("z_threshold", 3.09)
+            thr = (z_thr if z_thr is not None and np.isfinite(z_thr)
+                   else float(paths.get("max_z", 0)) + 1)
+            test = "F" if str(paths.get("type", "t")).upper() == "F" else "t"
             report.add_figure(asec, F.plot_stat_map, paths["z"], threshold=thr,
-                              title=f"{gname} (z)",
-                              caption=f"Group contrast {gname} ({paths.get('type', 't')}, "
-                                      f"dof {paths.get('dof', 'n/a')}): z map, "
-                                      f"{paths.get('threshold', 'p < 0.001 unc.')}")
+                              title=gname,
+                              caption=f"Group contrast {gname}: z map of the {test} test "
+                                      f"with {_dof_text(paths.get('dof'))} degrees of "
+                                      f"freedom, {threshold_words(s, z_thr)}. Background: "
+                                      "MNI152 template cropped to the data's field of view")
             for name in ("logpFweVoxel", "logpFweClusterSize"):
                 if paths.get(name):
                     report.add_figure(asec, F.plot_stat_map, paths[name],
@@ -151,7 +212,15 @@ def _hrf_section(report, result: dict) -> None:
         params = _read(analysis["params"])
         report.add_figure(asec, F.plot_group_hrfs, summary,
                           caption=f"Mean HRF per parcel ({len(analysis['subjects'])} "
-                                  "subjects), band: +/- 1 sd")
+                                  "participants), band: +/- 1 sd")
+        if _fixed_hrfs(params):
+            report.add_text(asec, "Every participant has the same HRF in every parcel (the "
+                                  "HRF was fixed, not estimated: "
+                                  f"{analysis.get('desc') or 'canonical'}), so HRF "
+                                  "parameters cannot differ between participants or groups: "
+                                  "no parameter figure or comparison is shown. Estimate HRFs "
+                                  "(e.g. --hrf-method jde-vem) to compare them.")
+            continue
         groups = None
         if params is not None and "group" in params and params["group"].nunique() > 1:
             groups = sorted(g for g in params["group"].astype(str).unique() if g != "n/a")
@@ -167,6 +236,49 @@ def _hrf_section(report, result: dict) -> None:
                                      "No parcel differs after FDR; smallest p values")
 
 
+def _fixed_hrfs(params: pd.DataFrame | None) -> bool:
+    """Whether every participant has the same HRF parameters in each parcel (fixed HRF)."""
+    if params is None or not len(params) or "parcel" not in params:
+        return False
+    cols = [c for c in ("time_to_peak", "fwhm", "height") if c in params]
+    if not cols:
+        return False
+    spread = params.groupby("parcel")[cols].agg(lambda v: np.nanmax(v) - np.nanmin(v)
+                                               if np.isfinite(v).any() else 0.0)
+    return bool(np.all(np.abs(spread.to_numpy(dtype=float)) <= 1e-9))
+
+
+#: Measures averaged and tested in Fisher z (their section uses Fisher z throughout).
+_FISHER = ("correlation", "partial correlation")
+
+
+def _in_unit(matrix: np.ndarray, fisher: bool) -> np.ndarray:
+    from bids_hrf.connectivity import fisher_z
+
+    return fisher_z(matrix) if fisher else matrix
+
+
+def _is_zero(matrix: np.ndarray) -> bool:
+    """Whether the off-diagonal values are numerically zero (e.g. the tangent mean of all)."""
+    off = matrix[~np.eye(matrix.shape[0], dtype=bool)]
+    return bool(off.size == 0 or np.nanmax(np.abs(off)) < 1e-6)
+
+
+def _edges_in_unit(edges: pd.DataFrame, means: dict[str, np.ndarray], fisher: bool):
+    """The edge table with group means (and their difference) in the section's unit."""
+    if not fisher:
+        return edges
+    out = edges.copy()
+    i, j = out["i"].to_numpy(dtype=int), out["j"].to_numpy(dtype=int)
+    levels = [c.removeprefix("mean_") for c in out.columns if c.startswith("mean_")]
+    for level in levels:
+        if level in means:
+            out[f"mean_{level}"] = _in_unit(means[level], True)[i, j]
+    if len(levels) == 2 and all(lv in means for lv in levels):
+        out["difference"] = out[f"mean_{levels[1]}"] - out[f"mean_{levels[0]}"]
+    return out
+
+
 def _connectivity_section(report, result: dict) -> None:
     from bids_hrf.reports import figures as F
 
@@ -176,9 +288,13 @@ def _connectivity_section(report, result: dict) -> None:
     report.add_text(sec, "Connectivity matrices of every run (nilearn ConnectivityMeasure) "
                          "from the cleaned parcel series (task runs: conditions, shifted "
                          "copies and the other design columns regressed out first), "
-                         "averaged per subject (correlations in Fisher z) then per group; "
-                         "edge-wise Welch t tests between groups with Benjamini-Hochberg FDR "
-                         f"(q < {result['fdr']:g}) and within/between-network means.")
+                         "averaged per participant then per group; edge-wise Welch t tests "
+                         "between groups with Benjamini-Hochberg FDR "
+                         f"(q < {result['fdr']:g}) and within/between-network means. "
+                         "Correlation and partial correlation are averaged and tested in "
+                         "Fisher z (z = arctanh r), and every figure and table of their "
+                         "sections is in Fisher z; tangent values are in tangent-space units "
+                         "(the log of the matrix whitened by the group's mean covariance).")
     for analysis in result["analyses"]:
         title = (f"task-{analysis['task']} {analysis['measure']}"
                  + (" (deconvolved activity)" if analysis["source"] == "activity" else ""))
@@ -186,26 +302,44 @@ def _connectivity_section(report, result: dict) -> None:
         names = analysis["names"]
         nets = analysis.get("networks") or {}
         networks = [nets.get(n, "other") for n in names] if nets else None
+        fisher = analysis["measure"] in _FISHER
+        unit = "Fisher z" if fisher else "tangent-space units"
+        means = {}
         for level, path in analysis.get("means", {}).items():
-            mat = _read(path)
-            report.add_figure(asec, F.plot_connectivity_matrix, mat.to_numpy(), names,
-                              networks, title=f"{analysis['measure']}: {level}",
-                              caption=f"Mean {analysis['measure']} matrix ({level})")
+            means[level] = _read(path).to_numpy(dtype=float)
+            if _is_zero(means[level]):
+                report.add_text(asec, f"The mean {analysis['measure']} matrix of {level} is "
+                                      "zero (below 1e-6 everywhere): "
+                                      + ("tangent matrices are taken at the mean of these "
+                                         "same participants, so their average vanishes by "
+                                         "construction. " if analysis["measure"] == "tangent"
+                                         else "") + "It is not drawn.")
+                continue
+            report.add_figure(asec, F.plot_connectivity_matrix,
+                              _in_unit(means[level], fisher), names, networks,
+                              title=f"{analysis['measure']}: {level}", unit=unit,
+                              caption=f"Mean {analysis['measure']} matrix ({level}), in "
+                                      f"{unit}")
         edges = _read(analysis.get("edges"))
         if edges is not None:
+            edges = _edges_in_unit(edges, means, fisher)
             report.add_figure(asec, F.plot_edge_differences, edges, names,
-                              caption="Group difference per edge (t); circles: FDR-significant")
+                              caption="Group difference per edge (Welch t statistic; "
+                                      "circles: FDR-significant)")
             sig = edges[edges["significant"].astype(bool)]
-            report.add_table(asec, sig if len(sig) else edges.nsmallest(10, "p"),
-                             caption="Edges that differ between groups (FDR)" if len(sig)
-                             else "No edge differs after FDR; smallest p values")
+            shown = (sig if len(sig) else edges.nsmallest(10, "p")).drop(
+                columns=["i", "j"], errors="ignore")
+            report.add_table(asec, shown,
+                             caption=(f"Edges that differ between groups (FDR); means and "
+                                      f"difference in {unit}" if len(sig) else
+                                      f"No edge differs after FDR; smallest p values; means "
+                                      f"and difference in {unit}"))
         comp = _read(analysis.get("network_comparison"))
         if comp is not None:
             report.add_table(asec, comp, caption="Within/between-network connectivity "
-                                                 "compared between groups")
+                                                 f"compared between groups, in {unit}")
         elif analysis.get("network_summary"):
             summ = _read(analysis["network_summary"])
             report.add_table(asec, summ.groupby(["network_a", "network_b", "kind"],
                                                 as_index=False)["value"].mean(),
-                             caption="Mean within/between-network connectivity (Fisher z for "
-                                     "correlation-type measures)")
+                             caption=f"Mean within/between-network connectivity, in {unit}")

@@ -185,12 +185,16 @@ def _prepare_run(bold: str, mask: str, atlas: str, labels: str, atlas_name: str,
     dict
         Paths: ``confounds`` (TSV of the selected confounds, all volumes), ``sample_mask``
         (JSON list of kept volumes or null), ``fd`` (TSV), ``atlas_bold`` (labels on the BOLD
-        grid), ``labels`` (TSV of kept parcels), ``coverage`` (TSV), ``timeseries`` (TSV);
+        grid), ``labels`` (TSV of kept parcels), ``coverage`` (TSV), ``timeseries`` (TSV),
+        ``mean_bold`` (mean volume) and ``carpet`` (NPY of :func:`carpet_rows`) for the report;
         and ``n_dummy``, ``n_kept``, ``confounds_description``, ``dropped_parcels``.
     """
+    from nilearn.masking import unmask
+
     from bids_hrf.atlas import Atlas, resample_atlas
     from bids_hrf.confounds import load_run_confounds
-    from bids_hrf.timeseries import extract_parcel_timeseries
+    from bids_hrf.reports.figures_data import carpet_rows
+    from bids_hrf.timeseries import extract_parcel_timeseries, masked_voxel_data
 
     out_dir = Path(out_dir)
     dummy: int | str = int(dummy_scans) if str(dummy_scans).isdigit() else "auto"
@@ -230,16 +234,25 @@ def _prepare_run(bold: str, mask: str, atlas: str, labels: str, atlas_name: str,
     coverage.to_csv(coverage_path, sep="\t", index=False)
     dropped = [str(n) for n, k in zip(coverage["name"], coverage["kept"], strict=True) if not k]
 
+    voxels = masked_voxel_data(bold_img, mask_img)
     series = extract_parcel_timeseries(
         bold_img, resampled.img, resampled.labels, mask_img,
         confounds=conf.confounds, sample_mask=conf.sample_mask, tr=tr,
-        high_pass=high_pass or None)
+        high_pass=high_pass or None, voxels=voxels)
+    # What the report draws, computed now that the BOLD is in memory (never reread later).
+    mean_path = out_dir / "mean_bold.nii.gz"
+    nib.save(unmask(voxels.Y.mean(axis=0, dtype=np.float64).astype(np.float32),
+                    voxels.mask_img), str(mean_path))
+    carpet_path = out_dir / "carpet.npy"
+    np.save(carpet_path, carpet_rows(voxels.Y))
+    del voxels
     ts_path = out_dir / "timeseries.tsv"
     series.to_csv(ts_path, sep="\t", index=False)
     return {
         "confounds": str(conf_path), "sample_mask": str(mask_path), "fd": str(fd_path),
         "atlas_bold": str(atlas_bold), "labels": str(kept_labels),
         "coverage": str(coverage_path), "timeseries": str(ts_path),
+        "mean_bold": str(mean_path), "carpet": str(carpet_path),
         "n_dummy": int(conf.n_dummy),
         "n_kept": int(len(sample_mask) if sample_mask is not None else n_vols),
         "confounds_description": conf.description, "dropped_parcels": dropped,

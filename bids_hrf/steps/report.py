@@ -11,6 +11,10 @@ import pandas as pd
 
 LOGGER = logging.getLogger("bids_hrf")
 
+#: What the participant maps' threshold means.
+_Z31 = ("p < 0.001 one-sided for each voxel, not corrected for the number of voxels: a "
+        "first look, not an inference")
+
 
 def _canonical_reference(time: np.ndarray, hrf_model: str):
     from bids_hrf.hrf.basis import canonical_hrf
@@ -27,6 +31,44 @@ def _mean_img(bold: str):
     from nilearn import image
 
     return image.mean_img(bold, copy_header=True)
+
+
+def atlas_description(atlas: str) -> str:
+    """How a report names the atlas: its name, never a path of the user's machine.
+
+    A file is named by its ``atlas-<label>`` entity (or its file name) with "file" added;
+    TemplateFlow and data-driven atlases keep their specification.
+    """
+    text = str(atlas)
+    if text.startswith("data-driven"):
+        return f"{text} (parcels made from the data)"
+    if text.endswith((".nii", ".nii.gz")) or "/" in text or "\\" in text:
+        from bids_hrf.atlas import _file_atlas_name
+
+        name = Path(text).name
+        return f"{_file_atlas_name(Path(text))} (file {name})"
+    return text
+
+
+def _background(prepared: list[dict], runs: list[dict]):
+    """Mean BOLD volume of the first run: saved by the prepare step (older work
+    directories: computed from the BOLD)."""
+    mean = prepared[0].get("mean_bold") if prepared else None
+    if mean and Path(mean).is_file():
+        return mean
+    try:
+        return _mean_img(runs[0]["bold"])
+    except Exception as exc:  # a background is a nicety
+        LOGGER.debug("no mean image: %s", exc)
+        return None
+
+
+def _carpet_data(run: dict, prep: dict):
+    """Carpet rows saved by the prepare step, or the BOLD image (older work directories)."""
+    carpet = prep.get("carpet")
+    if carpet and Path(carpet).is_file():
+        return np.load(carpet)
+    return run["bold"]
 
 
 def _find_map(maps: list[dict], *parts: str) -> list[dict]:
@@ -49,6 +91,15 @@ def _add_hrf_section(report, sec: str, hrf: dict, config: dict, bg) -> None:
                          f"{np.median(np.diff(time)):.3g} s, unit norm"
                     + (", with +/- 2 posterior standard deviations." if variance is not None
                        else "."))
+    if hrfs.shape[1] > 1 and np.allclose(hrfs, hrfs[:, :1], rtol=0, atol=1e-9):
+        # A fixed HRF (canonical): one curve says it all, dozens of identical panels do not.
+        report.add_figure(sec, F.plot_hrf_panel, time, hrfs[:, :1],
+                          [f"all {len(names)} parcels"], reference=reference,
+                          caption=f"The HRF of every parcel: the same {hrf['method']} HRF in "
+                                  f"all {len(names)} parcels, not estimated from the data "
+                                  "(dashed: canonical HRF)")
+        _add_hrf_tables_and_maps(report, sec, hrf, bg)
+        return
     silent = _silent_parcels(hrf)
     shown = [i for i, n in enumerate(names) if n not in silent]
     if silent:
@@ -82,6 +133,13 @@ def _add_hrf_section(report, sec: str, hrf: dict, config: dict, bg) -> None:
     else:
         report.add_figure(sec, F.plot_hrf_overlay, time, hrfs, names,
                           caption="All parcel HRFs, coloured by time to peak")
+    _add_hrf_tables_and_maps(report, sec, hrf, bg)
+
+
+def _add_hrf_tables_and_maps(report, sec: str, hrf: dict, bg) -> None:
+    """Convergence, HRF parameters, PPMs, parameter maps and stability maps of a method."""
+    from bids_hrf.reports import figures as F
+
     for item in hrf.get("tables", []):
         tab = pd.read_csv(item["path"], sep="\t")
         if item["fragment"] == "convergence" and {"parcel", "iteration",
@@ -130,7 +188,8 @@ def _max_img_stat(path: str, bg):
     img = image.load_img(path)
     if img.ndim == 4:
         img = image.math_img("np.max(img, axis=-1)", img=img)
-    return F.plot_stat_map(img, bg_img=bg, threshold=0.0, title="max AUC")
+    return F.plot_stat_map(img, bg_img=bg, threshold=0.0, title="maximum over time",
+                           stat="AUC")
 
 
 def _add_sparse_fits(report, sec: str, hrf: dict, runs: list[dict], prepared: list[dict],
@@ -198,12 +257,9 @@ def _add_sparse_fits(report, sec: str, hrf: dict, runs: list[dict], prepared: li
                                       f"{parcel}" + ("; ticks: paradigm onsets"
                                                      if events is not None else ""))
         rate = np.count_nonzero(A, axis=0) / (n * float(run["tr"]) / 60.0)
-        try:
-            bg = _mean_img(run["bold"])
-        except Exception:  # a background is a nicety
-            bg = None
+        bg = _background([prep], [run])
         report.add_figure(sec, F.plot_stat_map, masking.unmask(rate, mask_img), bg_img=bg,
-                          threshold=1e-6, title=f"{kind} events / min",
+                          threshold=1e-6, title=f"{kind} events", stat="events/min",
                           caption=f"{run['name']}: number of non-zero {kind} coefficients per "
                                   "minute in each voxel (where the deconvolution finds events)")
         if table is not None:
@@ -220,41 +276,45 @@ def _add_sparse_fits(report, sec: str, hrf: dict, runs: list[dict], prepared: li
 
 
 def participant_report_step(subject: str, output_dir: str, config: dict,
-                            groups: list[dict]) -> Path:
-    """Build and write ``OUTPUT_DIR/sub-<subject>.html``."""
+                            groups: list[dict], nprocs: int = 1) -> Path:
+    """Build and write ``OUTPUT_DIR/sub-<subject>.html``.
+
+    Nothing is refitted and no 4D BOLD is read here: the steps saved what the report draws
+    (mean volume, carpet rows, maps, tables). With ``nprocs`` > 1 the figures are drawn in
+    that many processes.
+    """
     from bids_hrf.reports import Report
     from bids_hrf.reports import figures as F
     from bids_hrf.reports.methods import add_methods_section
     from bids_hrf.steps.prepare import read_confounds, read_sample_mask
 
     report = Report(f"sub-{subject}", subtitle=f"bids-hrf participant report "
-                                               f"({config['hrf_method']} HRFs)", logger=LOGGER)
+                                               f"({config['hrf_method']} HRFs)", logger=LOGGER,
+                    n_procs=max(1, int(nprocs)))
     report.add_metadata("Participant", f"sub-{subject}")
     report.add_metadata("BIDS dataset", config["bids_dir"])
     report.add_metadata("fMRIPrep derivatives",
                         ", ".join(config["derivatives"]) or
                         str(Path(config["bids_dir"]) / "derivatives" / "fmriprep"))
     report.add_metadata("Space", config["space"])
-    report.add_metadata("Atlas", config["atlas"])
+    report.add_metadata("Atlas", atlas_description(config["atlas"]))
     report.add_metadata("Runs", sum(len(g["runs"]) for g in groups))
     for key in ("confounds", "dummy_scans", "fd_threshold", "high_pass", "smoothing_fwhm",
                 "hrf_method", "hrf_model", "hrf_duration", "noise_model"):
         report.add_metadata(key, config[key], group="Parameters")
     if config.get("contrasts"):
         report.add_metadata("contrasts", json.dumps(config["contrasts"]), group="Parameters")
+    first_run = True
     for group in groups:
         ents = group["entities"]
         title = " ".join(f"{k}-{v}" for k, v in ents.items() if k != "sub")
         gsec = report.section(title or "runs")
         prepared, runs = group["prepared"], group["runs"]
-        bg = None
-        try:
-            bg = _mean_img(runs[0]["bold"])
-        except Exception as exc:  # a background is a nicety
-            LOGGER.debug("no mean image: %s", exc)
+        bg = _background(prepared, runs)
         asec = report.section("Parcellation", parent=gsec)
         report.add_figure(asec, F.plot_atlas, prepared[0]["atlas_bold"], bg_img=bg,
-                          caption=f"Atlas {config['atlas']} on the BOLD grid")
+                          caption=f"Atlas {atlas_description(config['atlas'])} resampled "
+                                  "to the BOLD grid, on the run's mean BOLD volume")
         coverage = pd.read_csv(prepared[0]["coverage"], sep="\t")
         report.add_figure(asec, F.plot_coverage, coverage, caption="Coverage of each parcel")
         dropped = sorted({d for p in prepared for d in p.get("dropped_parcels", [])})
@@ -267,7 +327,9 @@ def participant_report_step(subject: str, output_dir: str, config: dict,
             if config["hrf_method"] == "sparse":
                 _add_sparse_fits(report, hsec, group["hrf"], runs, prepared, config)
         for run, prep in zip(runs, prepared, strict=True):
-            rsec = report.section(run["name"], parent=gsec, open=False)
+            # The first run of the report is open: the default view reads in order.
+            rsec = report.section(run["name"], parent=gsec, open=first_run)
+            first_run = False
             conf = read_confounds(prep["confounds"])
             fd = pd.read_csv(prep["fd"], sep="\t")["framewise_displacement"].to_numpy()
             report.add_text(rsec, f"TR {run['tr']} s, {run['n_volumes']} volumes, "
@@ -279,8 +341,10 @@ def participant_report_step(subject: str, output_dir: str, config: dict,
                               fd_threshold=(config["fd_threshold"]
                                             if config["confounds"] == "scrubbing" else None),
                               caption="Framewise displacement and confounds")
-            report.add_figure(rsec, F.plot_carpet, run["bold"], run["mask"], run["tr"],
-                              caption="Carpet plot of the preprocessed BOLD")
+            report.add_figure(rsec, F.plot_carpet, _carpet_data(run, prep), run["mask"],
+                              run["tr"], sample_mask=read_sample_mask(prep["sample_mask"]),
+                              caption="Carpet plot of the preprocessed BOLD: evenly spaced "
+                                      "brain voxels (rows), each standardised over time")
             glm = _glm_for(group, run)
             if glm:
                 report.add_figure(rsec, F.plot_design_matrix,
@@ -291,19 +355,19 @@ def participant_report_step(subject: str, output_dir: str, config: dict,
                     # Run-level maps: slices only (the glass brain doubles the drawing time;
                     # it is kept for the fixed-effects maps), at a lower resolution.
                     report.add_figure(rsec, F.plot_stat_map, paths["z"], bg_img=bg,
-                                      threshold=3.1, title=f"{label} (z)", glass_brain=False,
+                                      threshold=3.1, title=label, glass_brain=False,
                                       dpi=90,
-                                      caption=f"Contrast {label}: z map, |z| > 3.1; "
-                                              f"HRFs: {used}")
+                                      caption=f"Contrast {label}: z map, shown where "
+                                              f"|z| > 3.1 ({_Z31}); HRFs: {used}")
         ffx = group.get("ffx") or {}
         if ffx.get("contrasts"):
             fsec = report.section("Fixed effects across runs", parent=gsec)
             used = _hrfs_used(config, group.get("glm") or [])
             for label, paths in ffx["contrasts"].items():
                 report.add_figure(fsec, F.plot_stat_map, paths["z"], bg_img=bg, threshold=3.1,
-                                  title=f"{label} (z, {paths.get('n_runs', 1)} runs)",
-                                  caption=f"Contrast {label}: fixed-effects z map, |z| > 3.1; "
-                                          f"HRFs: {used}")
+                                  title=f"{label} ({paths.get('n_runs', 1)} runs)",
+                                  caption=f"Contrast {label}: fixed-effects z map, shown where "
+                                          f"|z| > 3.1 ({_Z31}); HRFs: {used}")
     add_methods_section(report, config, "participant")
     return report.write(Path(output_dir) / f"sub-{subject}.html")
 

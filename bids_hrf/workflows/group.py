@@ -31,7 +31,7 @@ def init_group_wf(config: Config, inventory: list[dict], errors_dir: str) -> pe.
     if config.write_report:
         report = pe.Node(GroupReport(output_dir=str(config.output_dir),
                                      config=config.to_dict(), errors_dir=errors_dir),
-                         name="report")
+                         name="report", n_procs=max(1, config.nprocs))
         wf.connect([(results, report, [("out", "results")]),
                     (sink, report, [("written", "written")])])
     return wf

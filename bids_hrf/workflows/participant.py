@@ -202,8 +202,9 @@ def init_participant_wf(subject: str, runs: list[RunInputs], config: Config,
                     (to_dict, bundle_merge, [("bundle", f"in{g_index}")])])
     if config.write_report:
         report = pe.Node(ParticipantReport(subject=subject, output_dir=str(config.output_dir),
-                                           config=config.to_dict(), errors_dir=errors_dir),
-                         name="report")
+                                           config=config.to_dict(), errors_dir=errors_dir,
+                                           nprocs=nprocs),
+                         name="report", n_procs=nprocs)
         wf.connect([(bundle_merge, report, [("out", "groups")]),
                     (written_merge, report, [("out", "written")])])
     return wf
