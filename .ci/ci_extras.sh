@@ -1,5 +1,11 @@
 # Sourced by .ci/run: services the slow tests need (SLURM cluster) and the container build
 # with the containerised demo (issue: containers and clusters). Runs as root.
+say "Chromium for tests/test_reports_browser.py (every report rendered headless)"
+if ! command -v chromium >/dev/null 2>&1; then
+    timeout 300 apt-get update -qq
+    timeout 600 apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+chromium --version
 say "SLURM: single-node cluster for tests/test_slurm.py"
 bash .ci/slurm.sh start
 export BIDS_HRF_SLURM=1
