@@ -94,3 +94,44 @@ def test_the_checker_sees_broken_images_overflow_and_missing_captions(tmp_path, 
     found = check_report(bad, chromium)
     assert found["broken"] and found["n_overflow"] > 0 and found["uncaptioned"] == [0]
     assert any("boom" in e for e in found["errors"])
+
+
+@pytest.fixture(scope="module")
+def sparse_run(tmp_path_factory):
+    """1 participant x 1 task run, sparse deconvolution (report drawn in one process)."""
+    from bids_hrf.datasets import make_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("browser_sparse")
+    data = make_synthetic_dataset(root / "bids", size="small", n_subjects=1, n_runs=1, seed=5)
+    out, work = root / "out", root / "work"
+    assert run_cli(data.bids_dir, out, "participant", "--atlas", data.atlas_img, "-w", work,
+                   "--hrf-method", "sparse", "--nprocs", "1") == 0
+    return out, work
+
+
+def test_sparse_report_renders_cleanly_with_example_fits(sparse_run, chromium):
+    out, _ = sparse_run
+    report = out / "sub-01.html"
+    found = _assert_clean(report, chromium)
+    text = report.read_text()
+    assert "most active voxel" in text and "detected events against the paradigm" in text
+    assert found["n_figures"] >= 8
+
+
+def test_report_step_never_reads_the_bold(sparse_run, tmp_path):
+    """The report of a finished run is remade with every BOLD path broken: all figures."""
+    from nipype.utils.filemanip import loadpkl
+
+    from bids_hrf.steps.report import participant_report_step
+
+    _, work = sparse_run
+    inputs = loadpkl(next(work.rglob("report/_inputs.pklz")))
+    groups = inputs["groups"]
+    for group in groups:
+        for run in group["runs"]:
+            run["bold"] = str(tmp_path / "missing_bold.nii.gz")
+    path = participant_report_step(inputs["subject"], str(tmp_path), inputs["config"], groups,
+                                   nprocs=2)
+    text = path.read_text()
+    assert "could not be made" not in text
+    assert "most active voxel" in text and "Carpet plot" in text

@@ -161,8 +161,10 @@ def estimate_hrf_step(runs: list[dict], atlas_bold: str, labels: str, method: st
         estimate, mask_img = _jde(runs, atlas_bold, labels_map, options, contrasts, dt,
                                   hrf_duration, nprocs, high_pass=high_pass)
     elif method == "sparse":
-        estimate, mask_img, maps = _sparse(runs, atlas_bold, labels_map, options, hrf_model,
-                                           dt, hrf_duration, high_pass, nprocs, out_dir)
+        estimate, mask_img, maps, report = _sparse(runs, atlas_bold, labels_map, options,
+                                                   hrf_model, dt, hrf_duration, high_pass,
+                                                   nprocs, out_dir)
+        return {**_save_estimate(estimate, mask_img, out_dir, maps), "sparse_report": report}
     else:  # pragma: no cover - the parser restricts the choices
         raise ValueError(f"unknown HRF method {method!r}")
     return _save_estimate(estimate, mask_img, out_dir, maps)
@@ -230,6 +232,7 @@ def _sparse(runs, atlas_bold, labels_map, options, hrf_model, dt, hrf_duration, 
             nprocs, out_dir):
     from bids_hrf.errors import UsageError
     from bids_hrf.hrf.sparse.app import estimate_sparse, hrf_parameter_table
+    from bids_hrf.reports.sparse_summary import summarise_sparse_run, write_sparse_summary
 
     criterion = options.get("sparse_criterion", "bic")
     if options.get("sparse_group", 0.0) > 0 and criterion in ("bic", "aic"):
@@ -242,6 +245,7 @@ def _sparse(runs, atlas_bold, labels_map, options, hrf_model, dt, hrf_duration, 
     _check_same_grid(runs)
     estimates = []
     maps: list[dict] = []
+    report: list[dict] = []  # what the report draws, so that it never reloads the BOLD
     mask_img = None
     for index, run in enumerate(runs):
         data, mask_img = _load(run, high_pass, contiguous_only=True)
@@ -258,6 +262,15 @@ def _sparse(runs, atlas_bold, labels_map, options, hrf_model, dt, hrf_duration, 
             hrf_model=hrf_model.split("+")[0].strip(), dt=dt, hrf_duration=hrf_duration,
             n_jobs=nprocs)
         estimates.append(est)
+        if index < 2:
+            kind = "innovation" if options.get("sparse_block", False) else "activity"
+            summary = summarise_sparse_run(
+                data.Y, est.voxel_maps[f"desc-{kind}_bold"], est.voxel_maps["desc-denoised_bold"],
+                data.frame_times, data.events, parcels, labels_map, float(run["tr"]),
+                kind="innovation" if kind == "innovation" else "activity-inducing")
+            report.append({"run": index, "name": run["name"],
+                           **write_sparse_summary(summary, mask_img, out_dir,
+                                                  f"run{index}_report")})
         # Scan-wise maps get one volume per input volume (dummy scans: 0) so that volume i
         # is scan i of the input BOLD; the sidecar says how many leading volumes were zeroed.
         n_vols = json.loads(Path(run["sample_mask"]).read_text())["n_volumes"]
@@ -284,7 +297,7 @@ def _sparse(runs, atlas_bold, labels_map, options, hrf_model, dt, hrf_duration, 
                            parameters={**first.parameters, "n_runs_averaged": len(estimates)},
                            parcel_tables=(hrf_parameter_table(first.time, hrfs, first.labels)
                                           if len(estimates) > 1 else {}))
-    return combined, mask_img, maps
+    return combined, mask_img, maps, report
 
 
 def _save_map(values: np.ndarray, mask_img, out_dir: Path, fragment: str,

@@ -194,78 +194,48 @@ def _max_img_stat(path: str, bg):
 
 def _add_sparse_fits(report, sec: str, hrf: dict, runs: list[dict], prepared: list[dict],
                      config: dict | None = None):
-    """Example voxel fits, and activity against the paradigm, of sparse deconvolution."""
-    from nilearn import masking
+    """Example voxel fits, and activity against the paradigm, of sparse deconvolution.
 
-    from bids_hrf.hrf.sparse.app import detect_events
+    Drawn from what the sparse step saved (:mod:`bids_hrf.reports.sparse_summary`): the
+    BOLD is not reloaded and event detection is not re-run here.
+    """
     from bids_hrf.reports import figures as F
-    from bids_hrf.steps.hrf import load_run_data
-    from bids_hrf.steps.prepare import read_labels_tsv
+    from bids_hrf.reports.sparse_summary import read_sparse_summary
+    from bids_hrf.steps.hrf import read_events
 
-    maps = hrf.get("maps", [])
-    high_pass = (config or {}).get("high_pass", 0.01)
-    for index, (run, prep) in enumerate(zip(runs[:2], prepared[:2], strict=False)):
-        act = [m for m in _find_map(maps, "_bold") if m.get("run") == index
-               and ("activity" in m["fragment"] or "innovation" in m["fragment"])]
-        den = [m for m in _find_map(maps, "denoised") if m.get("run") == index]
-        if not act or not den:
-            continue
-        # The data the method saw: percent signal change, confounds regressed, high-pass.
-        data, mask_img = load_run_data(run["bold"], run["mask"], prep["confounds"],
-                                       prep["sample_mask"], run.get("events"),
-                                       prep["timeseries"], float(run["tr"]), high_pass,
-                                       contiguous_only=True)
-        n = data.Y.shape[0]
-        A = masking.apply_mask(act[0]["path"], mask_img)[-n:]
-        D = masking.apply_mask(den[0]["path"], mask_img)[-n:]
-        labels = np.rint(masking.apply_mask(prep["atlas_bold"], mask_img)).astype(int)
-        names, _ = read_labels_tsv(prep["labels"])
-        events = data.events
-        kind = "innovation" if "innovation" in act[0]["fragment"] else "activity-inducing"
-        table = None
-        if events is not None and len(events):
-            conds = (events.groupby("trial_type") if "trial_type" in events.columns
-                     else [("all", events)])
-            parts = [detect_events(A, data.frame_times, ev["onset"].to_numpy(), labels,
-                                   names, window=1).assign(condition=str(cond))
-                     for cond, ev in conds]
-            table = pd.concat(parts, ignore_index=True)
-            table = table[["parcel", "condition", "n_onsets", "response", "lag", "detected",
-                           "chance"]]
-            order = np.argsort(-table["response"].fillna(-np.inf).to_numpy(), kind="stable")
-            table = table.iloc[order].reset_index(drop=True)
-        # Example voxels: the most active voxel of the most paradigm-locked parcel (task) or
-        # of the whole brain (rest), and the median voxel of that parcel.
-        if table is not None and len(table):
-            inv = {v: k for k, v in names.items()}
-            top = inv.get(table["parcel"].iloc[0], -1)
-            pool = np.flatnonzero(labels == top)
-        else:
-            pool = np.flatnonzero(labels > 0)
-        if pool.size == 0:
-            pool = np.arange(A.shape[1])
-        n_act = np.count_nonzero(A[:, pool], axis=0)
-        best = int(pool[np.argmax(np.abs(A[:, pool]).sum(0))])
-        typical = int(pool[np.argsort(n_act, kind="stable")[n_act.size // 2]])
-        for voxel, what in ((best, "most active voxel"), (typical, "typical voxel")):
-            parcel = names.get(int(labels[voxel]), "background")
-            report.add_figure(sec, F.plot_sparse_fit, data.frame_times, data.Y[:, voxel],
-                              D[:, voxel], A[:, voxel], events=events,
-                              title=f"{run['name']}: {what} ({parcel})",
+    saved = hrf.get("sparse_report") or []
+    if not saved:
+        report.add_text(sec, "Example fits are not shown: the sparse step of this work "
+                             "directory saved none (rerun with a fresh work directory).")
+        return
+    by_index = {r.get("run"): r for r in runs}
+    for item in saved:
+        index = item["run"]
+        run = runs[index] if index < len(runs) else by_index.get(index, {})
+        prep = prepared[index] if index < len(prepared) else {}
+        name = item.get("name") or run.get("name", f"run {index + 1}")
+        arrays, meta, table = read_sparse_summary(item)
+        events = read_events(run.get("events")) if run.get("events") else None
+        kind = meta["kind"]
+        for k, voxel in enumerate(meta["voxels"]):
+            what, parcel = voxel["what"], voxel["parcel"]
+            report.add_figure(sec, F.plot_sparse_fit, arrays["frame_times"],
+                              arrays["bold"][:, k], arrays["denoised"][:, k],
+                              arrays["activity"][:, k], events=events,
+                              title=f"{name}: {what} ({parcel})",
                               caption=f"Cleaned BOLD (percent change), sparse fit (denoised "
                                       f"BOLD) and {kind} signal of the {what} of parcel "
                                       f"{parcel}" + ("; ticks: paradigm onsets"
                                                      if events is not None else ""))
-        rate = np.count_nonzero(A, axis=0) / (n * float(run["tr"]) / 60.0)
-        bg = _background([prep], [run])
-        report.add_figure(sec, F.plot_stat_map, masking.unmask(rate, mask_img), bg_img=bg,
+        bg = _background([prep], [run]) if prep else None
+        report.add_figure(sec, F.plot_stat_map, item["rate"], bg_img=bg,
                           threshold=1e-6, title=f"{kind} events", stat="events/min",
-                          caption=f"{run['name']}: number of non-zero {kind} coefficients per "
+                          caption=f"{name}: number of non-zero {kind} coefficients per "
                                   "minute in each voxel (where the deconvolution finds events)")
         if table is not None:
             shown = table.head(12).round({"response": 2, "detected": 2, "chance": 2})
             report.add_table(sec, shown,
-                             caption=f"{run['name']}: detected events against the paradigm, per "
+                             caption=f"{name}: detected events against the paradigm, per "
                                      "parcel and condition (first 12). response: peak of the "
                                      "event-triggered average of the parcel's mean activity "
                                      "(standardised) 0 to 2 scans after the onsets; lag: lag "
