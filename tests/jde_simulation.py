@@ -39,8 +39,11 @@ class SimParcel:
     conditions: list[str]
     time_to_peak: float
     tr: float
+    hrf_fn: object = None
 
     def hrf(self, t: np.ndarray) -> np.ndarray:
+        if self.hrf_fn is not None:
+            return self.hrf_fn(np.asarray(t, dtype=float))
         return gamma_hrf(t, self.time_to_peak)
 
 
@@ -67,11 +70,19 @@ def simulate_parcel(
     drift_sd: float = 1.0,
     seed: int = 0,
     frame_offset: float = 0.0,
+    shared_sd: float = 0.0,
+    n_shared: int = 3,
+    hrf=None,
 ) -> SimParcel:
     """One parcel on a small 3-D grid; each condition activates a different half-block.
 
     Active NRLs ~ N(amplitude, (0.2 amplitude)^2), inactive ~ N(0, (0.05 amplitude)^2); the
     HRF peaks at 1, so ``amplitude / noise_sd`` is the peak signal-to-noise ratio.
+
+    ``shared_sd > 0`` adds spatially correlated (physiological-like) noise: ``n_shared``
+    AR(1) time courses (rho 0.5-0.9, one slow like a global signal) common to the parcel's
+    voxels, with random positive-mean loadings, of SD about ``shared_sd`` per voxel. ``hrf``
+    (a callable of time in s) replaces the double-gamma HRF.
     """
     rng = np.random.default_rng(seed)
     ijk = np.argwhere(np.ones(shape, dtype=bool))
@@ -91,8 +102,9 @@ def simulate_parcel(
         sig = np.zeros((n_scans, J))
         for m, c in enumerate(conditions):
             on = ev.loc[ev.trial_type == c, "onset"].to_numpy()
-            reg = gamma_hrf(ft[:, None] - on[None, :], time_to_peak)
-            reg[ft[:, None] - on[None, :] < 0] = 0.0
+            lag = ft[:, None] - on[None, :]
+            reg = hrf(lag) if hrf is not None else gamma_hrf(lag, time_to_peak)
+            reg[lag < 0] = 0.0
             sig += reg.sum(1)[:, None] * nrls[m][None, :]
         e = rng.normal(0, noise_sd * np.sqrt(1 - ar**2), (n_scans, J))
         noise = np.zeros_like(e)
@@ -102,8 +114,18 @@ def simulate_parcel(
         tt = (ft - ft[0]) / (ft[-1] - ft[0])
         drift = (rng.normal(0, drift_sd, J)[None] * np.cos(np.pi * tt)[:, None]
                  + rng.normal(0, drift_sd, J)[None] * tt[:, None])
+        if shared_sd > 0:
+            rhos = np.linspace(0.9, 0.5, n_shared)
+            common = np.zeros((n_scans, n_shared))
+            common[0] = rng.normal(0, 1, n_shared)
+            for n in range(1, n_scans):
+                common[n] = rhos * common[n - 1] + rng.normal(0, 1, n_shared) * np.sqrt(
+                    1 - rhos**2)
+            loads = (0.5 + 0.5 * rng.normal(size=(n_shared, J))) * shared_sd / np.sqrt(
+                0.5 * n_shared)
+            noise = noise + common @ loads
         Y.append(100.0 + sig + noise + drift)
         evs.append(ev)
         fts.append(ft)
     return SimParcel(Y, evs, fts, ijk, grid_adjacency(ijk), nrls, labels, list(conditions),
-                     time_to_peak, tr)
+                     time_to_peak, tr, hrf)

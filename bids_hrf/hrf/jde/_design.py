@@ -56,10 +56,30 @@ def choose_dt(tr: float, dt: float | None = None, max_dt: float = 0.6) -> float:
     return float(tr) / k
 
 
-def canonical_hrf(time: np.ndarray) -> np.ndarray:
-    """SPM double-gamma HRF (peak 5 s, undershoot 15 s, ratio 1/6) at ``time`` (s)."""
+def canonical_hrf(time: np.ndarray, model: str = "spm") -> np.ndarray:
+    """Canonical double-gamma HRF at ``time`` (s).
+
+    Parameters
+    ----------
+    time : ndarray
+    model : str
+        ``"spm"`` (peak 5 s, undershoot 15 s, ratio 1/6) or ``"glover"``; derivative
+        variants (``"spm + derivative"``...) give their main HRF.
+
+    Returns
+    -------
+    ndarray
+        Same shape as ``time`` (arbitrary scale).
+    """
     time = np.asarray(time, dtype=float)
-    return stats.gamma.pdf(time, 6.0) - stats.gamma.pdf(time, 16.0) / 6.0
+    from bids_hrf.hrf.basis import normalize_hrf_model
+
+    family = normalize_hrf_model(model).split(" + ")[0]
+    if family == "spm":
+        return stats.gamma.pdf(time, 6.0) - stats.gamma.pdf(time, 16.0) / 6.0
+    from bids_hrf.hrf._hrf_matrix import canonical_hrf as double_gamma
+
+    return double_gamma(time, family)
 
 
 def validate_events(events: pd.DataFrame, run: int = 0) -> pd.DataFrame:

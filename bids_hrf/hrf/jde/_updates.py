@@ -59,6 +59,7 @@ class Problem:
     colours: np.ndarray  # (J,) label update groups
     hrf_hyperprior: float
     beta_hyperprior: float = 1.0
+    hrf_tempering: float = 1.0  # kappa >= 1: the data weigh 1 / kappa in the HRF update
     var_floor: float = 1e-6
     noise_floor: float = 1e-8
     logdet_Rinv: float = field(init=False)
@@ -193,7 +194,7 @@ def ve_h(pb: Problem, st: State) -> None:
     rhs = np.zeros(pb.n_free)
     EaaT = st.S_A + np.einsum("jm,jn->jmn", st.m_A, st.m_A)
     for r, run in enumerate(pb.runs):
-        w = 1.0 / st.noise[r]
+        w = 1.0 / (st.noise[r] * pb.hrf_tempering)
         W = w @ EaaT.reshape(w.size, -1)  # (M * M,)
         prec = prec + (W @ run.XtX_flat).reshape(prec.shape)
         B = w[:, None] * st.m_A
@@ -295,6 +296,9 @@ def free_energy(pb: Problem, st: State, estimate_hrf: bool = True) -> float:
     else:
         F -= float(M * pb.n_voxels * np.log(2.0))
     F -= float(np.sum(xlogy(st.q, st.q)))
+    # tempered objective: everything but the HRF's own prior and entropy weighs 1 / kappa,
+    # so that every step below (VE-H included) is an exact coordinate ascent of it
+    F /= pb.hrf_tempering
     # HRF prior, hyperprior and entropy of q(h)
     if estimate_hrf:
         D = pb.n_free

@@ -7,9 +7,10 @@ label-probability and HRF maps, and NaN in variance and HRF-parameter maps.
 Parcel tables: ``convergence`` (parcel, iteration, free_energy, converged) and
 ``hrfparams`` (parcel, time_to_peak, fwhm, height and their Monte-Carlo SDs, max_ppm over
 the parcel's voxels and conditions, class_separation = max over conditions of
-``|mu1| / sqrt(v0 + v1)`` of the fitted NRL mixture, silent = no condition with both a voxel
-at PPM >= :data:`SILENT_PPM` and a separation >= :data:`SILENT_SEPARATION`, n_iter,
-converged).
+``|mu1| / sqrt(v0 + v1)`` of the fitted NRL mixture (both descriptive), response_p = the
+p-value that the parcel responds to the paradigm (``JDEVEM.response_pvalue_``),
+response_q = its Benjamini-Hochberg adjustment over the parcels, silent = response_q >
+:data:`SILENT_FDR`, hrf_tempering, n_iter, converged).
 """
 
 from __future__ import annotations
@@ -25,18 +26,16 @@ from scipy.stats import norm
 from bids_hrf.conditions import clean_label
 from bids_hrf.hrf.base import HRFEstimate
 from bids_hrf.hrf.jde import _design as design
+from bids_hrf.hrf.jde._evidence import fdr_bh
 from bids_hrf.hrf.jde.vem import JDEVEM
 from bids_hrf.hrf.params import hrf_parameters
 
 __all__ = [
-    "estimate_jde_vem", "bids_label", "condition_label", "map_metadata", "SILENT_PPM",
-    "SILENT_SEPARATION",
+    "estimate_jde_vem", "bids_label", "condition_label", "map_metadata", "SILENT_FDR",
 ]
 
-#: a parcel is flagged silent unless, for some condition, a voxel reaches this PPM ...
-SILENT_PPM = 0.95
-#: ... and the active-class mean is this many pooled class SDs away from 0
-SILENT_SEPARATION = 2.0
+#: a parcel is flagged silent when the FDR-adjusted p-value of its response exceeds this
+SILENT_FDR = 0.05
 
 
 def bids_label(name: str) -> str:
@@ -71,7 +70,7 @@ def _summary(est: JDEVEM) -> dict:
         k: getattr(est, k)
         for k in ("hrf_", "hrf_var_", "hrf_time_", "nrls_", "nrls_var_", "nrls_cov_",
                   "ppm_", "labels_proba_", "free_energy_", "conditions_", "converged_",
-                  "n_iter_", "mixture_")
+                  "n_iter_", "mixture_", "response_pvalue_", "hrf_tempering_")
     }
 
 
@@ -222,13 +221,11 @@ def estimate_jde_vem(
         fe = res["free_energy_"]
         rows.append(pd.DataFrame({"parcel": names[p], "iteration": np.arange(1, fe.size + 1),
                                   "free_energy": fe, "converged": res["converged_"]}))
-    # evidence that the HRF is data-driven. A condition shows a response in a parcel when
-    # a voxel reaches PPM 0.95 AND the fitted active class stands apart from the inactive
-    # one (|mu1| >= 2 sqrt(v0 + v1)): over a few hundred voxels the max PPM alone is
-    # liberal, as a degenerate mixture (mu1 ~ 0) still gives PPMs near 1 to noisy voxels.
-    # A parcel with no such condition is "silent": its HRF reflects the prior and noise.
+    # evidence that the HRF is data-driven: a calibrated test that the parcel responds to
+    # the paradigm (JDEVEM.response_pvalue_), FDR-controlled over the parcels. The max PPM
+    # and the class separation are descriptive only: a degenerate mixture gives PPMs near 1
+    # to noise voxels, and at low SNR the classes of an active parcel overlap.
     max_ppm, separation = np.zeros(total), np.zeros(total)
-    evidence = np.zeros(total, dtype=bool)
     for p, lab in enumerate(present):
         res = results[lab]
         cidx = [conditions.index(c) for c in res["conditions_"]]
@@ -237,10 +234,12 @@ def estimate_jde_vem(
         top = ppm[np.ix_(cidx, idx[lab])].max(1) if cidx else np.zeros(0)
         max_ppm[p] = top.max() if top.size else 0.0
         separation[p] = sep.max() if sep.size else 0.0
-        evidence[p] = bool(np.any((top >= SILENT_PPM) & (sep >= SILENT_SEPARATION)))
     hp["max_ppm"] = max_ppm
     hp["class_separation"] = separation
-    hp["silent"] = ~evidence
+    hp["response_p"] = [results[lab]["response_pvalue_"] for lab in present]
+    hp["response_q"] = fdr_bh(hp["response_p"].to_numpy())
+    hp["silent"] = hp["response_q"] > SILENT_FDR
+    hp["hrf_tempering"] = [float(results[lab]["hrf_tempering_"]) for lab in present]
     hp["n_iter"] = [int(results[lab]["n_iter_"]) for lab in present]
     hp["converged"] = [bool(results[lab]["converged_"]) for lab in present]
     for m, c in enumerate(conditions):

@@ -19,6 +19,7 @@ from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import ThreadpoolController
 
 from bids_hrf.hrf.jde import _design as design
+from bids_hrf.hrf.jde import _evidence as evidence
 from bids_hrf.hrf.jde import _updates as steps
 
 __all__ = ["JDEVEM"]
@@ -44,6 +45,25 @@ def _as_list(x, n: int | None, what: str) -> list:
     return out
 
 
+def _shared_noise_factor(nrls: np.ndarray, resid: list[np.ndarray]) -> float:
+    """Variance inflation of the HRF's data term from noise shared by the parcel's voxels.
+
+    The HRF update pools ``sum_j a_jm e_j / s_j^2`` over voxels; with independent noise its
+    variance is ``sum_j a_jm^2 / s_j^2`` per scan, with noise common to the voxels it is
+    larger by the returned factor (>= 1), measured on the residuals.
+    """
+    num = den = 0.0
+    for e in resid:
+        s2 = np.maximum(np.mean(e**2, axis=0), 1e-300)
+        W = nrls / s2[:, None]  # (J, M)
+        agg = e @ W  # (N, M)
+        num += float(np.sum(agg**2))
+        den += e.shape[0] * float(np.sum(nrls**2 / s2[:, None]))
+    if not (den > 0 and np.isfinite(num)):
+        return 1.0
+    return max(1.0, num / den)
+
+
 class JDEVEM:
     """JDE-VEM estimator for one parcel.
 
@@ -60,8 +80,19 @@ class JDEVEM:
         Initial Ising interaction (per condition).
     sigma_h : float
         Initial HRF prior scale ``s_h``.
-    hrf_hyperprior : float
-        Rate of the exponential hyperprior on ``s_h`` (0: maximum likelihood).
+    hrf_hyperprior : float or None
+        None (default): the HRF smoothness is chosen from the data. ``s_h`` is estimated by
+        maximum likelihood inside the VEM, and the HRF update weighs the data by
+        ``1 / kappa``, where ``kappa >= 1`` (``hrf_tempering_``) measures, on the residuals
+        of the canonical-HRF fit, how much more the voxel-pooled noise varies than it would
+        if the voxels' noise were independent (noise shared by the voxels of a parcel,
+        e.g. physiological, would otherwise be fitted by the HRF). A number: PyHRF's fixed
+        rate of an exponential hyperprior on ``s_h`` (1000 in PyHRF; higher: smoother;
+        0: maximum likelihood), with ``kappa = 1``.
+    hrf_model : str
+        Canonical HRF (``"spm"`` or ``"glover"``; derivative variants give their main HRF)
+        used as the initial HRF, as the fixed HRF when ``estimate_hrf`` is False, and as
+        the reference orientation of the estimate.
     n_iter_min, n_iter_max : int
         Iteration bounds.
     tol : float
@@ -78,7 +109,7 @@ class JDEVEM:
     drift_order : int
         Polynomial drift order.
     estimate_hrf : bool
-        If False the HRF stays the canonical one.
+        If False the HRF stays the canonical one of ``hrf_model``.
     estimate_beta : bool
         If False ``beta`` stays at its initial value.
     random_state : int, optional
@@ -105,6 +136,15 @@ class JDEVEM:
         ``mean`` and ``var`` arrays (n_conditions, 2), class 0 inactive, class 1 active.
     beta_ : ndarray (n_conditions,)
     sigma_h_ : float
+    hrf_tempering_ : float
+        ``kappa`` (1 unless ``hrf_hyperprior`` is None).
+    response_pvalue_ : float
+        p-value of "the parcel responds to the paradigm": per-voxel F-tests of the
+        conditions with the canonical HRF and its time and dispersion derivatives
+        (AR(1) GLM with the drifts), combined over voxels by Simes' test and with the test
+        of the parcel's mean time series by Bonferroni (see
+        :mod:`bids_hrf.hrf.jde._evidence`). Independent of the JDE fit, so it is valid
+        whatever the fitted mixture.
     noise_var_ : ndarray (n_runs, n_voxels)
     free_energy_ : ndarray (n_iter_,)
     n_iter_ : int
@@ -120,7 +160,8 @@ class JDEVEM:
         hrf_duration: float = 25.0,
         beta: float = 1.0,
         sigma_h: float = 0.1,
-        hrf_hyperprior: float = 1000.0,
+        hrf_hyperprior: float | None = None,
+        hrf_model: str = "spm",
         n_iter_min: int = 5,
         n_iter_max: int = 100,
         tol: float = 1e-4,
@@ -138,6 +179,7 @@ class JDEVEM:
         self.beta = beta
         self.sigma_h = sigma_h
         self.hrf_hyperprior = hrf_hyperprior
+        self.hrf_model = hrf_model
         self.n_iter_min = n_iter_min
         self.n_iter_max = n_iter_max
         self.tol = tol
@@ -161,14 +203,21 @@ class JDEVEM:
         for name in ("sigma_h",):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.hrf_hyperprior < 0 or self.beta < 0:
-            raise ValueError("hrf_hyperprior and beta must be >= 0")
+        if self.hrf_hyperprior is not None and not self.hrf_hyperprior >= 0:
+            raise ValueError(f"hrf_hyperprior must be None (data-driven) or >= 0, got "
+                             f"{self.hrf_hyperprior}")
+        if self.beta < 0:
+            raise ValueError(f"beta must be >= 0, got {self.beta}")
         if not (1 <= self.n_iter_min <= self.n_iter_max):
             raise ValueError(
                 f"need 1 <= n_iter_min <= n_iter_max, got {self.n_iter_min}, {self.n_iter_max}"
             )
         if not self.tol > 0:
             raise ValueError(f"tol must be > 0, got {self.tol}")
+        from bids_hrf.hrf.basis import normalize_hrf_model
+
+        if normalize_hrf_model(self.hrf_model).split(" + ")[0] not in ("spm", "glover"):
+            raise ValueError(f"hrf_model must be 'spm' or 'glover', got {self.hrf_model!r}")
 
     def _prepare(self, Y, events, frame_times):
         Ys = [np.asarray(y, dtype=float) for y in _as_list(Y, None, "arrays")]
@@ -252,6 +301,9 @@ class JDEVEM:
             )
         Ps = [design.drift_basis(f, self.drift_model, self.high_pass, self.drift_order)
               for f in fts]
+        p_vox, p_mean = evidence.response_pvalues(Ys, Xs, Ps, evidence.hrf_basis(
+            self.hrf_time_))
+        self.response_pvalue_ = float(min(1.0, 2.0 * min(evidence.simes(p_vox), p_mean)))
 
         adjacency = None
         if neighbours is not None:
@@ -267,7 +319,7 @@ class JDEVEM:
                    else np.zeros(J, dtype=int))
 
         # canonical initial HRF, data scaled so that the initial NRLs have unit RMS
-        h0 = design.canonical_hrf(self.hrf_time_)
+        h0 = design.canonical_hrf(self.hrf_time_, self.hrf_model)
         if self.zero_constraint:
             h0[0] = h0[-1] = 0.0
         h0 /= np.linalg.norm(h0)
@@ -281,9 +333,14 @@ class JDEVEM:
             Ys, Xs, Ps, strict=True)]
         Rinv = design.hrf_precision(n_lags, dt, self.zero_constraint)
         noise0 = np.stack([np.maximum(np.mean(e**2, 0), 1e-12) for e in resid]) / scale**2
+        kappa = 1.0
+        if self.hrf_hyperprior is None:
+            kappa = _shared_noise_factor(a_ols, resid)
+        self.hrf_tempering_ = kappa
+        lam = 0.0 if self.hrf_hyperprior is None else float(self.hrf_hyperprior)
         pb = steps.Problem(
             runs=runs, Rinv=Rinv, adjacency=adjacency, colours=colours,
-            hrf_hyperprior=float(self.hrf_hyperprior),
+            hrf_hyperprior=lam, hrf_tempering=kappa,
             noise_floor=1e-8 * max(float(np.mean(noise0)), 1e-12),
         )
         st = steps.State(
@@ -365,8 +422,9 @@ class JDEVEM:
         # (h, a) and (-h, -a) fit equally: orient h like the canonical HRF (the largest
         # sample decides when h is orthogonal to it), so that a parcel's HRF never comes out
         # upside down and activations give positive NRLs
-        overlap = float(h @ design.canonical_hrf(self.hrf_time_))
-        if abs(overlap) > 1e-3 * norm * np.linalg.norm(design.canonical_hrf(self.hrf_time_)):
+        ref = design.canonical_hrf(self.hrf_time_, self.hrf_model)
+        overlap = float(h @ ref)
+        if abs(overlap) > 1e-3 * norm * np.linalg.norm(ref):
             sign = 1.0 if overlap >= 0 else -1.0
         else:
             sign = 1.0 if h[np.argmax(np.abs(h))] >= 0 else -1.0
