@@ -73,6 +73,7 @@ def simulate_parcel(
     shared_sd: float = 0.0,
     n_shared: int = 3,
     hrf=None,
+    events: list[pd.DataFrame] | None = None,
 ) -> SimParcel:
     """One parcel on a small 3-D grid; each condition activates a different half-block.
 
@@ -82,7 +83,8 @@ def simulate_parcel(
     ``shared_sd > 0`` adds spatially correlated (physiological-like) noise: ``n_shared``
     AR(1) time courses (rho 0.5-0.9, one slow like a global signal) common to the parcel's
     voxels, with random positive-mean loadings, of SD about ``shared_sd`` per voxel. ``hrf``
-    (a callable of time in s) replaces the double-gamma HRF.
+    (a callable of time in s) replaces the double-gamma HRF; ``events`` (one table per run)
+    replaces the random paradigm (to share one paradigm between parcels).
     """
     rng = np.random.default_rng(seed)
     ijk = np.argwhere(np.ones(shape, dtype=bool))
@@ -96,9 +98,10 @@ def simulate_parcel(
     nrls = np.where(labels == 1, rng.normal(amplitude, 0.2 * amplitude, (M, J)),
                     rng.normal(0.0, 0.05 * amplitude, (M, J)))
     Y, evs, fts = [], [], []
-    for _ in range(n_runs):
+    for r in range(n_runs):
         ft = np.arange(n_scans) * tr + frame_offset
-        ev = make_events(rng, n_scans, tr, list(conditions))
+        ev = (make_events(rng, n_scans, tr, list(conditions)) if events is None
+              else events[r])
         sig = np.zeros((n_scans, J))
         for m, c in enumerate(conditions):
             on = ev.loc[ev.trial_type == c, "onset"].to_numpy()

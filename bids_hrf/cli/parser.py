@@ -49,6 +49,15 @@ def _nonneg_float(text: str) -> float:
     return value
 
 
+def _hyperprior(text: str) -> float | None:
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return _positive_float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text} must be 'auto' or a number > 0") from exc
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -129,8 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="initial spatial interaction of the Ising prior")
     g.add_argument("--jde-sigma-h", type=_positive_float, default=0.1,
                    help="initial HRF prior variance")
-    g.add_argument("--jde-hrf-hyperprior", type=_positive_float, default=1000.0,
-                   help="rate of the exponential hyperprior on the HRF variance")
+    g.add_argument("--jde-hrf-hyperprior", type=_hyperprior, default=None, metavar="RATE",
+                   help="PyHRF's fixed rate of the exponential hyperprior on the HRF "
+                        "variance (PyHRF: 1000; higher: smoother HRFs). Default: 'auto', the "
+                        "smoothness is chosen from the data of each parcel "
+                        "(docs/jde-vem.md)")
     g.add_argument("--jde-iter-min", type=_positive_int, default=5, help="minimum iterations")
     g.add_argument("--jde-iter-max", type=_positive_int, default=100, help="maximum iterations")
     g.add_argument("--no-zero-constraint", dest="zero_constraint", action="store_false",

@@ -55,7 +55,14 @@ def _release_joblib_workers() -> None:
         return
     executor = getattr(reusable_executor, "_executor", None)
     if executor is not None:
-        executor.shutdown(wait=True, kill_workers=True)
+        # joblib's MemmappingExecutor.terminate also deletes the memmapping folders of the
+        # large arrays it sent to the workers; a plain shutdown leaves them to the resource
+        # tracker, which warns "There appear to be N leaked folder objects" at exit
+        stop = getattr(executor, "terminate", None)
+        if stop is not None:
+            stop(kill_workers=True)
+        else:  # pragma: no cover - a plain loky executor
+            executor.shutdown(wait=True, kill_workers=True)
 
 
 class _StepInputSpec(BaseInterfaceInputSpec):

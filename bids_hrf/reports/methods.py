@@ -111,16 +111,23 @@ def _hrf_paragraph(config: Mapping[str, Any]) -> str:
                 "the time to peak, full width at half maximum and peak height were computed "
                 "(Lindquist et al., 2009).")
     if method == "jde-vem":
+        family = str(config.get("hrf_model", "spm")).split("+")[0].strip().lower() or "spm"
+        canonical = {"spm": "SPM", "glover": "Glover"}.get(family, family)
         if not opts.get("estimate_hrf", True):
-            hrf = ("The HRF was fixed to the canonical SPM HRF and only the neural response "
-                   "levels (NRLs), labels and mixture parameters were estimated.")
+            hrf = (f"The HRF was fixed to the canonical {canonical} HRF and only the neural "
+                   "response levels (NRLs), labels and mixture parameters were estimated.")
         else:
             zero = (" and its first and last samples were constrained to zero"
                     if opts.get("zero_constraint", True) else "")
+            rate = opts.get("jde_hrf_hyperprior")
+            if rate is None:
+                how = ("was estimated by maximum likelihood from the data of each parcel, with "
+                       "the data term of the HRF update down-weighted by the measured excess "
+                       "variance of the noise shared by the parcel's voxels")
+            else:
+                how = f"was estimated with an exponential hyperprior (rate {_fmt(rate)})"
             hrf = (f"The HRF, sampled {step} over {duration} s, had a Gaussian smoothness "
-                   "prior (second-order differences) whose variance was estimated with an "
-                   f"exponential hyperprior (rate {_fmt(opts.get('jde_hrf_hyperprior', 1000.0))})"
-                   f"{zero}.")
+                   f"prior (second-order differences) whose variance {how}{zero}.")
         return ("HRFs and activations were jointly estimated with the parcel-based joint "
                 "detection-estimation (JDE) model (Makni et al., 2008; Vincent et al., 2010), "
                 "fitted by variational expectation-maximisation (JDE-VEM; Chaari et al., "
@@ -133,7 +140,7 @@ def _hrf_paragraph(config: Mapping[str, Any]) -> str:
                 "two-class Gaussian mixture per condition with a spatial Ising prior on the "
                 "labels (6-connectivity; interaction parameter estimated, initial value "
                 f"{_fmt(opts.get('jde_beta', 1.0))}). The algorithm started from the canonical "
-                f"HRF and iterated between {opts.get('jde_iter_min', 5)} and "
+                f"{canonical} HRF and iterated between {opts.get('jde_iter_min', 5)} and "
                 f"{opts.get('jde_iter_max', 100)} times. Activation was summarised by "
                 "posterior probability maps of the NRLs; the time to peak, full width at half "
                 "maximum and peak height of each HRF were derived (Lindquist et al., 2009).")

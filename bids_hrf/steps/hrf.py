@@ -159,7 +159,8 @@ def estimate_hrf_step(runs: list[dict], atlas_bold: str, labels: str, method: st
         mask_img = None
     elif method == "jde-vem":
         estimate, mask_img = _jde(runs, atlas_bold, labels_map, options, contrasts, dt,
-                                  hrf_duration, nprocs, high_pass=high_pass)
+                                  hrf_duration, nprocs, high_pass=high_pass,
+                                  hrf_model=hrf_model)
     elif method == "sparse":
         estimate, mask_img, maps, report = _sparse(runs, atlas_bold, labels_map, options,
                                                    hrf_model, dt, hrf_duration, high_pass,
@@ -198,9 +199,10 @@ def _check_same_grid(runs: list[dict]) -> None:
 
 
 def _jde(runs, atlas_bold, labels_map, options, contrasts, dt, hrf_duration, nprocs,
-         high_pass: float | None = 0.01):
+         high_pass: float | None = 0.01, hrf_model: str = "spm"):
     """JDE-VEM over the runs of a group; ``high_pass`` (Hz, 0: constant only) sets the
-    cosine drift of the model (the data are not filtered beforehand)."""
+    cosine drift of the model (the data are not filtered beforehand); ``hrf_model`` the
+    canonical HRF (initial HRF, fixed HRF with ``--no-estimate-hrf``)."""
     from bids_hrf.hrf.jde.app import estimate_jde_vem
 
     _check_same_grid(runs)
@@ -220,7 +222,7 @@ def _jde(runs, atlas_bold, labels_map, options, contrasts, dt, hrf_duration, npr
         contrasts=contrasts or None, n_jobs=nprocs, progress=progress,
         dt=dt, hrf_duration=hrf_duration, beta=options.get("jde_beta", 1.0),
         sigma_h=options.get("jde_sigma_h", 0.1),
-        hrf_hyperprior=options.get("jde_hrf_hyperprior", 1000.0),
+        hrf_hyperprior=options.get("jde_hrf_hyperprior"), hrf_model=hrf_model,
         n_iter_min=options.get("jde_iter_min", 5), n_iter_max=options.get("jde_iter_max", 100),
         zero_constraint=options.get("zero_constraint", True),
         estimate_hrf=options.get("estimate_hrf", True),

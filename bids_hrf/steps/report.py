@@ -103,13 +103,13 @@ def _add_hrf_section(report, sec: str, hrf: dict, config: dict, bg) -> None:
     silent = _silent_parcels(hrf)
     shown = [i for i, n in enumerate(names) if n not in silent]
     if silent:
-        report.add_text(sec, f"{len(silent)} silent parcel(s): for no condition does a voxel "
-                             "reach a posterior probability of activation of 0.95 with the "
-                             "active class clearly apart from the inactive one (mean at least "
-                             "2 SDs from 0), so their HRF is shaped by the prior and the noise "
-                             "rather than by a response. They are drawn apart; do not "
-                             "interpret their HRF parameters or PPMs: "
-                             + ", ".join(silent) + ".")
+        report.add_text(sec, f"{len(silent)} silent parcel(s): no evidence that they respond "
+                             "to the paradigm (F-tests of the conditions with the canonical "
+                             "HRF and its derivatives in each voxel and in the parcel mean, "
+                             "false discovery rate 5 % over the parcels), so their HRF is "
+                             "shaped by the prior and the noise rather than by a response. "
+                             "They are drawn apart; do not interpret their HRF parameters or "
+                             "PPMs: " + ", ".join(silent) + ".")
     if shown:
         report.add_figure(sec, F.plot_hrf_panel, time, hrfs[:, shown],
                           [names[i] for i in shown],
