@@ -75,7 +75,7 @@ def simulate_subject(snr: float, shared_sd: float, seed: int, n_scans: int = 180
 
 
 def run_cell(snr, noise, reps, n_jobs, seed0=0):
-    from bids_hrf.hrf.jde_app import estimate_jde_vem
+    from bids_hrf.hrf.jde.app import estimate_jde_vem
 
     shared = 1.0 if noise == "shared" else 0.0
     out = {"new_active": 0, "new_silent": 0, "old_active": 0, "old_silent": 0,
@@ -98,6 +98,10 @@ def run_cell(snr, noise, reps, n_jobs, seed0=0):
     return out
 
 
+def _pct(c: dict, k: str, n: str) -> str:
+    return f"{100 * c[k] / max(c[n], 1):.0f} % ({c[k]}/{c[n]})"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=3, help="simulated subjects per cell")
@@ -117,12 +121,9 @@ def main(argv=None):
             c.update(noise=noise, snr=snr, seconds=time.perf_counter() - t0)
             rows.append(c)
 
-            def pct(k, n):
-                return f"{100 * c[k] / max(c[n], 1):.0f} % ({c[k]}/{c[n]})"
-
-            print(f"| {noise} | {snr:g} | {pct('new_active', 'n_active')} | "
-                  f"{pct('new_silent', 'n_silent')} | {pct('old_active', 'n_active')} | "
-                  f"{pct('old_silent', 'n_silent')} |", flush=True)
+            print(f"| {noise} | {snr:g} | {_pct(c, 'new_active', 'n_active')} | "
+                  f"{_pct(c, 'new_silent', 'n_silent')} | {_pct(c, 'old_active', 'n_active')} | "
+                  f"{_pct(c, 'old_silent', 'n_silent')} |", flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

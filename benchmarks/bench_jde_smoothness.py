@@ -49,8 +49,8 @@ def run(reps: int, noise_sds, n_scans: int = 120):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import roc_auc_score
 
-    from bids_hrf.hrf._jde_design import canonical_hrf
-    from bids_hrf.hrf.jde_vem import JDEVEM
+    from bids_hrf.hrf.jde._design import canonical_hrf
+    from bids_hrf.hrf.jde.vem import JDEVEM
     from bids_hrf.hrf.params import hrf_parameters
 
     rows = []

@@ -14,9 +14,9 @@ import pytest
 from scipy import stats
 from sklearn.exceptions import ConvergenceWarning
 
-from bids_hrf.hrf import _jde_evidence as evidence
-from bids_hrf.hrf._jde_design import canonical_hrf, condition_matrices, drift_basis
-from bids_hrf.hrf.jde_vem import JDEVEM
+from bids_hrf.hrf.jde import _evidence as evidence
+from bids_hrf.hrf.jde._design import canonical_hrf, condition_matrices, drift_basis
+from bids_hrf.hrf.jde.vem import JDEVEM
 from bids_hrf.hrf.params import hrf_parameters
 
 from .jde_simulation import simulate_parcel

@@ -57,23 +57,32 @@ def choose_dt(tr: float, dt: float | None = None, max_dt: float = 0.6) -> float:
 
 
 def canonical_hrf(time: np.ndarray, model: str = "spm") -> np.ndarray:
-    """Canonical double-gamma HRF at ``time`` (s).
+    """Canonical HRF of ``--hrf-model`` at ``time`` (s).
 
     Parameters
     ----------
     time : ndarray
     model : str
-        ``"spm"`` (peak 5 s, undershoot 15 s, ratio 1/6) or ``"glover"``; derivative
-        variants (``"spm + derivative"``...) give their main HRF.
+        ``"spm"`` (double gamma, peak 5 s, undershoot 15 s, ratio 1/6), ``"glover"``
+        (derivative variants such as ``"spm + derivative"`` give their main HRF), or a shape
+        of :mod:`bids_hrf.hrf.presets` (``claron2021``, ``gamma:6,1``, ``file:HRF.tsv``...).
 
     Returns
     -------
     ndarray
         Same shape as ``time`` (arbitrary scale).
+
+    Raises
+    ------
+    ValueError
+        For an unknown model name.
     """
     time = np.asarray(time, dtype=float)
     from bids_hrf.hrf.basis import normalize_hrf_model
+    from bids_hrf.hrf.presets import is_hrf_shape, parse_hrf_shape
 
+    if is_hrf_shape(model):
+        return np.asarray(parse_hrf_shape(model).values(time), dtype=float)
     family = normalize_hrf_model(model).split(" + ")[0]
     if family == "spm":
         return stats.gamma.pdf(time, 6.0) - stats.gamma.pdf(time, 16.0) / 6.0

@@ -90,9 +90,9 @@ class JDEVEM:
         rate of an exponential hyperprior on ``s_h`` (1000 in PyHRF; higher: smoother;
         0: maximum likelihood), with ``kappa = 1``.
     hrf_model : str
-        Canonical HRF (``"spm"`` or ``"glover"``; derivative variants give their main HRF)
-        used as the initial HRF, as the fixed HRF when ``estimate_hrf`` is False, and as
-        the reference orientation of the estimate.
+        Canonical HRF (``"spm"``, ``"glover"``, derivative variants giving their main HRF,
+        or a shape of :mod:`bids_hrf.hrf.presets`) used as the initial HRF, as the fixed
+        HRF when ``estimate_hrf`` is False, and as the reference orientation of the estimate.
     n_iter_min, n_iter_max : int
         Iteration bounds.
     tol : float
@@ -214,10 +214,10 @@ class JDEVEM:
             )
         if not self.tol > 0:
             raise ValueError(f"tol must be > 0, got {self.tol}")
-        from bids_hrf.hrf.basis import normalize_hrf_model
-
-        if normalize_hrf_model(self.hrf_model).split(" + ")[0] not in ("spm", "glover"):
-            raise ValueError(f"hrf_model must be 'spm' or 'glover', got {self.hrf_model!r}")
+        ref = design.canonical_hrf(np.linspace(0.0, self.hrf_duration, 64), self.hrf_model)
+        if not (np.all(np.isfinite(ref)) and np.any(ref)):
+            raise ValueError(f"hrf_model {self.hrf_model!r} is zero or not finite over "
+                             f"0..{self.hrf_duration:g} s")
 
     def _prepare(self, Y, events, frame_times):
         Ys = [np.asarray(y, dtype=float) for y in _as_list(Y, None, "arrays")]
