@@ -9,7 +9,7 @@ import pytest
 from bids_hrf.cli.parser import build_parser, config_from_args
 from bids_hrf.cli.run import main
 from bids_hrf.config import make_config
-from bids_hrf.errors import EXIT_NOINPUT, EXIT_USAGE
+from bids_hrf.errors import EXIT_NOINPUT, EXIT_USAGE, UsageError
 
 
 def _config(tmp_path, *extra):
@@ -101,6 +101,18 @@ def test_iter_min_above_max_is_usage_error(tmp_path):
 
 def test_estimate_hrf_default_depends_on_method(tmp_path):
     assert _config(tmp_path, "--hrf-method", "jde-vem").method_options["estimate_hrf"] is True
+
+
+def test_jde_hrf_hyperprior_default_is_data_driven(tmp_path):
+    opts = _config(tmp_path, "--hrf-method", "jde-vem").method_options
+    assert opts["jde_hrf_hyperprior"] is None  # chosen from the data (docs/jde-vem.md)
+    auto = _config(tmp_path, "--hrf-method", "jde-vem", "--jde-hrf-hyperprior", "auto")
+    assert auto.method_options["jde_hrf_hyperprior"] is None
+    fixed = _config(tmp_path, "--hrf-method", "jde-vem", "--jde-hrf-hyperprior", "1000")
+    assert fixed.method_options["jde_hrf_hyperprior"] == 1000.0
+    for bad in ("-3", "smooth"):
+        with pytest.raises(UsageError, match="jde-hrf-hyperprior"):
+            _config(tmp_path, "--hrf-method", "jde-vem", "--jde-hrf-hyperprior", bad)
     assert _config(tmp_path, "--hrf-method", "sparse").method_options["estimate_hrf"] is False
     sparse_est = _config(tmp_path, "--hrf-method", "sparse", "--estimate-hrf")
     assert sparse_est.method_options["estimate_hrf"] is True
