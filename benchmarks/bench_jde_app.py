@@ -11,7 +11,8 @@ the contrast ``audio - visual``, and compares the outputs with the simulation tr
   HRF relative to the canonical SPM HRF's on the same grid; median);
 - PPM > 0.95 in truth-active voxels and outside them (audio / visual);
 - GLM with the JDE HRFs (``desc-jdevemHrf`` fixed-effects z): z > 3.1 inside / outside;
-- the parcels flagged silent (truth: parcels without activation).
+- the parcels flagged silent (truth: parcels without activation in that participant's
+  group).
 
 Usage::
 
@@ -49,7 +50,11 @@ def evaluate(ds, out: Path, sub: str) -> dict:
     params = pd.read_csv(f"{pfx}seg-Synthetic_desc-jdevem_hrfparams.tsv",
                          sep="\t").set_index("parcel")
     truth = ds.truth.hrf_by_group[group]
-    active = sorted({p for c in CONDITIONS for p in ds.truth.active_parcels[c]})
+    active = {p for c in CONDITIONS for p in ds.truth.active_parcels[c]}
+    planted = ds.truth.group_effects.get("activation", {})
+    if group in planted.get("active_in", []):  # a parcel active in this group only
+        active.add(planted["parcel"])
+    active = sorted(active)
     t = hrf["time"].to_numpy()
     ref = canonical_hrf(t)
     ref_rough = np.mean(np.diff(ref / np.linalg.norm(ref), 2) ** 2)
