@@ -37,3 +37,23 @@ def test_the_sink_keeps_contrast_labels_and_rejects_unclean_ones(tmp_path):
     (bad,) = contrast_records({"audio - visual": paths}, ents, {})
     with pytest.raises(ValueError, match="not alphanumeric"):
         build_name(bad["entities"], bad["suffix"], ".nii.gz")
+
+
+def test_outputs_are_named_from_the_table(tmp_path, monkeypatch):
+    """Renaming an output is one edit of OUTPUT_NAMES (the entities come from the step)."""
+    from bids_hrf.io import derivatives
+    from bids_hrf.steps.sink import output, sink_step
+
+    src = tmp_path / "ts.tsv"
+    src.write_text("a\n1\n")
+    ents = {"sub": "01", "task": "t", "run": "1", "space": "MNI", "seg": "S"}
+    rec = output(str(src), "parcel_timeseries", ents, {"Description": "x"})
+    out = tmp_path / "out"
+    assert sink_step(str(out), [rec])[0].endswith(
+        "sub-01/func/sub-01_task-t_run-1_space-MNI_seg-S_stat-mean_timeseries.tsv")
+    monkeypatch.setitem(derivatives.OUTPUT_NAMES, "parcel_timeseries",
+                        ("timeseries", {"desc": "mean"}))
+    renamed = sink_step(str(out), [output(str(src), "parcel_timeseries", ents)])
+    assert renamed[0].endswith("sub-01_task-t_run-1_space-MNI_seg-S_desc-mean_timeseries.tsv")
+    with pytest.raises(ValueError, match="OUTPUT_NAMES"):
+        output(str(src), "no_such_output", ents)

@@ -138,23 +138,22 @@ class PrepareRun(_Step):
     def _step(self, cwd):
         from bids_hrf.io.derivatives import bids_label
         from bids_hrf.steps.prepare import prepare_run_step
-        from bids_hrf.steps.sink import record
+        from bids_hrf.steps.sink import output
 
         run, atlas = self.inputs.run, self.inputs.atlas
         options = PrepareOptions.from_dict(self.inputs.prepare_options)
         result = prepare_run_step(run, atlas, options, cwd)
-        ents = {**run["entities"], "space": options.space}
-        seg = bids_label(atlas["name"])
+        ents = {**run["entities"], "space": options.space, "seg": bids_label(atlas["name"])}
         meta = {"Sources": run["sources"]}
         records = [
-            record(result["timeseries"], f"seg-{seg}_stat-mean_timeseries", ents, {
+            output(result["timeseries"], "parcel_timeseries", ents, {
                 **meta, "RepetitionTime": run["tr"], "Atlas": atlas["source"],
                 "Confounds": result["confounds_description"],
                 "HighPass": options.high_pass, "NumberOfDummyScans": result["n_dummy"],
                 "NumberOfVolumesKept": result["n_kept"],
                 "Description": "mean signal of each parcel after confound regression and "
                                "high-pass filtering, kept volumes only"}),
-            record(result["coverage"], f"seg-{seg}_coverage", ents, {
+            output(result["coverage"], "parcel_coverage", ents, {
                 **meta, "Description": "parcel sizes and brain-mask coverage on the BOLD grid",
                 "Atlas": atlas["source"]}),
         ]
@@ -177,7 +176,7 @@ class EstimateHRF(_Step):
     def _step(self, cwd):
         from bids_hrf.io.derivatives import bids_label
         from bids_hrf.steps.hrf import estimate_hrf_step
-        from bids_hrf.steps.sink import hrf_records, record
+        from bids_hrf.steps.sink import hrf_records, output
 
         s = self.inputs.settings
         runs = [{**r, **p, "events": r["events"], "name": r["name"]}
@@ -195,12 +194,12 @@ class EstimateHRF(_Step):
         meta = {"Sources": sorted({x for r in self.inputs.runs for x in r["sources"]}),
                 "RepetitionTime": self.inputs.runs[0]["tr"]}
         records = hrf_records(result, ents, self.inputs.atlas["name"], meta)
-        seg = bids_label(self.inputs.atlas["name"])
-        records.append(record(self.inputs.prepared[0]["atlas_bold"], f"seg-{seg}_dseg", ents,
+        seg_ents = {**ents, "seg": bids_label(self.inputs.atlas["name"])}
+        records.append(output(self.inputs.prepared[0]["atlas_bold"], "parcellation", seg_ents,
                               {**meta, "Atlas": self.inputs.atlas["source"],
                                "Description": "parcellation resampled to the BOLD grid "
                                               "(nearest neighbour), small parcels dropped"}))
-        labels = record(self.inputs.prepared[0]["labels"], f"seg-{seg}_dseg", ents)
+        labels = output(self.inputs.prepared[0]["labels"], "parcellation", seg_ents)
         labels["sidecar"] = False  # dseg.nii.gz and dseg.tsv share one sidecar
         records.append(labels)
         return result, records
@@ -220,7 +219,7 @@ class FirstLevel(_Step):
 
     def _step(self, cwd):
         from bids_hrf.steps.glm import first_level_step
-        from bids_hrf.steps.sink import contrast_records, record
+        from bids_hrf.steps.sink import contrast_records, output
 
         run, p = self.inputs.run, self.inputs.prepared
         options = GLMOptions.from_dict(self.inputs.glm_options)
@@ -232,7 +231,7 @@ class FirstLevel(_Step):
                 "Confounds": p["confounds_description"]}
         records = _method_desc(contrast_records(result["contrasts"], ents, meta), options)
         design_ents = {k: v for k, v in run["entities"].items()}
-        records.append(record(result["design"], "design", design_ents, {
+        records.append(output(result["design"], "design", design_ents, {
             **meta, "Description": "design matrix (rows: kept volumes)",
             "DesignOf": result["design_parcel"]}))
         return result, records

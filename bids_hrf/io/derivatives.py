@@ -36,6 +36,28 @@ ENTITY_ORDER = (
     "stat", "desc",
 )
 
+#: What each output is called: kind -> (BIDS suffix, entities the kind adds). Every output
+#: is named from this table and the BIDS entities of its run, task or group, through
+#: :func:`output_entities` and :func:`build_name` (edit here to rename an output, then
+#: BIDSIGNORE_PATTERNS, docs/outputs.md and the output manifest). The voxel maps and
+#: tables of the HRF methods are named by the methods (hrf/registry.py).
+OUTPUT_NAMES: dict[str, tuple[str, dict[str, str]]] = {
+    "parcel_timeseries": ("timeseries", {"stat": "mean"}),
+    "parcel_coverage": ("coverage", {}),
+    "parcellation": ("dseg", {}),
+    "design": ("design", {}),
+    "statmap": ("statmap", {}),
+    "group_design": ("groupdesign", {}),
+    "clusters": ("clusters", {}),
+    "connectivity": ("relmat", {}),
+    "network_connectivity": ("networks", {}),
+    "edges": ("edges", {}),
+    "group_hrfs": ("hrf", {}),
+    "group_hrf_parameters": ("hrfparams", {}),
+    "group_hrf_summary": ("hrfsummary", {}),
+    "group_hrf_comparison": ("hrfcomparison", {}),
+}
+
 # Patterns of our files outside the BIDS schema, listed in .bidsignore.
 BIDSIGNORE_PATTERNS = (
     "*_statmap.nii.gz",
@@ -126,6 +148,31 @@ def parse_fragment(fragment: str) -> tuple[dict[str, str], str]:
             raise ValueError(f"malformed BIDS fragment {fragment!r}: {part!r} is not key-value")
         entities[key] = value
     return entities, suffix
+
+
+def output_entities(kind: str, entities: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """Entities and suffix of an output of ``kind`` (see :data:`OUTPUT_NAMES`).
+
+    Parameters
+    ----------
+    kind : str
+        A key of :data:`OUTPUT_NAMES`.
+    entities : mapping
+        The output's own entities (``sub``, ``task``, ``run``, ``space``, ``seg``,
+        ``contrast``, ``stat``...).
+
+    Returns
+    -------
+    entities : dict
+        ``entities`` plus those the kind adds.
+    suffix : str
+        The BIDS suffix.
+    """
+    try:
+        suffix, extra = OUTPUT_NAMES[kind]
+    except KeyError:
+        raise ValueError(f"unknown output kind {kind!r}; add it to OUTPUT_NAMES") from None
+    return {**entities, **extra}, suffix
 
 
 def build_name(entities: Mapping[str, Any], suffix: str, extension: str) -> str:

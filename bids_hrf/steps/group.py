@@ -20,7 +20,7 @@ import pandas as pd
 from bids_hrf.errors import UsageError
 from bids_hrf.io.derivatives import bids_label
 from bids_hrf.options import GroupOptions
-from bids_hrf.steps.sink import record
+from bids_hrf.steps.sink import output
 
 LOGGER = logging.getLogger("bids_hrf")
 GROUP_STATS = ("effect", "variance", "stat", "z", "p")
@@ -213,7 +213,7 @@ def _analyse(spec, design, used, dropped, maps_used, n_sessions, base, space, ou
                  "MissingSubjects": [f"sub-{x}" for x in base["missing"]],
                  "SessionsCombined": {f"sub-{u}": n_sessions[u] for u in used},
                  "Design": list(design.columns)}
-    records = [record(design_path, "groupdesign",
+    records = [output(design_path, "group_design",
                       {k: v for k, v in ents.items() if k in ("task", "contrast", "desc")},
                       {**meta_base, "Description": "second-level design matrix (one row "
                                                    "per map, 'participant' first)"},
@@ -233,7 +233,7 @@ def _analyse(spec, design, used, dropped, maps_used, n_sessions, base, space, ou
             path = out_dir / f"{tag}_{glabel}_{name}.nii.gz"
             nib.save(getattr(res, stat), str(path))
             paths[name] = str(path)
-            records.append(record(path, f"model-{glabel}_stat-{name}_statmap", ents,
+            records.append(output(path, "statmap", {**ents, "model": glabel, "stat": name},
                                   {**meta, "Statistic": name}, datatype=None))
         recs, extra = _threshold(res, tag, glabel, ents, meta, out_dir, s)
         records.extend(recs)
@@ -274,10 +274,10 @@ def _threshold(res, tag, glabel, ents, meta, out_dir, s):
     tmeta = {**meta, "Threshold": what, "ZThreshold": z_thr if np.isfinite(z_thr) else None,
              "TwoSided": two_sided}
     records = [
-        record(tpath, f"model-{glabel}_stat-z_statmap", {**ents, "desc": tdesc},
+        output(tpath, "statmap", {**ents, "model": glabel, "stat": "z", "desc": tdesc},
                {**tmeta, "Description": "z map, values below the threshold set to 0"},
                datatype=None),
-        record(cpath, f"model-{glabel}_clusters", ents,
+        output(cpath, "clusters", {**ents, "model": glabel},
                {**tmeta, "Description": "clusters of the thresholded z map (nilearn)"},
                datatype=None),
     ]
@@ -306,7 +306,7 @@ def _permutations(maps, design, res, mask, tag, glabel, ents, meta, out_dir, s):
         path = out_dir / f"{tag}_{glabel}_{name}.nii.gz"
         nib.save(img, str(path))
         paths[name] = str(path)
-        records.append(record(path, f"model-{glabel}_stat-{name}_statmap", ents, {
+        records.append(output(path, "statmap", {**ents, "model": glabel, "stat": name}, {
             **meta, "Statistic": name, "Permutations": int(s["n_perm"]),
             "Description": "-log10 family-wise-error-corrected p value (max statistic "
                            "permutation test, nilearn non_parametric_inference)"

@@ -21,7 +21,7 @@ from bids_hrf.steps.group import (
     read_participants,
     subject_groups,
 )
-from bids_hrf.steps.sink import record
+from bids_hrf.steps.sink import output
 
 LOGGER = logging.getLogger("bids_hrf")
 _FISHER = ("correlation", "partial correlation")
@@ -276,7 +276,7 @@ def _analyse(inv, rows, task, seg, source, kinds, groups, space, out_dir, s):
             _write_matrix(path, mats[kind][i], names)
             ents = {e: clean(key.get(e)) for e in _RUN_ENTITIES}
             regressed = key.get("task_regressed")
-            records.append(record(path, f"meas-{label}_relmat", {**base, **ents}, {
+            records.append(output(path, "connectivity", {**base, **ents, "meas": label}, {
                 **meta, "Sources": [Path(key["path"]).name],
                 "TaskRegressors": list(regressed) if isinstance(regressed, list) else [],
                 "TaskRegression": "conditions, their shifts by -1, 1, 2, 3 volumes and the "
@@ -299,7 +299,7 @@ def _analyse(inv, rows, task, seg, source, kinds, groups, space, out_dir, s):
             path = out_dir / f"{tag}_{bids_label(level)}_mean.tsv"
             _write_matrix(path, _subject_mean(stack, kind), names)
             desc = bids_label(f"{base['desc'] or ''} {'mean' if level == 'all' else level}")
-            records.append(record(path, f"meas-{label}_relmat", {**base, "desc": desc}, {
+            records.append(output(path, "connectivity", {**base, "meas": label, "desc": desc}, {
                 **meta, "Description": f"mean over the subjects of {level} (subjects: runs "
                                        "averaged first; correlations averaged in Fisher z)",
                 "Subjects": [f"sub-{x}" for x, g in zip(order, sub_groups if sub_groups
@@ -329,7 +329,7 @@ def _compare(per_sub, order, sub_groups, names, networks, kind, label, base, met
             path = out_dir / f"{tag}_networks.tsv"
             summary.assign(subject="sub-" + summary["subject"]).to_csv(
                 path, sep="\t", index=False, na_rep="n/a")
-            records.append(record(path, f"meas-{label}_networks", base, {
+            records.append(output(path, "network_connectivity", {**base, "meas": label}, {
                 **meta, "Description": "mean connectivity within and between networks per "
                                        "subject" + (" (Fisher z)" if fisher else "")},
                 datatype=None))
@@ -348,7 +348,7 @@ def _compare(per_sub, order, sub_groups, names, networks, kind, label, base, met
                           names=names, fisher_z=fisher)
     path = out_dir / f"{tag}_edges.tsv"
     edges.to_csv(path, sep="\t", index=False, na_rep="n/a")
-    records.append(record(path, f"meas-{label}_edges", base, {
+    records.append(output(path, "edges", {**base, "meas": label}, {
         **cmeta, "Description": "group comparison of every edge"}, datatype=None))
     out["edges"] = str(path)
     for _, row in edges[edges["significant"]].iterrows():
@@ -361,7 +361,7 @@ def _compare(per_sub, order, sub_groups, names, networks, kind, label, base, met
         path = out_dir / f"{tag}_networkcomparison.tsv"
         comp.to_csv(path, sep="\t", index=False, na_rep="n/a")
         desc = bids_label(f"{base['desc'] or ''} group comparison")
-        records.append(record(path, f"meas-{label}_networks", {**base, "desc": desc}, {
+        records.append(output(path, "network_connectivity", {**base, "meas": label, "desc": desc}, {
             **cmeta, "Description": "group comparison of within/between-network means"},
             datatype=None))
         out["network_comparison"] = str(path)

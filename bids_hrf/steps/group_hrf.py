@@ -17,7 +17,7 @@ from bids_hrf.steps.group import (
     read_participants,
     subject_groups,
 )
-from bids_hrf.steps.sink import record
+from bids_hrf.steps.sink import output
 
 LOGGER = logging.getLogger("bids_hrf")
 
@@ -134,14 +134,15 @@ def group_hrf_step(inv_records: list[dict], options: GroupOptions,
         params_out.to_csv(paths["params"], sep="\t", index=False, na_rep="n/a")
         summary.to_csv(paths["summary"], sep="\t", index=False, na_rep="n/a")
         records += [
-            record(paths["hrf"], "hrf", ents, {**meta, "Description": "every subject's parcel "
-                   "HRF (sessions averaged), long format", "time": {"Units": "s"}},
-                   datatype=None),
-            record(paths["params"], "hrfparams", ents, {
+            output(paths["hrf"], "group_hrfs", ents, {
+                **meta, "Description": "every subject's parcel HRF (sessions averaged), "
+                                       "long format", "time": {"Units": "s"}},
+                datatype=None),
+            output(paths["params"], "group_hrf_parameters", ents, {
                 **meta, "Description": "HRF shape parameters of every subject and parcel",
                 "time_to_peak": {"Units": "s"}, "fwhm": {"Units": "s"},
                 "height": {"Units": "HRF units"}}, datatype=None),
-            record(paths["summary"], "hrfsummary", ents, {
+            output(paths["summary"], "group_hrf_summary", ents, {
                 **meta, "Description": "mean HRF per parcel (and group) with sd, sem and "
                                        "number of subjects"}, datatype=None),
         ]
@@ -162,7 +163,7 @@ def group_hrf_step(inv_records: list[dict], options: GroupOptions,
                 cpath = out_dir / f"{tag}_hrfcomparison.tsv"
                 comp.to_csv(cpath, sep="\t", index=False, na_rep="n/a")
                 levels = sorted(sub_groups.unique())
-                records.append(record(cpath, "hrfcomparison", ents, {
+                records.append(output(cpath, "group_hrf_comparison", ents, {
                     **meta, "Test": "Welch t test per parcel", "Groups": levels,
                     "Difference": f"{levels[1]} - {levels[0]}",
                     "MultipleComparisons": f"Benjamini-Hochberg FDR across parcels, "

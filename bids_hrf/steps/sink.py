@@ -16,6 +16,7 @@ from bids_hrf.io.derivatives import (
     atomic_path,
     bids_label,
     ensure_bidsignore,
+    output_entities,
     output_path,
     parse_fragment,
     write_json,
@@ -24,9 +25,23 @@ from bids_hrf.io.derivatives import (
 STAT_NAMES = {"effect": "effect", "variance": "variance", "z": "z", "p": "p"}
 
 
+def output(src: str, kind: str, entities: dict, metadata: dict | None = None,
+           datatype: str | None = "func") -> dict:
+    """Return a record: ``src`` becomes the output ``kind`` (named by
+    :data:`bids_hrf.io.derivatives.OUTPUT_NAMES` from ``entities``) with a JSON sidecar."""
+    ents, suffix = output_entities(kind, entities)
+    return {"src": str(src), "entities": ents, "suffix": suffix,
+            "metadata": metadata or {}, "datatype": datatype}
+
+
 def record(src: str, fragment: str, entities: dict, metadata: dict | None = None,
            datatype: str | None = "func") -> dict:
-    """Return a record: ``src`` becomes ``<entities>_<fragment>`` with a JSON sidecar."""
+    """Return a record: ``src`` becomes ``<entities>_<fragment>`` with a JSON sidecar.
+
+    Only for the maps and tables an HRF method names itself (``contrast-a_stat-ppm_statmap``
+    keys of :class:`~bids_hrf.hrf.base.HRFEstimate`); every other output goes through
+    :func:`output`.
+    """
     frag_entities, suffix = parse_fragment(fragment)
     return {"src": str(src), "entities": {**entities, **frag_entities}, "suffix": suffix,
             "metadata": metadata or {}, "datatype": datatype}
@@ -55,7 +70,7 @@ def contrast_records(contrasts: dict, entities: dict, metadata: dict) -> list[di
                     "Statistic": name}
             if "n_runs" in paths:
                 meta["NumberOfRunsCombined"] = paths["n_runs"]
-            out.append(record(paths[stat], "statmap",
+            out.append(output(paths[stat], "statmap",
                               {**entities, "contrast": label, "stat": name}, meta))
     return out
 
