@@ -111,7 +111,11 @@ def test_schaefer_networks_from_names(tmp_path):
     assert networks == {1: "Vis", 2: "SomMot", 3: "Default"}
 
 
-@pytest.mark.parametrize("content", [b"", b"not a nifti file at all", gzip.compress(b"junk")])
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"not a nifti file at all", gzip.compress(b"junk", mtime=0)],
+    ids=["empty", "text", "gzipped-junk"],
+)
 def test_corrupted_atlas_file(tmp_path, content):
     path = tmp_path / "broken_dseg.nii.gz"
     path.write_bytes(content)
