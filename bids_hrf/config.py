@@ -70,6 +70,7 @@ class Config:
     noise_model: str = "ar1"
     contrasts: dict | list = field(default_factory=dict)
     contrasts_file: Path | None = None
+    events_csv: Path | None = None
     method_options: dict = field(default_factory=dict)
     group_model: str | None = None
     networks: Path | None = None
@@ -166,9 +167,13 @@ def make_config(bids_dir: str | os.PathLike, output_dir: str | os.PathLike,
         elif key in ("participant_label", "task") and value:
             value = tuple(str(v) for v in value)
         elif key in ("atlas_labels", "contrasts_file", "networks", "work_dir",
-                     "database_path") and value is not None:
+                     "database_path", "events_csv") and value is not None:
             value = Path(value).absolute()
         conv[key] = value
+    model = conv.get("hrf_model")
+    if isinstance(model, str) and model.startswith("file:"):
+        # an HRF table: absolute, since nipype steps run in their own folders
+        conv["hrf_model"] = "file:" + str(Path(model[5:]).expanduser().absolute())
     atlas = conv.get("atlas")
     if isinstance(atlas, (str, os.PathLike)) and (
             str(atlas).endswith((".nii", ".nii.gz")) or os.sep in str(atlas)

@@ -124,3 +124,74 @@ def test_contrasts_file_errors(tmp_path):
         read_pyhrf_contrasts(f)
     with pytest.raises(NoInputError):
         read_pyhrf_contrasts(tmp_path / "none.json")
+
+
+# ------------------------------------------------------------- --events-csv (BIDS App)
+
+
+def test_paradigm_ref_read_as_events(tmp_path):
+    from bids_hrf.io.events import is_paradigm_ref, paradigm_ref, read_events
+
+    f = tmp_path / "p.csv"
+    f.write_text(PYHRF_STYLE)
+    ref = paradigm_ref(f, 1)
+    assert is_paradigm_ref(ref) and not is_paradigm_ref(f)
+    ev = read_events(ref)
+    assert ev["trial_type"].tolist() == ["clicDaudio"] and ev["modulation"].tolist() == [0.5]
+    assert read_events(paradigm_ref(f, 0))["onset"].tolist() == [2.4, 35.4, 44.7]
+    with pytest.raises(DataError, match="no session 5"):
+        read_events(paradigm_ref(f, 5))
+
+
+def test_sessions_matched_to_runs():
+    from types import SimpleNamespace
+
+    from bids_hrf.io.inputs import _paradigm_refs
+
+    def bold(path, task, run, session=None):
+        return SimpleNamespace(path=path, entities={"task": task, "run": run,
+                                                    "session": session})
+
+    bolds = [bold("b2", "loc", 2), bold("b10", "loc", 10), bold("b1", "loc", 1),
+             bold("r1", "rest", 1)]
+    refs = _paradigm_refs(bolds, "/p.csv", [3, 7])
+    assert str(refs["b1"]).endswith("#session=3") and str(refs["b2"]).endswith("#session=7")
+    assert refs["b10"] is None  # a third run, two sessions
+    assert str(refs["r1"]).endswith("#session=3")  # each task counts its own runs
+    refs = _paradigm_refs(bolds, "/p.csv", [0])
+    assert all(str(r).endswith("#session=0") for r in refs.values())
+
+
+@pytest.mark.slow
+def test_bids_app_events_csv_same_results_as_bids_events(tmp_path, capsys):
+    """The BIDS events rewritten as a PyHRF paradigm (session k = run k, whitespace, quoted
+    names, amplitudes "1."): every statistical map equals the BIDS-events run's."""
+    import nibabel as nib
+    import pandas as pd
+
+    from bids_hrf.cli.run import main
+    from bids_hrf.datasets import make_synthetic_dataset
+
+    ds = make_synthetic_dataset(tmp_path / "bids", n_subjects=1, n_runs=2, n_scans=60,
+                                seed=5)
+    lines = []
+    for k, run in enumerate((1, 2)):
+        ev = pd.read_csv(next(ds.bids_dir.rglob(f"*run-{run}_events.tsv")), sep="\t")
+        lines += [f'{k} "{t}" {o:.6f} {d:.6f} 1.' for t, o, d in
+                  zip(ev["trial_type"], ev["onset"], ev["duration"], strict=True)]
+    csv = tmp_path / "paradigm.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    common = ["participant", "--no-report", "--nprocs", "1", "--hrf-method", "canonical"]
+    assert main([str(ds.bids_dir), str(tmp_path / "a"), *common]) == 0
+    assert main([str(ds.bids_dir), str(tmp_path / "b"), *common, "--events-csv",
+                 str(csv)]) == 0
+    maps = sorted((tmp_path / "a").rglob("*_statmap.nii.gz"))
+    assert maps
+    for path in maps:
+        other = tmp_path / "b" / path.relative_to(tmp_path / "a")
+        np.testing.assert_allclose(np.asarray(nib.load(other).dataobj),
+                                   np.asarray(nib.load(path).dataobj), rtol=1e-6, atol=1e-9)
+    capsys.readouterr()
+    code = main([str(ds.bids_dir), str(tmp_path / "c"), *common, "--events-csv",
+                 str(tmp_path / "missing.csv")])
+    assert code == 66 and "missing.csv" in capsys.readouterr().err

@@ -160,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stability selection with N surrogates (0: off)")
 
     g = p.add_argument_group("GLM")
+    g.add_argument("--events-csv", type=Path, default=None, metavar="PARADIGM.csv",
+                   help="events from a PyHRF paradigm CSV (session \"condition\" onset "
+                        "duration [amplitude]) instead of the BIDS events files: one session "
+                        "for every run, or session k for the k-th run of each participant "
+                        "and task")
     g.add_argument("--contrasts", type=Path, default=None, metavar="FILE.json",
                    help='contrasts as {"label": "expression over trial_type names"}')
 
@@ -281,6 +286,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         hrf_method=args.hrf_method, hrf_model=args.hrf_model,
         hrf_duration=args.hrf_duration, hrf_dt=args.hrf_dt, noise_model=args.noise_model,
         contrasts=contrasts, contrasts_file=args.contrasts, method_options=method_options,
+        events_csv=args.events_csv,
         group_model=args.group_model, networks=args.networks, work_dir=args.work_dir,
         database_path=args.bids_database_dir, nprocs=nprocs, omp_nthreads=args.omp_nthreads,
         mem_gb=args.mem_gb, plugin=args.plugin, plugin_args=plugin_args,

@@ -15,6 +15,20 @@ import pandas as pd
 from bids_hrf.conditions import check_events
 from bids_hrf.errors import DataError
 
+#: marks a reference to one session of a PyHRF paradigm CSV (``--events-csv``)
+PARADIGM_MARK = "#session="
+
+
+def paradigm_ref(csv: str | Path, session: int) -> Path:
+    """Reference to one session of a PyHRF paradigm CSV, usable wherever an events file
+    path is (:func:`read_events` reads it)."""
+    return Path(f"{Path(csv).absolute()}{PARADIGM_MARK}{int(session)}")
+
+
+def is_paradigm_ref(path: str | Path | None) -> bool:
+    """Whether ``path`` was made by :func:`paradigm_ref`."""
+    return path is not None and PARADIGM_MARK in str(path)
+
 
 def read_events(path: str | Path | None) -> pd.DataFrame | None:
     """Read and check a BIDS events file (None, ``""`` and ``"None"`` give None).
@@ -22,7 +36,8 @@ def read_events(path: str | Path | None) -> pd.DataFrame | None:
     Parameters
     ----------
     path : str or Path or None
-        The ``_events.tsv`` file.
+        The ``_events.tsv`` file, or one session of a PyHRF paradigm CSV
+        (:func:`paradigm_ref`).
 
     Returns
     -------
@@ -37,6 +52,16 @@ def read_events(path: str | Path | None) -> pd.DataFrame | None:
     """
     if path is None or str(path) in ("", "None"):
         return None
+    if is_paradigm_ref(path):
+        from bids_hrf.io.paradigm import read_paradigm_csv, session_events
+
+        csv, session = str(path).rsplit(PARADIGM_MARK, 1)
+        events = session_events(read_paradigm_csv(csv), int(session), csv)
+        try:
+            return check_events(events)
+        except ValueError as exc:
+            raise DataError(f"paradigm file {csv}, session {session}: {exc}",
+                            path=csv) from exc
     try:
         events = pd.read_csv(path, sep="\t", na_values=["n/a"])
     except Exception as exc:

@@ -195,6 +195,11 @@ def collect_runs(config: Config) -> tuple[list[RunInputs], dict[str, list[str]]]
         raise NoInputError(f"no subjects found in {config.bids_dir} or its derivatives",
                            fix="check BIDS_DIR and --derivatives")
 
+    paradigm_sessions_: list[int] = []
+    if config.events_csv:
+        from bids_hrf.io.paradigm import paradigm_sessions, read_paradigm_csv
+
+        paradigm_sessions_ = paradigm_sessions(read_paradigm_csv(config.events_csv))
     runs: list[RunInputs] = []
     filters = dict(config.bids_filters.get("bold", {})) if config.bids_filters else {}
     filters, wanted = _apply_filter_entities(filters, wanted, config)
@@ -221,8 +226,10 @@ def collect_runs(config: Config) -> tuple[list[RunInputs], dict[str, list[str]]]
                     f"({len(raw)} raw BOLD file(s) found): run fMRIPrep for this subject"
                     + (" or check --task" if config.task else "")))
             continue
+        refs = (_paradigm_refs(bolds, config.events_csv, paradigm_sessions_)
+                if config.events_csv else {})
         for bold_file in bolds:
-            run, msgs = _run_inputs(layout, bold_file, config)
+            run, msgs = _run_inputs(layout, bold_file, config, refs.get(bold_file.path, ""))
             problems[subject].extend(msgs)
             if run is not None:
                 runs.append(run)
@@ -286,7 +293,32 @@ def _run_sort_key(run: str | None) -> tuple[int, str]:
     return (int(run), "") if str(run).isdigit() else (10**9, str(run))
 
 
-def _run_inputs(layout, bold_file, config: Config) -> tuple[RunInputs | None, list[str]]:
+def _paradigm_refs(bolds, csv: Path, sessions: list[int]) -> dict[str, Path | None]:
+    """``--events-csv``: the paradigm session of each BOLD file (None: no session for it).
+
+    A paradigm with one session gives it to every run; otherwise the k-th session (sorted
+    numbers) goes to the k-th run of the participant's task, in session then run order.
+    """
+    from bids_hrf.io.events import paradigm_ref
+
+    by_task: dict[str, list] = defaultdict(list)
+    for f in bolds:
+        by_task[str(f.entities.get("task"))].append(f)
+    out: dict[str, Path | None] = {}
+    for files in by_task.values():
+        files.sort(key=lambda f: (str(f.entities.get("session") or ""),
+                                  _run_sort_key(f.entities.get("run")),
+                                  str(f.entities.get("acquisition") or "")))
+        for k, f in enumerate(files):
+            session = sessions[0] if len(sessions) == 1 else (
+                sessions[k] if k < len(sessions) else None)
+            out[f.path] = None if session is None else paradigm_ref(csv, session)
+    return out
+
+
+
+def _run_inputs(layout, bold_file, config: Config, events_ref: Path | None | str = ""
+                ) -> tuple[RunInputs | None, list[str]]:
     ents = bold_file.get_entities()
     bold = Path(bold_file.path)
     problems: list[str] = []
@@ -297,8 +329,17 @@ def _run_inputs(layout, bold_file, config: Config) -> tuple[RunInputs | None, li
     conf_common = {k: v for k, v in common.items() if k != "echo"}
     confounds = _first(layout.get(scope="derivatives", desc="confounds",
                                   suffix=_CONFOUND_SUFFIXES, extension=".tsv", **conf_common))
-    events = _first(layout.get(scope="raw", suffix="events", extension=".tsv",
-                               **{k: v for k, v in conf_common.items()}))
+    if config.events_csv:
+        events = events_ref or None
+        if events is None:
+            problems.append(Problem(
+                f"{bold.name}: the paradigm {config.events_csv} has no session for this run "
+                "(one session is used for every run; several are matched to the runs of "
+                "each participant's task in session, run order)",
+                DataError))
+    else:
+        events = _first(layout.get(scope="raw", suffix="events", extension=".tsv",
+                                   **{k: v for k, v in conf_common.items()}))
     if mask is None:
         problems.append(_missing(
             f"{bold.name}: brain mask (*_space-{ents.get('space')}_desc-brain_mask.nii.gz) "
@@ -312,7 +353,7 @@ def _run_inputs(layout, bold_file, config: Config) -> tuple[RunInputs | None, li
         problems.append(_missing(
             f"{bold.name}: no events.tsv for task '{ents.get('task')}' in {config.bids_dir}: "
             "add the events file, or use --hrf-method sparse for paradigm-free analysis"))
-    for path in (bold, mask, confounds, events):
+    for path in (bold, mask, confounds, None if config.events_csv else events):
         unreadable = _unreadable(path) if path is not None else None
         if unreadable:
             problems.append(unreadable)
