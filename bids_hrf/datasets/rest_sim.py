@@ -289,5 +289,6 @@ def clean_runs(sim: RestSimulation, high_pass: float = 0.01,
     """
     from nilearn.signal import clean
 
-    return [clean(y, confounds=c if use_confounds else None, detrend=True, high_pass=high_pass, t_r=sim.tr,
-                  standardize=None) for y, c in zip(sim.runs, sim.confounds, strict=True)]
+    return [clean(y, confounds=c if use_confounds else None, detrend=True, high_pass=high_pass,
+                  t_r=sim.tr, standardize=None)
+            for y, c in zip(sim.runs, sim.confounds, strict=True)]

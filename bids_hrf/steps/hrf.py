@@ -262,7 +262,7 @@ def _sparse(runs, atlas_bold, labels_map, options, hrf_model, dt, hrf_duration, 
             n_surrogates=options.get("stability_surrogates", 0),
             estimate_hrf=options.get("estimate_hrf", True),
             hrf_model=hrf_model.split("+")[0].strip(), dt=dt, hrf_duration=hrf_duration,
-            n_jobs=nprocs)
+            high_pass=high_pass or 0.0, n_jobs=nprocs)
         estimates.append(est)
         if index < 2:
             kind = "innovation" if options.get("sparse_block", False) else "activity"

@@ -8,7 +8,7 @@ import numpy as np
 
 from bids_hrf.hrf._hrf_matrix import canonical_hrf
 from bids_hrf.hrf.base import HRFEstimate
-from bids_hrf.hrf.blind.estimator import estimate_blind_hrf
+from bids_hrf.hrf.blind.parcel import ParcelBlindHRF
 from bids_hrf.hrf.sparse.deconvolution import SparseDeconvolution
 from bids_hrf.hrf.sparse.stability import StabilitySelection
 
@@ -35,6 +35,7 @@ def estimate_sparse(
     hrf_model: str = "spm",
     dt: float = 0.1,
     hrf_duration: float = 25.0,
+    high_pass: float = 0.01,
     n_jobs: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> HRFEstimate:
@@ -63,9 +64,12 @@ def estimate_sparse(
         Estimate each parcel's HRF without a paradigm (:mod:`bids_hrf.hrf.blind.estimator`) and
         deconvolve the parcel with it; otherwise use the canonical HRF everywhere.
     hrf_model : {"spm", "glover"}
-        Canonical HRF (and starting point of the HRF estimation).
+        Canonical HRF (used where the HRF is not estimated, and for the background).
     dt, hrf_duration : float
         Grid step and length (s) of the HRF table.
+    high_pass : float
+        High-pass cut-off (Hz) the data were cleaned with (the HRF fit filters its model
+        the same way).
     n_jobs : int
         Processes for the voxel-wise solvers.
     progress : callable, optional
@@ -105,7 +109,7 @@ def estimate_sparse(
     lam = np.zeros(n_vox)
     auc = np.zeros((n_scans, n_vox)) if n_surrogates > 0 else None
     hrfs = np.zeros((time.size, len(parcels)))
-    n_iters = {}
+    blind_rows = []
 
     def deconvolve(mask: np.ndarray, h_model) -> None:
         model = SparseDeconvolution(
@@ -145,16 +149,12 @@ def estimate_sparse(
         for i, label in enumerate(parcels):
             mask = labels_arr == label
             if estimate_hrf:
-                res = estimate_blind_hrf(
-                    Y[:, mask],
-                    tr,
-                    dt=dt,
-                    hrf_duration=hrf_duration,
-                    hrf_model=hrf_model,
-                )
-                hrfs[:, i] = res.hrf
-                n_iters[label] = res.n_iter
-                deconvolve(mask, res.hrf_tr)
+                fit = ParcelBlindHRF(tr, high_pass=high_pass, dt=dt,
+                                     hrf_duration=hrf_duration).fit(Y[:, mask])
+                hrfs[:, i] = fit.hrf_at(time)
+                blind_rows.append((fit.ttp_sd_, fit.fwhm_sd_, fit.n_events_,
+                                   fit.identifiable_))
+                deconvolve(mask, fit.hrf_at(np.arange(0.0, hrf_duration + 1e-9, tr)))
             else:
                 hrfs[:, i] = canonical
                 deconvolve(mask, hrf_model)
@@ -187,10 +187,15 @@ def estimate_sparse(
         "tr": tr,
         "time_convention": "coefficient i = event at scan i (HRF column i starts at scan i)",
     }
-    if n_iters:
-        parameters["blind_iterations"] = {
-            parcel_names.get(k, str(k)): v for k, v in n_iters.items()
-        }
+    tables = hrf_parameter_table(time, hrfs, names)
+    if blind_rows and "hrfparams" in tables:
+        parameters["blind_estimator"] = "parcel double-gamma marginal likelihood (ParcelBlindHRF)"
+        table = tables["hrfparams"]
+        ttp_sd, fwhm_sd, n_events, ident = (list(c) for c in zip(*blind_rows, strict=True))
+        table["time_to_peak_sd"] = ttp_sd
+        table["fwhm_sd"] = fwhm_sd
+        table["n_events"] = n_events
+        table["identifiable"] = ident
     return HRFEstimate(
         time=time,
         hrfs=hrfs,
@@ -198,7 +203,7 @@ def estimate_sparse(
         method="sparse",
         parameters=parameters,
         voxel_maps=voxel_maps,
-        parcel_tables=hrf_parameter_table(time, hrfs, names),
+        parcel_tables=tables,
     )
 
 

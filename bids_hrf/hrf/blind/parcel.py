@@ -24,32 +24,44 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import fft as sfft
 
-from bids_hrf.hrf._fista import noise_sigma
+from bids_hrf.hrf.sparse._fista import noise_sigma
 
 __all__ = ["ParcelBlindHRF", "double_gamma", "pooled_series"]
 
+#: Length (s) of the candidate kernels in the fit (covers a late peak and its undershoot).
+_KERNEL_DURATION = 32.0
 
-def _shape_for_width(ttp: np.ndarray, fwhm: np.ndarray) -> np.ndarray:
-    """``a - 1`` of the gamma density with mode ``ttp`` and full width at half max ``fwhm``.
+
+def _width_table() -> tuple[np.ndarray, np.ndarray]:
+    """FWHM / mode of a gamma density as a function of ``a - 1`` (decreasing), tabulated.
 
     In terms of its mode ``m`` the log-density is ``(a - 1)(log x - x + 1)``, ``x = t / m``,
-    so the half-maximum crossings solve ``(a - 1)(log x - x + 1) = -log 2``: bisection on
-    ``a - 1``, vectorised over candidates.
+    so the half-maximum crossings are the roots of ``log x - x + 1 = -log 2 / (a - 1)``.
     """
-    lo = np.full(ttp.shape, 1e-3)
-    hi = np.full(ttp.shape, 1e4)
-    x = np.linspace(1e-4, 8.0, 8000)[:, None]
-    g = np.log(x) - x + 1.0  # <= 0
-    for _ in range(50):
-        mid = np.sqrt(lo * hi)
-        inside = mid * g >= -np.log(2.0)
-        width = (np.where(inside, x, -np.inf).max(axis=0)
-                 - np.where(inside, x, np.inf).min(axis=0)) * ttp
-        too_wide = width > fwhm
-        lo = np.where(too_wide, mid, lo)
-        hi = np.where(too_wide, hi, mid)
-    return np.sqrt(lo * hi)
+    am1 = np.logspace(-2, 4, 600)
+    c = -np.log(2.0) / am1
+    # g(x) = log x - x + 1 is increasing on (0, 1) and decreasing on (1, inf): bisect each side
+    lo_l, hi_l = np.full(am1.size, 1e-300), np.ones(am1.size)
+    lo_r, hi_r = np.ones(am1.size), np.full(am1.size, 1e3)
+    for _ in range(200):
+        mid = 0.5 * (lo_l + hi_l)
+        below = np.log(mid) - mid + 1 < c
+        lo_l, hi_l = np.where(below, mid, lo_l), np.where(below, hi_l, mid)
+        mid = 0.5 * (lo_r + hi_r)
+        above = np.log(mid) - mid + 1 > c
+        lo_r, hi_r = np.where(above, mid, lo_r), np.where(above, hi_r, mid)
+    return am1, hi_r - lo_l
+
+
+_AM1, _RATIO = _width_table()
+
+
+def _shape_for_width(ttp: np.ndarray, fwhm: np.ndarray) -> np.ndarray:
+    """``a - 1`` of the gamma density with mode ``ttp`` and full width at half max ``fwhm``."""
+    ratio = np.clip(np.asarray(fwhm) / np.asarray(ttp), _RATIO[-1], _RATIO[0])
+    return np.exp(np.interp(np.log(ratio), np.log(_RATIO[::-1]), np.log(_AM1[::-1])))
 
 
 def _gamma_mode(t: np.ndarray, mode: np.ndarray, am1: np.ndarray) -> np.ndarray:
@@ -152,6 +164,51 @@ def _kernels(grid: _Grid, step: float, duration: float) -> np.ndarray:
     return grid.curves(np.arange(0.0, duration + step / 2, step)).T  # (C, K)
 
 
+def _nonneg_sparse_fit(y: np.ndarray, k: np.ndarray, u: int, lead: int, q: np.ndarray,
+                       lam: float, n_iter: int) -> tuple[np.ndarray, np.ndarray]:
+    """``min_{s >= 0} ||y - P A_c s||^2 / 2 + lam sum(s)`` for every kernel ``c`` (FISTA).
+
+    ``A_c`` convolves events on a grid of ``TR / u`` (starting ``lead`` scans before the run)
+    with kernel ``k[c]`` (samples every ``TR / u``) and samples the result at the scans; ``P``
+    removes the span of ``q`` (the drifts removed by cleaning). All kernels in one batch.
+
+    Returns
+    -------
+    s : ndarray (n_kernels, (n_scans + lead) u)
+    residual : ndarray (n_kernels, n_scans)
+    """
+    n_c, n_k = k.shape
+    n = y.size
+    m = (n + lead) * u
+    p = int(2 ** np.ceil(np.log2(m + n_k + 1)))
+    kf = sfft.rfft(k.astype(np.float32), p, axis=1)
+    kf_conj = np.conj(kf)
+    lip = np.max(np.abs(kf) ** 2, axis=1, keepdims=True) / u + 1e-12
+    obs = (np.arange(n) + lead) * u
+    y = y.astype(np.float32)
+    q = q.astype(np.float32)
+
+    def forward(x):
+        full = sfft.irfft(sfft.rfft(x, p, axis=1) * kf, p, axis=1)[:, obs]
+        return full - (full @ q) @ q.T  # the cleaning's high-pass applies to the model
+
+    def adjoint(r):
+        up = np.zeros((n_c, p), dtype=np.float32)
+        up[:, obs] = r - (r @ q) @ q.T
+        return sfft.irfft(sfft.rfft(up, axis=1) * kf_conj, p, axis=1)[:, :m]
+
+    s = np.zeros((n_c, m), dtype=np.float32)
+    z = s.copy()
+    tk = 1.0
+    for _ in range(n_iter):
+        grad = adjoint(forward(z) - y[None, :])
+        s_new = np.maximum(z - (grad + lam) / lip, 0.0)
+        tk_new = 0.5 * (1 + np.sqrt(1 + 4 * tk * tk))
+        z = s_new + ((tk - 1) / tk_new) * (s_new - s)
+        s, tk = s_new, tk_new
+    return s, y[None, :] - forward(s)
+
+
 class ParcelBlindHRF:
     """Paradigm-free HRF of one parcel from its voxels in one or more runs.
 
@@ -167,6 +224,10 @@ class ParcelBlindHRF:
         ``lambda`` in units of the noise SD.
     temperature : float
         ``T`` of the candidate weights ``exp(-(J - J_min) / T)``.
+    prior_ttp, prior_fwhm, prior_sd : float
+        Gaussian prior (s) on the time to peak and FWHM; ``prior_sd=0`` for a flat prior.
+        Without a paradigm the time to peak is only weakly identifiable (a later HRF is close
+        to earlier events), so the prior keeps flat directions near the canonical values.
     min_events : int
         Parcels with fewer deconvolved events (over all runs) are flagged not identifiable.
     max_ttp_sd : float
@@ -178,7 +239,8 @@ class ParcelBlindHRF:
         projection (with the constant and linear trend) is applied to every model fit, so that
         the filtered data are compared with filtered responses.
     dt, hrf_duration : float
-        Step and length (s) of the output HRF.
+        Step and length (s) of the output HRF (the fit itself uses kernels of at least
+        32 s).
 
     Attributes
     ----------
@@ -189,13 +251,20 @@ class ParcelBlindHRF:
     n_events_ : int
     identifiable_ : bool
     weights_ : ndarray (n_voxels,)
-    scores_ : ndarray (n_candidates,) and ``grid_`` (ttp, fwhm arrays) of the final grid.
+        Voxel weights of the pooled series.
+    scores_ : ndarray (n_candidates,)
+        ``J`` of every candidate of ``grid_`` (time to peak, FWHM, undershoot, lag).
+    candidate_weights_ : ndarray (n_candidates,)
+        Posterior weights of the candidates.
+    undershoot_, sigma_ : float
+        Weighted undershoot ratio; noise SD of the pooled series.
     """
 
     def __init__(self, tr: float, ttp_range: tuple[float, float] = (3.0, 9.0),
                  fwhm_range: tuple[float, float] = (2.5, 8.0),
-                 upsample: int = 2, penalty: float = 1.0, temperature: float = 1.0,
-                 min_events: int = 8, max_ttp_sd: float = 1.0, n_iter: int = 150,
+                 upsample: int = 2, penalty: float = 3.0, temperature: float = 1.0,
+                 prior_ttp: float = 5.5, prior_fwhm: float = 5.0, prior_sd: float = 1.0,
+                 min_events: int = 8, max_ttp_sd: float = 1.0, n_iter: int = 60,
                  high_pass: float = 0.01, dt: float = 0.1, hrf_duration: float = 32.0):
         self.tr = tr
         self.ttp_range = ttp_range
@@ -203,6 +272,9 @@ class ParcelBlindHRF:
         self.upsample = upsample
         self.penalty = penalty
         self.temperature = temperature
+        self.prior_ttp = prior_ttp
+        self.prior_fwhm = prior_fwhm
+        self.prior_sd = prior_sd
         self.min_events = min_events
         self.max_ttp_sd = max_ttp_sd
         self.n_iter = n_iter
@@ -214,46 +286,23 @@ class ParcelBlindHRF:
     def _scores(self, series: list[np.ndarray], sigma: float, grid: _Grid):
         u = int(self.upsample)
         step = self.tr / u
-        k = _kernels(grid, step, self.hrf_duration)
+        k = _kernels(grid, step, max(_KERNEL_DURATION, self.hrf_duration))
         # unit-norm columns: average over the u phases of the squared samples at TR
         k = k / np.sqrt(np.sum(k**2, axis=1, keepdims=True) / u)
         n_c, n_k = k.shape
         lead = int(np.ceil(n_k / u))  # scans of events before the run that reach it
         total = np.zeros(n_c)
+        rss = np.zeros(n_c)
         n_events = np.zeros(n_c)
         lam = self.penalty * sigma
         for y in series:
-            n = y.size
-            m = (n + lead) * u
-            p = int(2 ** np.ceil(np.log2(m + n_k + 1)))
-            kf = np.fft.rfft(k, p, axis=1)
-            lip = np.max(np.abs(kf) ** 2, axis=1, keepdims=True) / u + 1e-12
-            obs = (np.arange(n) + lead) * u
-            s = np.zeros((n_c, m))
-            z = s.copy()
-            tk = 1.0
-
-            q = _drift_basis(n, self.tr, self.high_pass)
-
-            def forward(x):
-                full = np.fft.irfft(np.fft.rfft(x, p, axis=1) * kf, p, axis=1)[:, obs]
-                return full - (full @ q) @ q.T  # the cleaning's high-pass applies to the model
-
-            def adjoint(r):
-                up = np.zeros((n_c, p))
-                up[:, obs] = r - (r @ q) @ q.T
-                return np.fft.irfft(np.fft.rfft(up, axis=1) * np.conj(kf), p, axis=1)[:, :m]
-
-            for _ in range(self.n_iter):
-                grad = adjoint(forward(z) - y[None, :])
-                s_new = np.maximum(z - (grad + lam) / lip, 0.0)
-                tk_new = 0.5 * (1 + np.sqrt(1 + 4 * tk * tk))
-                z = s_new + ((tk - 1) / tk_new) * (s_new - s)
-                s, tk = s_new, tk_new
-            res = y[None, :] - forward(s)
-            total += 0.5 * np.sum(res**2, axis=1) / sigma**2 + lam * s.sum(axis=1) / sigma**2
+            q = _drift_basis(y.size, self.tr, self.high_pass)
+            s, res = _nonneg_sparse_fit(y, k, u, lead, q, lam, self.n_iter)
+            r2 = np.sum(res**2, axis=1)
+            rss += r2
+            total += 0.5 * r2 / sigma**2 + lam * s.sum(axis=1) / sigma**2
             n_events += np.count_nonzero(s[:, lead * u:] > 1e-3 * sigma, axis=1)
-        return total, n_events
+        return total, n_events, rss
 
     def fit(self, runs: list[np.ndarray], y=None) -> ParcelBlindHRF:
         """Estimate the parcel's HRF from its voxels.
@@ -279,47 +328,68 @@ class ParcelBlindHRF:
         series, w = pooled_series(runs)
         sigma = float(np.median([noise_sigma(s[:, None])[0] for s in series]))
         sigma = sigma if sigma > 0 else float(np.std(np.concatenate(series))) or 1.0
-        # coarse (time to peak, FWHM) grid, then the undershoot around the best candidate,
-        # then a finer (time to peak, FWHM) grid
+        n_total = sum(s.size for s in series)
         t_lo, t_hi = self.ttp_range
         f_lo, f_hi = self.fwhm_range
-        u0, l0 = 0.15, 9.0
-        grid = _Grid.product(np.arange(t_lo, t_hi + 1e-9, 0.5), np.arange(f_lo, f_hi + 1e-9, 1.0),
-                             u0, l0)
-        score, n_ev = self._scores(series, sigma, grid)
+        grid = _Grid.product(np.arange(t_lo, t_hi + 1e-9, 0.75),
+                             np.arange(f_lo, f_hi + 1e-9, 1.5), 0.15, 9.0)
+        score, n_ev, rss = self._scores(series, sigma, grid)
+
+        def log_post() -> np.ndarray:
+            # misfit beyond the noise level (model error) widens the posterior
+            temp = self.temperature * max(1.0, rss[np.argmin(score)] / (sigma**2 * n_total))
+            out = -(score - score.min()) / temp
+            if self.prior_sd > 0:
+                out = out - 0.5 * (((grid.ttp - self.prior_ttp) / self.prior_sd) ** 2
+                                   + ((grid.fwhm - self.prior_fwhm) / self.prior_sd) ** 2)
+            return out
 
         def refine(new: _Grid) -> None:
-            nonlocal grid, score, n_ev
-            sc, ne = self._scores(series, sigma, new)
-            grid, score, n_ev = grid + new, np.concatenate([score, sc]), np.concatenate([n_ev, ne])
+            nonlocal grid, score, n_ev, rss
+            sc, ne, rs = self._scores(series, sigma, new)
+            grid = grid + new
+            score, n_ev, rss = (np.concatenate(v) for v in ((score, sc), (n_ev, ne), (rss, rs)))
 
-        b = np.argmin(score)
-        refine(_Grid.product(grid.ttp[b] + np.array([-0.5, 0.0, 0.5]),
-                             np.clip(grid.fwhm[b] + np.array([-1.0, 0.0, 1.0]), 1.5, None),
-                             np.array([0.0, 0.1, 0.2, 0.35]), np.array([6.0, 9.0, 12.0])))
-        b = np.argmin(score)
-        refine(_Grid.product(grid.ttp[b] + np.arange(-0.75, 0.76, 0.25),
+        # undershoot (ratio x lag) at the best (time to peak, FWHM), then a finer
+        # (time to peak, FWHM) grid with the best undershoot
+        b = np.argmax(log_post())
+        refine(_Grid.product(grid.ttp[b], grid.fwhm[b], np.array([0.0, 0.1, 0.2, 0.35]),
+                             np.array([6.0, 9.0, 12.0])))
+        b = np.argmax(log_post())
+        refine(_Grid.product(grid.ttp[b] + np.arange(-0.5, 0.51, 0.25),
                              np.clip(grid.fwhm[b] + np.arange(-1.0, 1.01, 0.5), 1.5, None),
                              grid.undershoot[b], grid.lag[b]))
-        fine = grid
-        wts = np.exp(-(score - score.min()) / self.temperature)
+        # drop duplicated candidates before weighting
+        keys = np.round(np.column_stack([grid.ttp, grid.fwhm, grid.undershoot, grid.lag]), 6)
+        _, first = np.unique(keys, axis=0, return_index=True)
+        grid = _Grid(*(getattr(grid, f)[first] for f in ("ttp", "fwhm", "undershoot", "lag")))
+        score, n_ev, rss = score[first], n_ev[first], rss[first]
+        lp = log_post()
+        wts = np.exp(lp - lp.max())
         wts /= wts.sum()
+        fine = grid
         ttp = float(np.sum(wts * fine.ttp))
         fwhm = float(np.sum(wts * fine.fwhm))
         self.time_ = np.arange(0.0, self.hrf_duration + self.dt / 2, self.dt)
-        curves = fine.curves(self.time_)
-        hrf = curves @ wts
-        self.hrf_ = hrf / hrf.max()
+        self.candidate_weights_ = wts
+        self.grid_ = fine
+        self.hrf_ = self.hrf_at(self.time_)
         self.ttp_ = ttp
         self.fwhm_ = fwhm
         self.ttp_sd_ = float(np.sqrt(np.sum(wts * (fine.ttp - ttp) ** 2)))
         self.fwhm_sd_ = float(np.sqrt(np.sum(wts * (fine.fwhm - fwhm) ** 2)))
-        self.n_events_ = int(n_ev[np.argmin(score)])
+        self.n_events_ = int(n_ev[np.argmax(lp)])
         self.identifiable_ = bool(self.n_events_ >= self.min_events
                                   and self.ttp_sd_ <= self.max_ttp_sd)
         self.weights_ = w
         self.scores_ = score
-        self.grid_ = fine
         self.undershoot_ = float(np.sum(wts * fine.undershoot))
         self.sigma_ = sigma
         return self
+
+    def hrf_at(self, t: np.ndarray) -> np.ndarray:
+        """The fitted HRF (candidate curves averaged with their weights) at times ``t`` (s),
+        scaled to a unit peak over ``time_``."""
+        ref = self.grid_.curves(np.arange(0.0, self.hrf_duration + self.dt / 2, self.dt))
+        peak = np.max(ref @ self.candidate_weights_)
+        return (self.grid_.curves(np.asarray(t, dtype=float)) @ self.candidate_weights_) / peak
