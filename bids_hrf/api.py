@@ -21,7 +21,7 @@ from bids_hrf.errors import BidsHrfError, OutputError, UsageError, ValidationErr
 from bids_hrf.glm.contrasts import load_contrasts, parse_contrast
 from bids_hrf.io.checks import validate_config
 from bids_hrf.io.derivatives import existing_config_hash, init_output_dir, write_json
-from bids_hrf.io.inputs import collect_runs
+from bids_hrf.io.inputs import collect_runs, group_runs
 from bids_hrf.io.outputs import inventory
 from bids_hrf.workflows.group import init_group_wf
 from bids_hrf.workflows.participant import init_participant_wf
@@ -84,9 +84,11 @@ def run_participant(config: Config) -> dict:
     _init_outputs(config)
     runner = WorkflowRunner(config, "participant")
     wf = pe.Workflow(name="bids_hrf_wf")
+    n_groups = len(group_runs(runs))  # HRF steps of the whole run, shared out by --nprocs
     for subject in subjects:
         wf.add_nodes([init_participant_wf(subject, [r for r in runs if r.subject == subject],
-                                          config, str(runner.errors_dir), nrl_contrasts)])
+                                          config, str(runner.errors_dir), nrl_contrasts,
+                                          n_parallel=n_groups)])
     plugin = runner.run(wf)
     if plugin == "SLURMGraph":
         LOGGER.info("jobs submitted to SLURM; outputs appear as they finish")

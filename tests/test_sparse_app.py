@@ -70,6 +70,11 @@ def test_estimate_sparse_blind_stability_block():
     for i in range(2):  # estimated HRFs stay close to the (true) canonical one
         assert np.corrcoef(est.hrfs[:, i], canonical_hrf(est.time))[0, 1] > 0.95
         assert est.hrfs[0, i] == 0.0
+    # the blind estimator's uncertainty and identifiability reach the parameter table
+    table = est.parcel_tables["hrfparams"]
+    assert {"time_to_peak_sd", "fwhm_sd", "n_events", "identifiable"} <= set(table.columns)
+    assert np.all(table["time_to_peak_sd"] > 0) and np.all(table["fwhm_sd"] > 0)
+    assert "ParcelBlindHRF" in est.parameters["blind_estimator"]
 
 
 def test_estimate_sparse_errors():

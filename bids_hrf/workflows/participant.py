@@ -113,12 +113,27 @@ def _mem(run: RunInputs, factor: float) -> float:
     return 0.25 + factor * n_vox * n_scans * 8 / 1e9
 
 
+def hrf_step_procs(nprocs: int, n_parallel: int) -> int:
+    """Processors of one HRF step when ``n_parallel`` of them share ``nprocs``.
+
+    A step declaring all ``--nprocs`` processors makes nipype's MultiProc run the HRF steps
+    of the participants one after the other; shared out, they run side by side.
+    """
+    return max(1, max(1, nprocs) // max(1, n_parallel))
+
+
 def init_participant_wf(subject: str, runs: list[RunInputs], config: Config,
-                        errors_dir: str, nrl_contrasts: dict | None = None) -> pe.Workflow:
-    """Workflow of one participant: every (session, task) group of its runs and a report."""
+                        errors_dir: str, nrl_contrasts: dict | None = None,
+                        n_parallel: int = 1) -> pe.Workflow:
+    """Workflow of one participant: every (session, task) group of its runs and a report.
+
+    ``n_parallel`` is the number of HRF steps of the whole run (all participants, sessions
+    and tasks): each gets :func:`hrf_step_procs` processors.
+    """
     wf = pe.Workflow(name=f"sub_{_safe(subject)}_wf")
     settings = step_settings(config, nrl_contrasts)
     nprocs = max(1, config.nprocs)
+    hrf_procs = hrf_step_procs(nprocs, n_parallel)
     groups = group_runs(runs)
     bundle_merge = pe.Node(niu.Merge(len(groups)), name="merge_groups")
     written_merge = pe.Node(niu.Merge(len(groups)), name="merge_written")
@@ -139,9 +154,9 @@ def init_participant_wf(subject: str, runs: list[RunInputs], config: Config,
             # they get the canonical HRF table, as with --hrf-method canonical
             hrf_settings = {**settings, "hrf_method": "canonical"}
         hrf = pe.Node(EstimateHRF(runs=records, entities=group_ents, settings=hrf_settings,
-                                  errors_dir=errors_dir, nprocs=nprocs),
+                                  errors_dir=errors_dir, nprocs=hrf_procs),
                       name=f"hrf_{tag}", mem_gb=_mem(first, 6.0) * len(g_runs),
-                      n_procs=nprocs)
+                      n_procs=hrf_procs)
         prep_merge = pe.Node(niu.Merge(len(g_runs)), name=f"merge_prepared_{tag}")
         rec_merge = pe.Node(niu.Merge(len(g_runs) + 2), name=f"merge_records_{tag}")
         wf.connect([(atlas, hrf, [("result", "atlas")]),
