@@ -123,7 +123,7 @@ def test_activity_at_paradigm_onsets(sparse_runs):
         inactive = list(rows.loc[rows["amplitude"] == 0, "parcel"])
         for parcel in active:
             # Activity peaks just after the onsets: lag 0-1 scan with the canonical HRF, up to
-            # +2 with the blind HRF estimate (docs/sparse.md, "Measured bias").
+            # +2 with the blind HRF estimate (docs/sparse.md, "How well it works").
             assert table.loc[parcel, "response"] > 0.6, (condition, parcel, table)
             assert 0 <= table.loc[parcel, "lag"] <= 2, (condition, parcel, table)
             checked += 1

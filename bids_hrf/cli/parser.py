@@ -264,7 +264,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
                                      fix="e.g. --plugin-args '{\"sbatch_args\": \"-p short\"}'"))
     method_options = {
         # JDE-VEM estimates HRFs by default; sparse deconvolution keeps the canonical HRF
-        # unless asked (its blind estimate peaks early: docs/sparse.md, "Measured bias").
+        # unless asked (without a paradigm the time to peak is weakly identifiable:
+        # docs/sparse.md, "What is and is not identifiable without a paradigm").
         "estimate_hrf": (args.estimate_hrf if args.estimate_hrf is not None
                          else args.hrf_method != "sparse"),
         "jde_beta": args.jde_beta, "jde_sigma_h": args.jde_sigma_h,

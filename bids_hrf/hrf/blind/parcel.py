@@ -180,7 +180,7 @@ def _nonneg_sparse_fit(y: np.ndarray, k: np.ndarray, u: int, lead: int, q: np.nd
     n_c, n_k = k.shape
     n = y.size
     m = (n + lead) * u
-    p = int(2 ** np.ceil(np.log2(m + n_k + 1)))
+    p = sfft.next_fast_len(m + n_k + 1, real=True)
     kf = sfft.rfft(k.astype(np.float32), p, axis=1)
     kf_conj = np.conj(kf)
     lip = np.max(np.abs(kf) ** 2, axis=1, keepdims=True) / u + 1e-12
