@@ -30,6 +30,7 @@ Usage::
     python benchmarks/bench_blind.py                 # default SNR, 5 seeds + SNR curve
     python benchmarks/bench_blind.py --quick         # 2 seeds, no curve
     python benchmarks/bench_blind.py --json out.json --figure docs/img/blind_snr.png
+    python benchmarks/bench_blind.py --from-json out.json --figure docs/img/blind_snr.png
 """
 
 from __future__ import annotations
@@ -214,7 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rshrf-python", default="/tmp/a15-blind/rshrf-venv/bin/python")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--figure", type=Path)
+    parser.add_argument("--from-json", type=Path,
+                        help="only redraw --figure from the JSON of an earlier run")
     args = parser.parse_args(argv)
+    if args.from_json:
+        plot_curve(json.loads(args.from_json.read_text())["snr_curve"], args.figure)
+        return 0
     rshrf = args.rshrf_python if Path(args.rshrf_python).exists() else None
     if rshrf is None:
         print(f"rsHRF not found at {args.rshrf_python}: rsHRF columns left out")
@@ -251,6 +257,7 @@ def plot_curve(curve: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    curve = {float(k): v for k, v in curve.items()}
     snrs = sorted(curve)
     methods = list(curve[snrs[0]])
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
@@ -261,6 +268,8 @@ def plot_curve(curve: dict, path: Path) -> None:
         for m in methods:
             ax.plot(snrs, [curve[s][m][key] for s in snrs], marker="o", label=m)
         ax.set_xscale("log")
+        ax.set_xticks(snrs, [f"{v:g}" for v in snrs])
+        ax.minorticks_off()
         ax.set_xlabel("SNR (voxel)")
         ax.set_title(label, fontsize=9)
     axes[0].legend(fontsize=7)
