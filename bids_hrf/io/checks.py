@@ -108,6 +108,10 @@ def validate_config(config: Config, errors: list[BidsHrfError] | None = None) ->
                 errors.append(NoInputError(f"--derivatives {d} does not exist",
                                            fix="give the fMRIPrep output folder"))
         errors.extend(_check_analysis_options(config))
+        from bids_hrf.io.inputs import check_bids_filters
+
+        errors.extend(UsageError(f"--bids-filter-file: {msg}")
+                      for msg in check_bids_filters(config.bids_filters or {}))
     else:
         if config.networks is not None and not config.networks.is_file():
             errors.append(NoInputError(f"--networks {config.networks} does not exist",

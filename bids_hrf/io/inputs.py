@@ -24,6 +24,58 @@ LOGGER = logging.getLogger("bids_hrf")
 _CONFOUND_SUFFIXES = ["timeseries", "regressors"]
 _NIFTI = [".nii.gz", ".nii"]
 
+#: The pybids queries bids-hrf makes, each of which a ``--bids-filter-file`` may refine.
+FILTER_QUERIES = ("bold", "mask", "confounds", "events")
+#: Entities the ``bold`` query decides for the files matched to each BOLD run.
+_BOLD_ONLY = ("subject", "session")
+
+
+def check_bids_filters(filters: object) -> list[str]:
+    """Problems with a ``--bids-filter-file`` mapping (empty when it can be used).
+
+    Parameters
+    ----------
+    filters : object
+        The loaded JSON: ``{query: {entity: value(s)}}`` with ``query`` one of
+        :data:`FILTER_QUERIES`.
+
+    Returns
+    -------
+    list of str
+        One sentence per problem, naming the fix.
+    """
+    if not isinstance(filters, dict):
+        return ["must hold a JSON object such as {\"bold\": {\"acquisition\": \"mb\"}}"]
+    problems = []
+    for query, value in filters.items():
+        if query not in FILTER_QUERIES:
+            problems.append(f"unknown query {query!r}: bids-hrf reads only "
+                            f"{', '.join(FILTER_QUERIES)}; remove {query!r} from the file")
+        elif not isinstance(value, dict):
+            problems.append(f"query {query!r} must map entities to values, e.g. "
+                            f"{{\"{query}\": {{\"desc\": \"...\"}}}}")
+        elif query != "bold":
+            fixed = [key for key in value if key in _BOLD_ONLY]
+            if fixed:
+                problems.append(f"query {query!r} sets {', '.join(fixed)}: each {query} file "
+                                "belongs to the BOLD run it is matched to; select subjects "
+                                "and sessions in the 'bold' query")
+    return problems
+
+
+def _query_values(filters: dict) -> dict:
+    """pybids values for JSON filter values: null -> no such entity, "*" -> any value."""
+    from bids.layout import Query
+
+    out = {}
+    for key, value in filters.items():
+        if value is None:
+            value = Query.NONE
+        elif value == "*":
+            value = Query.ANY
+        out[key] = value
+    return out
+
 
 @dataclass(frozen=True)
 class RunInputs:
@@ -201,16 +253,20 @@ def collect_runs(config: Config) -> tuple[list[RunInputs], dict[str, list[str]]]
 
         paradigm_sessions_ = paradigm_sessions(read_paradigm_csv(config.events_csv))
     runs: list[RunInputs] = []
+    problems_filter = check_bids_filters(config.bids_filters or {})
+    if problems_filter:
+        raise UsageError(f"--bids-filter-file: {problems_filter[0]}")
     filters = dict(config.bids_filters.get("bold", {})) if config.bids_filters else {}
     filters, wanted = _apply_filter_entities(filters, wanted, config)
+    filters = _query_values(filters)
     for subject in wanted:
         query = {"subject": subject, "desc": "preproc", "suffix": "bold",
                  "extension": _NIFTI, "scope": "derivatives", **filters}
         if config.task:
             query["task"] = list(config.task)
-        bolds = layout.get(space=config.space, **query)
+        bolds = _get(layout, "bold", space=config.space, **query)
         if not bolds:
-            any_space = layout.get(**query)
+            any_space = _get(layout, "bold", **query)
             spaces = sorted({f.entities.get("space", "(none)") for f in any_space})
             if any_space:
                 problems[subject].append(_missing(
@@ -250,6 +306,20 @@ def collect_runs(config: Config) -> tuple[list[RunInputs], dict[str, list[str]]]
     runs.sort(key=lambda r: (r.subject, r.session or "", r.task, r.acquisition or "",
                              _run_sort_key(r.run)))
     return runs, skipped
+
+
+def _get(layout, query: str, **filters) -> list:
+    """``layout.get`` where an entity pybids does not know is a usage error of the filter."""
+    try:
+        return layout.get(**filters)
+    except ValueError as exc:
+        raise UsageError(f"--bids-filter-file query {query!r}: {exc}",
+                         fix="use BIDS entity names (subject, session, task, run, "
+                             "acquisition, desc, space, ...)") from exc
+
+
+def _user_filters(config: Config, query: str) -> dict:
+    return _query_values(dict((config.bids_filters or {}).get(query, {})))
 
 
 def _apply_filter_entities(filters: dict, wanted: list[str],
@@ -324,11 +394,22 @@ def _run_inputs(layout, bold_file, config: Config, events_ref: Path | None | str
     problems: list[str] = []
     common = {k: ents[k] for k in ("subject", "session", "task", "run", "acquisition", "echo")
               if k in ents}
-    mask = _first(layout.get(scope="derivatives", desc="brain", suffix="mask",
-                             extension=_NIFTI, space=ents.get("space"), **common))
+    # Each query matches the BOLD run's entities; a --bids-filter-file query refines it
+    # (its entries replace the defaults, e.g. {"mask": {"desc": "custom"}}).
+    user = {q: _user_filters(config, q) for q in FILTER_QUERIES[1:]}
+    from bids.layout import Query
+
+    # BIDS inheritance: a file may omit an entity of the BOLD name (run-less events apply to
+    # every run), never add one the BOLD lacks (acq-x events are not this BOLD's).
+    common.update({k: Query.NONE for k in ("session", "acquisition", "run")
+                   if k not in common})
+    mask = _first(_get(layout, "mask", **{
+        "scope": "derivatives", "desc": "brain", "suffix": "mask", "extension": _NIFTI,
+        "space": ents.get("space"), **common, **user["mask"]}))
     conf_common = {k: v for k, v in common.items() if k != "echo"}
-    confounds = _first(layout.get(scope="derivatives", desc="confounds",
-                                  suffix=_CONFOUND_SUFFIXES, extension=".tsv", **conf_common))
+    confounds = _first(_get(layout, "confounds", **{
+        "scope": "derivatives", "desc": "confounds", "suffix": _CONFOUND_SUFFIXES,
+        "extension": ".tsv", **conf_common, **user["confounds"]}))
     if config.events_csv:
         events = events_ref or None
         if events is None:
@@ -338,21 +419,27 @@ def _run_inputs(layout, bold_file, config: Config, events_ref: Path | None | str
                 "each participant's task in session, run order)",
                 DataError))
     else:
-        events = _first(layout.get(scope="raw", suffix="events", extension=".tsv",
-                                   **{k: v for k, v in conf_common.items()}))
+        events = _first(_get(layout, "events", **{
+            "scope": "raw", "suffix": "events", "extension": ".tsv", **conf_common,
+            **user["events"]}))
+    filtered = {q: f" selected by --bids-filter-file {q!r} {config.bids_filters[q]}"
+                if (config.bids_filters or {}).get(q) else "" for q in FILTER_QUERIES}
     if mask is None:
         problems.append(_missing(
-            f"{bold.name}: brain mask (*_space-{ents.get('space')}_desc-brain_mask.nii.gz) "
-            "missing next to it: rerun fMRIPrep or restore the file"))
+            f"{bold.name}: brain mask (*_space-{ents.get('space')}_desc-brain_mask.nii.gz)"
+            f"{filtered['mask']} missing next to it: rerun fMRIPrep or restore the file"
+            + (", or fix the filter" if filtered["mask"] else "")))
     if confounds is None:
         problems.append(_missing(
-            f"{bold.name}: confounds file (*_desc-confounds_timeseries.tsv) missing in "
-            f"{bold.parent}: rerun fMRIPrep or restore the file"))
+            f"{bold.name}: confounds file (*_desc-confounds_timeseries.tsv)"
+            f"{filtered['confounds']} missing in {bold.parent}: rerun fMRIPrep or restore "
+            "the file" + (", or fix the filter" if filtered["confounds"] else "")))
     needs_events = config.hrf_method in ("canonical", "fir", "jde-vem")
     if events is None and needs_events and not ents.get("task", "").startswith("rest"):
         problems.append(_missing(
-            f"{bold.name}: no events.tsv for task '{ents.get('task')}' in {config.bids_dir}: "
-            "add the events file, or use --hrf-method sparse for paradigm-free analysis"))
+            f"{bold.name}: no events.tsv for task '{ents.get('task')}'{filtered['events']} "
+            f"in {config.bids_dir}: add the events file, or use --hrf-method sparse for "
+            "paradigm-free analysis" + (", or fix the filter" if filtered["events"] else "")))
     for path in (bold, mask, confounds, None if config.events_csv else events):
         unreadable = _unreadable(path) if path is not None else None
         if unreadable:
@@ -388,7 +475,7 @@ def _run_inputs(layout, bold_file, config: Config, events_ref: Path | None | str
         return None, problems
     if needs_events and events is None and not ents.get("task", "").startswith("rest"):
         return None, problems
-    problems.extend(_check_confounds(bold, config, int(shape[3])))
+    problems.extend(_check_confounds(bold, config, int(shape[3]), confounds))
     conditions: tuple[str, ...] = ()
     if events is not None:
         conditions, event_problems = _check_events(events, int(shape[3]) * tr, needs_events)
@@ -403,7 +490,8 @@ def _run_inputs(layout, bold_file, config: Config, events_ref: Path | None | str
                      conditions=conditions, metadata=metadata), problems
 
 
-def _check_confounds(bold: Path, config: Config, n_volumes: int) -> list[str]:
+def _check_confounds(bold: Path, config: Config, n_volumes: int,
+                     confounds: Path | None = None) -> list[str]:
     """Load the run's confounds as the workflow will (row count, NaN/inf, constant columns,
     absent columns), so that a bad table is reported before any work starts."""
     from bids_hrf.confounds import load_run_confounds
@@ -413,7 +501,8 @@ def _check_confounds(bold: Path, config: Config, n_volumes: int) -> list[str]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             load_run_confounds(bold, config.confounds, dummy_scans=dummy,
-                               fd_threshold=config.fd_threshold, n_volumes=n_volumes)
+                               fd_threshold=config.fd_threshold, n_volumes=n_volumes,
+                               confounds_file=confounds)
     except BidsHrfError as exc:
         return [Problem(exc.one_line(), type(exc) if type(exc) in (
             DataError, NoInputError, UsageError) else DataError)]

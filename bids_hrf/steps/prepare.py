@@ -171,13 +171,13 @@ def prepare_run_step(run: dict, atlas: dict, options: PrepareOptions,
         return _prepare_run(run["bold"], run["mask"], atlas["atlas"], atlas["labels"],
                             atlas["name"], options.confounds, options.dummy_scans,
                             options.fd_threshold, options.high_pass, float(run["tr"]),
-                            options.min_parcel_voxels, out_dir)
+                            options.min_parcel_voxels, out_dir, run.get("confounds") or None)
 
 
 def _prepare_run(bold: str, mask: str, atlas: str, labels: str, atlas_name: str,
                  confounds_spec: str, dummy_scans: str, fd_threshold: float,
                  high_pass: float, tr: float, min_voxels: int,
-                 out_dir: str | Path) -> dict:
+                 out_dir: str | Path, confounds_file: str | None = None) -> dict:
     """Confounds, atlas on the BOLD grid, and cleaned parcel time series of one run.
 
     Returns
@@ -199,7 +199,7 @@ def _prepare_run(bold: str, mask: str, atlas: str, labels: str, atlas_name: str,
     out_dir = Path(out_dir)
     dummy: int | str = int(dummy_scans) if str(dummy_scans).isdigit() else "auto"
     conf = load_run_confounds(bold, confounds_spec, dummy_scans=dummy,
-                              fd_threshold=fd_threshold)
+                              fd_threshold=fd_threshold, confounds_file=confounds_file or None)
     bold_img = open_img(bold, "BOLD image")  # data read in chunks when extracting
     mask_img = load_img(mask, "brain mask")
     n_vols = bold_img.shape[3]
