@@ -127,6 +127,15 @@ class Config:
         return Path(tempfile.gettempdir()) / f"bids_hrf_work_{digest}"
 
 
+def connectivity_kind(name: str) -> str:
+    """Connectivity measure named on the command line -> nilearn's kind.
+
+    ``partial-correlation`` (shown in ``--help``), ``partial_correlation`` and nilearn's
+    ``partial correlation`` all give ``"partial correlation"``; case is ignored.
+    """
+    return " ".join(str(name).strip().lower().replace("-", " ").replace("_", " ").split())
+
+
 def config_field_names() -> list[str]:
     """Return the names of all configuration fields."""
     return [f.name for f in fields(Config)]
@@ -184,6 +193,8 @@ def make_config(bids_dir: str | os.PathLike, output_dir: str | os.PathLike,
         conv["participant_label"] = tuple(
             lab[4:] if lab.startswith("sub-") else lab for lab in conv["participant_label"]
         )
+    if conv.get("connectivity"):
+        conv["connectivity"] = tuple(connectivity_kind(k) for k in conv["connectivity"])
     if "dummy_scans" in conv:
         conv["dummy_scans"] = str(conv["dummy_scans"])
     return Config(bids_dir=Path(bids_dir).absolute(), output_dir=Path(output_dir).absolute(),

@@ -4,6 +4,7 @@ second-level GLM bookkeeping (missing subjects, sessions), CLI options."""
 from __future__ import annotations
 
 import json
+import re
 
 import nibabel as nib
 import numpy as np
@@ -255,6 +256,30 @@ def test_cli_group_options_accepted(tmp_path):
     assert config.connectivity == ("correlation", "partial correlation")
     assert config.group_permutations == 100 and config.cluster_threshold == 5
     assert config.group_height_control == "fdr"
+
+
+def test_connectivity_hyphenated_names(tmp_path):
+    """--connectivity takes shell-friendly names (partial-correlation), shown in --help;
+    nilearn's spelling with a space still works; unknown names get the list of valid ones."""
+    from bids_hrf.cli.parser import build_parser, config_from_args
+
+    bids = tmp_path / "bids"
+    bids.mkdir()
+    (bids / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')
+    _participants(bids, 2)
+    parser = build_parser()
+    help_text = re.sub(r"-\s+", "-", " ".join(parser.format_help().split()))
+    assert "(default: correlation, partial-correlation, tangent)" in help_text
+    assert "partial correlation" not in help_text
+    base = [str(bids), str(tmp_path / "out"), "group"]
+    default = config_from_args(parser.parse_args(base))
+    assert default.connectivity == ("correlation", "partial correlation", "tangent")
+    for spelling in ("partial-correlation", "Partial_Correlation", "partial correlation"):
+        config = config_from_args(parser.parse_args(base + ["--connectivity", spelling]))
+        assert config.connectivity == ("partial correlation",)
+    with pytest.raises(Exception) as info:
+        config_from_args(parser.parse_args(base + ["--connectivity", "partial-corr"]))
+    assert "partial-correlation, tangent" in str(info.value)
 
 
 def test_group_glm_paired_sessions(tmp_path):

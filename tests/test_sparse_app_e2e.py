@@ -46,6 +46,23 @@ def sparse_runs(tmp_path_factory):
     return bids, out / "sub-01" / "func", out_rest / "sub-01" / "func"
 
 
+@pytest.fixture(scope="module", params=[("ut", "0.5"), ("eigval", "0")],
+                ids=["ut-group", "eigval"])
+def fista_run(request, sparse_runs, tmp_path_factory):
+    """The CLI with a FISTA criterion (the paper default is LARS with bic), with and without
+    the L2,1 group penalty over voxels."""
+    bids = sparse_runs[0]
+    criterion, group = request.param
+    root = tmp_path_factory.mktemp(f"sparse_{criterion}")
+    atlas = str(bids / "derivatives" / "atlas" /
+                "tpl-MNI152NLin2009cAsym_atlas-Synthetic_dseg.nii.gz")
+    assert run_cli(str(bids), str(root / "out"), "participant", "--atlas", atlas,
+                   "--hrf-method", "sparse", "--task", "localizer", "--no-report",
+                   "--sparse-criterion", criterion, "--sparse-group", group,
+                   "-w", str(root / "work")) == 0
+    return criterion, float(group), bids, root / "out" / "sub-01" / "func"
+
+
 def _sidecar(path: Path) -> dict:
     return json.loads(path.with_name(path.name.replace(".nii.gz", ".json")
                                      .replace(".tsv", ".json")).read_text())
@@ -90,9 +107,13 @@ def test_names_and_sidecars(sparse_runs):
 
 
 def test_activity_at_paradigm_onsets(sparse_runs):
+    bids, func, _ = sparse_runs
+    _check_activity_at_onsets(bids, func)
+
+
+def _check_activity_at_onsets(bids: Path, func: Path) -> None:
     from bids_hrf.hrf.sparse.app import detect_events
 
-    bids, func, _ = sparse_runs
     prefix = f"sub-01_task-localizer_run-1_{SPACE}"
     fmriprep = bids / "derivatives" / "fmriprep" / "sub-01" / "func"
     mask = next(fmriprep.glob("*task-localizer_run-1*desc-brain_mask.nii.gz"))
@@ -138,18 +159,31 @@ def test_activity_at_paradigm_onsets(sparse_runs):
     assert np.abs(den[:, active]).max() > 0.1
 
 
+def test_fista_criteria_end_to_end(fista_run):
+    criterion, group, bids, func = fista_run
+    act = func / f"sub-01_task-localizer_run-1_{SPACE}_desc-activity_bold.nii.gz"
+    meta = _sidecar(act)
+    assert meta["Criterion"] == criterion and meta["HRFEstimated"] is False
+    assert meta.get("GroupWeight", 0.0) == group
+    _check_activity_at_onsets(bids, func)
+
+
 def test_hrf_table_and_parameters(sparse_runs):
-    _, func, _ = sparse_runs
+    bids, func, _ = sparse_runs
     hrf = pd.read_csv(func / f"sub-01_task-localizer_{SPACE}_seg-Synthetic_desc-sparse_hrf.tsv",
                       sep="\t")
     time = hrf["time"].to_numpy()
     assert time[0] == 0 and np.all(np.diff(time) > 0)
     values = hrf.drop(columns="time").to_numpy()
     np.testing.assert_allclose(np.linalg.norm(values, axis=0), 1.0, atol=1e-6)
-    # Estimated (not canonical) HRFs of the active sensory parcels peak at a plausible time.
+    # Estimated (not canonical) HRFs of the active sensory parcels peak near the truth. The
+    # blind estimate peaks early (docs/sparse.md, "Measured bias"): measured on this dataset
+    # -1.7 s (Visual_LH_1) and -0.3 s (Auditory_LH_1); bounds -2.5 s .. +1 s.
+    truth = pd.read_csv(bids / "derivatives" / "truth" / "truth_hrf.tsv", sep="\t")
     for parcel in ("Auditory_LH_1", "Visual_LH_1"):
         ttp = time[np.argmax(hrf[parcel].to_numpy())]
-        assert 2.0 <= ttp <= 10.0, (parcel, ttp)
+        true_ttp = truth["time"].to_numpy()[np.argmax(truth[parcel].to_numpy())]
+        assert -2.5 <= ttp - true_ttp <= 1.0, (parcel, ttp, true_ttp)
     params = pd.read_csv(
         func / f"sub-01_task-localizer_run-1_{SPACE}_seg-Synthetic_desc-sparse_hrfparams.tsv",
         sep="\t")

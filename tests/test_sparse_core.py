@@ -175,6 +175,25 @@ def test_lambda_rules():
         select_lambda("nope", Y, H, sig)
 
 
+def test_eigval_lambda_is_the_noise_spectral_norm():
+    """``eigval`` (as pySPFM): the largest singular value of Gaussian noise of the data's
+    shape at the mean noise level, one value for all voxels; random-matrix theory puts it
+    at sigma (sqrt(n) + sqrt(v)) for large matrices (Bai-Yin)."""
+    rng = np.random.default_rng(11)
+    n, v = 400, 60
+    H = hrf_matrix(2.0, n)
+    Y = 0.7 * rng.standard_normal((n, v))
+    sig = noise_sigma(Y)
+    lam = select_lambda("eigval", Y, H, sig, random_state=3)
+    assert lam.shape == (v,) and np.all(lam == lam[0])
+    expected = np.mean(sig) * (np.sqrt(n) + np.sqrt(v))
+    assert abs(lam[0] / expected - 1) < 0.05
+    np.testing.assert_allclose(select_lambda("eigval", Y, H, sig, random_state=3), lam)
+    assert select_lambda("eigval", Y, H, sig, random_state=4)[0] != lam[0]
+    np.testing.assert_allclose(select_lambda("eigval", Y, H, 2 * sig, random_state=3),
+                               2 * lam)
+
+
 # ----------------------------------------------------------------------------- estimator
 @pytest.mark.parametrize("criterion", ["bic", "ut", "mad_update", "lut"])
 def test_spike_recovery(criterion):
@@ -204,6 +223,25 @@ def test_group_sparsity_shares_support_and_block_model():
     assert np.all(m.lambda_ == m.lambda_[0])
     rows = np.flatnonzero(np.any(m.coef_ != 0, axis=1))
     assert {20, 55, 90} <= set(rows)
+    # What plain L1 cannot do. Weak events shared by all voxels: the pure L2,1 penalty
+    # keeps or drops each time point in every voxel at once (L1 decides voxel by voxel),
+    # and pooling the voxels' evidence finds the events in more voxels than L1 does.
+    weak = np.zeros(n)
+    ev = [20, 55, 90]
+    weak[ev] = [0.5, -0.5, 0.5]
+    Yw = H @ np.tile(weak[:, None], (1, v)) + 0.3 * rng.standard_normal((n, v))
+    fits = {g: SparseDeconvolution(2.0, criterion="ut", group=g).fit(Yw).coef_
+            for g in (0.0, 0.8, 1.0)}
+    for g, coef in fits.items():
+        kept = (coef != 0)[np.any(coef != 0, axis=1)]
+        mixed = int((kept.sum(axis=1) < v).sum())
+        assert (mixed == 0) if g == 1.0 else (mixed > 0), (g, mixed)
+
+    def hits(coef):
+        return float(np.mean(np.sign(coef[ev]) == np.sign(weak[ev])[:, None]))
+
+    assert hits(fits[1.0]) >= hits(fits[0.0]) + 0.1
+    assert hits(fits[0.8]) >= hits(fits[0.0]) + 0.1
     # block model: a box of activity from scan 30 to 59 -> innovations at 30 and 60
     act = np.zeros(n)
     act[30:60] = 1.0

@@ -187,10 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="minimum cluster size of thresholded group maps")
     g.add_argument("--group-fdr", type=float, default=0.05,
                    help="FDR level of per-parcel HRF and per-edge connectivity comparisons")
-    g.add_argument("--connectivity", default="correlation,partial correlation,tangent",
+    g.add_argument("--connectivity", default="correlation,partial-correlation,tangent",
                    metavar="KINDS",
-                   help="comma-separated connectivity measures (correlation, partial "
-                        "correlation, tangent, covariance, precision) or 'none'")
+                   help="comma-separated connectivity measures (correlation, "
+                        "partial-correlation, tangent, covariance, precision) or 'none' "
+                        "(default: correlation, partial-correlation, tangent)")
     g.add_argument("--connectivity-activity", action="store_true",
                    help="also compute connectivity on deconvolved activity "
                         "(--hrf-method sparse outputs)")
