@@ -178,7 +178,7 @@ def test_property_junk_never_executes(tokens):
 def test_clean_label_matches_nilearn(name, label):
     try:
         from nilearn.glm._base import _clean_contrast_name
-    except ImportError:  # nilearn < 0.12 (the declared floor is 0.11)
+    except ImportError:  # older nilearn
         from nilearn.interfaces.bids.glm import _clean_contrast_name
 
     assert clean_label(name) == label
@@ -239,7 +239,7 @@ def test_fixed_effects_matches_nilearn_compute_fixed_effects():
     def img(a):
         return nib.Nifti1Image(a.reshape(50, 1, 1).astype(float), affine)
 
-    # nilearn < 0.13 returns the z map only when asked (the floor is 0.11)
+    # older nilearn returns the z map only when asked
     import inspect
 
     z_kw = ({"return_z_score": True} if "return_z_score"

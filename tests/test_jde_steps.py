@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import optimize, sparse
+from scipy.integrate import trapezoid as _trapezoid
 from scipy.special import expit
 
 from bids_hrf.hrf.jde import _design as design
@@ -279,7 +280,7 @@ def test_design_matrices_exact_for_any_tr_dt_ratio():
                 s = np.linspace(o, o + w, 20001)
                 lag = ft[:, None] - s[None, :]
                 vals = np.where(lag >= 0, h_lin(lag), 0.0)
-                expect += a * max(w, dt) / w * np.trapezoid(vals, s, axis=1) / dt
+                expect += a * max(w, dt) / w * _trapezoid(vals, s, axis=1) / dt
             np.testing.assert_allclose(X[m] @ h, expect, atol=1e-4 * np.abs(expect).max())
     # an impulse on the grid hits one sample; half-way between two it splits 1/2-1/2
     one = design.validate_events(pd.DataFrame({"onset": [1.0], "trial_type": ["a"]}))
