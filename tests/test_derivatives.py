@@ -114,3 +114,42 @@ def test_init_output_dir_concurrent(tmp_path):
     assert d.existing_config_hash(out) == "abc123"
     assert "group" in (out / ".bidsignore").read_text().split()
     assert not list(out.glob(".*.part*"))
+
+
+def test_sink_gives_nifti_units_tr_and_skullstripped(tmp_path):
+    """NIfTI outputs carry mm/s units and, for a time series, the TR as 4th voxel size;
+    BOLD-like series say SkullStripped; schema suffixes never enter .bidsignore."""
+    from bids_hrf.steps.sink import record, sink_step
+
+    data = np.random.default_rng(0).standard_normal((3, 4, 5, 6)).astype(np.float32)
+    src4, src3 = tmp_path / "a.nii.gz", tmp_path / "b.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), src4)  # no units, 4th zoom 1.0
+    nib.save(nib.Nifti1Image(data[..., 0], np.eye(4)), src3)
+    out = tmp_path / "out"
+    ents = {"sub": "01", "task": "x", "space": "MNI"}
+    written = sink_step(str(out), [
+        record(str(src4), "desc-activity_bold", ents, {"RepetitionTime": 2.5}),
+        record(str(src3), "stat-z_statmap", ents, {}),
+        record(str(src3), "seg-a_dseg", ents, {}),
+    ])
+    imgs = {p: nib.load(p) for p in written if p.endswith(".nii.gz")}
+    assert len(imgs) == 3
+    for path, img in imgs.items():
+        assert img.header.get_xyzt_units() == ("mm", "sec"), path
+        np.testing.assert_array_equal(np.asarray(img.dataobj),
+                                      data if img.ndim == 4 else data[..., 0])
+    bold = next(p for p in imgs if p.endswith("_bold.nii.gz"))
+    assert imgs[bold].header.get_zooms()[3] == pytest.approx(2.5)
+    meta = json.loads(open(bold.replace(".nii.gz", ".json")).read())
+    assert meta["SkullStripped"] is True and meta["RepetitionTime"] == 2.5
+    ignore = (out / ".bidsignore").read_text().split()
+    assert "*_statmap.*" in ignore
+    assert not [p for p in ignore if "bold" in p or "dseg" in p]
+
+
+def test_init_output_dir_drops_schema_patterns_of_older_versions(tmp_path):
+    (tmp_path / ".bidsignore").write_text("*_bold.nii.gz\n*_dseg.tsv\n*_custom.tsv\n")
+    d.init_output_dir(tmp_path, "abc", [])
+    ignore = (tmp_path / ".bidsignore").read_text().split()
+    assert "*_custom.tsv" in ignore and "*_statmap.nii.gz" in ignore
+    assert "*_bold.nii.gz" not in ignore and "*_dseg.tsv" not in ignore

@@ -108,3 +108,42 @@ def test_bids_validator_zero_errors(canonical_run):
     report = json.loads(proc.stdout)
     errors = [i for i in report["issues"]["issues"] if i["severity"] == "error"]
     assert not errors, errors[:5]
+
+
+def test_bidsignore_holds_only_what_the_schema_lacks(canonical_run, tmp_path):
+    """Validated without .bidsignore, the demo output (participant + group) shows exactly
+    which files the BIDS schema of the installed validator cannot express: every
+    .bidsignore pattern must hide at least one such file and no file the schema accepts
+    (a pattern covering schema files would hide them from the validator); files outside
+    every pattern are all accepted; no NIfTI lacks spatial/temporal units."""
+    import fnmatch
+    import shutil
+
+    from bids_hrf.io.derivatives import BIDSIGNORE_PATTERNS, SCHEMA_SUFFIXES
+
+    out = canonical_run.output_dir
+    patterns = (out / ".bidsignore").read_text().split()
+    bare = tmp_path / "bare"
+    shutil.copytree(out, bare)
+    (bare / ".bidsignore").unlink()
+    proc = subprocess.run([validator_executable(), str(bare), "--format", "json"],
+                          capture_output=True, text=True, timeout=300)
+    issues = json.loads(proc.stdout)["issues"]["issues"]
+    assert not [i for i in issues if i["code"] == "NIFTI_UNIT"]
+    outside = {i["location"].lstrip("/") for i in issues if i["code"] == "NOT_INCLUDED"}
+    files = [p.relative_to(bare).as_posix() for p in bare.rglob("*") if p.is_file()]
+
+    def hidden(rel: str, pattern: str) -> bool:
+        parts = rel.split("/")
+        return fnmatch.fnmatch(parts[-1], pattern) or pattern in parts[:-1]
+
+    for pattern in patterns:
+        matched = [f for f in files if hidden(f, pattern)]
+        assert set(matched) <= outside, (pattern, sorted(set(matched) - outside)[:5])
+    unignored = [f for f in files if not any(hidden(f, p) for p in patterns)]
+    assert not set(unignored) & outside, sorted(set(unignored) & outside)[:5]
+    assert any(f.endswith("_dseg.nii.gz") for f in unignored)  # validated, not hidden
+    # patterns for other methods' files (not in this output): never a schema suffix
+    for pattern in set(patterns) | set(BIDSIGNORE_PATTERNS):
+        assert not (pattern.startswith("*_")
+                    and pattern[2:].split(".")[0] in SCHEMA_SUFFIXES), pattern

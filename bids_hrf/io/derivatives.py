@@ -58,7 +58,13 @@ OUTPUT_NAMES: dict[str, tuple[str, dict[str, str]]] = {
     "group_hrf_comparison": ("hrfcomparison", {}),
 }
 
-# Patterns of our files outside the BIDS schema, listed in .bidsignore.
+#: Suffixes the BIDS schema of bids-validator expresses for our outputs (derivative BOLD
+#: series, parcellations on the BOLD grid, masks): never hidden by .bidsignore, so the
+#: validator checks them (tests/test_e2e_cli.py::test_bidsignore_holds_only_what_the_schema_lacks).
+SCHEMA_SUFFIXES = frozenset({"bold", "boldref", "dseg", "probseg", "mask"})
+
+# Patterns of our files outside the BIDS schema, listed in .bidsignore (each one in
+# docs/outputs.md with the specification it waits for).
 BIDSIGNORE_PATTERNS = (
     "*_statmap.nii.gz",
     "*_statmap.json",
@@ -76,11 +82,6 @@ BIDSIGNORE_PATTERNS = (
     "*_coverage.json",
     "*_relmat.tsv",
     "*_relmat.json",
-    "*_dseg.nii.gz",
-    "*_dseg.tsv",
-    "*_dseg.json",
-    "*_bold.nii.gz",
-    "*_bold.json",
     "*_clusters.tsv",
     "*_clusters.json",
     "*_edges.tsv",
@@ -385,11 +386,18 @@ def init_output_dir(output_dir: str | os.PathLike, config_hash: str,
     ignore = root / ".bidsignore"
     wanted = list(BIDSIGNORE_PATTERNS)
     if ignore.exists():
-        existing = ignore.read_text(encoding="utf-8").split()
+        # patterns an older version wrote for files the schema covers are dropped
+        existing = [p for p in ignore.read_text(encoding="utf-8").split()
+                    if not _schema_pattern(p)]
         wanted = existing + [p for p in wanted if p not in existing]
         if wanted == existing:
             return
     write_text(ignore, "\n".join(wanted) + "\n")
+
+
+def _schema_pattern(pattern: str) -> bool:
+    """Whether a ``*_<suffix>.<ext>`` pattern hides files of a :data:`SCHEMA_SUFFIXES` kind."""
+    return pattern.startswith("*_") and pattern[2:].split(".")[0] in SCHEMA_SUFFIXES
 
 
 def ensure_bidsignore(output_dir: str | os.PathLike, suffixes: set[str]) -> None:
@@ -410,7 +418,8 @@ def ensure_bidsignore(output_dir: str | os.PathLike, suffixes: set[str]) -> None
         try:
             existing = ignore.read_text(encoding="utf-8").split() if ignore.exists() else []
             covered = {p[2:].split(".")[0] for p in existing if p.startswith("*_")}
-            new = [f"*_{s}.*" for s in sorted(suffixes) if s not in covered]
+            new = [f"*_{s}.*" for s in sorted(suffixes)
+                   if s not in covered and s not in SCHEMA_SUFFIXES]
             if new:
                 write_text(ignore, "\n".join(existing + new) + "\n")
         finally:

@@ -12,6 +12,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
+
 from bids_hrf.io.derivatives import (
     atomic_path,
     bids_label,
@@ -137,12 +139,40 @@ def sink_step(output_dir: str, records: list[Any]) -> list[str]:
         src = Path(rec["src"])
         ext = ".nii.gz" if src.name.endswith(".nii.gz") else src.suffix
         dest = output_path(output_dir, rec["entities"], rec["suffix"], ext, rec["datatype"])
+        metadata = dict(rec["metadata"])
         with atomic_path(dest) as tmp:
-            shutil.copyfile(src, tmp)
+            if ext in (".nii", ".nii.gz"):
+                _write_nifti_with_units(src, tmp, metadata.get("RepetitionTime"))
+            else:
+                shutil.copyfile(src, tmp)
         written.append(str(dest))
         if not rec.get("sidecar", True):
             continue
+        if rec["suffix"] == "bold":
+            # every 4D series we write is unmasked from the brain mask: zero outside it
+            metadata.setdefault("SkullStripped", True)
         sidecar = dest.with_name(dest.name[: -len(ext)] + ".json")
-        write_json(sidecar, rec["metadata"])
+        write_json(sidecar, metadata)
         written.append(str(sidecar))
     return written
+
+
+def _write_nifti_with_units(src: Path, dest: Path, tr: float | None) -> None:
+    """Copy a NIfTI, giving it spatial (mm) and temporal (s) units and, for a time series
+    with a ``RepetitionTime``, that TR as its 4th voxel size (what the BIDS validator checks).
+    Files whose header already says so are copied byte for byte."""
+    img = nib.load(str(src))
+    header = img.header
+    zooms = header.get_zooms()
+    want_tr = tr is not None and len(img.shape) == 4
+    units_ok = header.get_xyzt_units() == ("mm", "sec")
+    tr_ok = not want_tr or abs(float(zooms[3]) - float(tr)) < 1e-6
+    if units_ok and tr_ok:
+        shutil.copyfile(src, dest)
+        return
+    header = header.copy()
+    header.set_xyzt_units("mm", "sec")
+    if want_tr:
+        header.set_zooms((*zooms[:3], float(tr), *zooms[4:]))
+    # dest is atomic_path's temporary name, which ends like the final one (.nii.gz)
+    nib.save(img.__class__(img.dataobj, img.affine, header), str(dest))
