@@ -96,7 +96,6 @@ BIDSIGNORE_PATTERNS = (
     "*_groupdesign.json",
     "*.html",
     "*config.toml",
-    "logs",
     "group",
 )
 
