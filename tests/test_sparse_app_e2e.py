@@ -46,11 +46,11 @@ def sparse_runs(tmp_path_factory):
     return bids, out / "sub-01" / "func", out_rest / "sub-01" / "func"
 
 
-@pytest.fixture(scope="module", params=[("ut", "0.5"), ("eigval", "0")],
-                ids=["ut-group", "eigval"])
+@pytest.fixture(scope="module", params=[("ut", "0.5")], ids=["ut-group"])
 def fista_run(request, sparse_runs, tmp_path_factory):
-    """The CLI with a FISTA criterion (the paper default is LARS with bic), with and without
-    the L2,1 group penalty over voxels."""
+    """The CLI with a FISTA criterion (the paper default is LARS with bic) and the L2,1 group
+    penalty over voxels. (``eigval`` is not here: on this dataset its lambda, the spectral
+    norm of a whole noise matrix, selects no event at all.)"""
     bids = sparse_runs[0]
     criterion, group = request.param
     root = tmp_path_factory.mktemp(f"sparse_{criterion}")
