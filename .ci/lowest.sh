@@ -27,7 +27,7 @@ export NIPYPE_NO_ET=1 MPLBACKEND=Agg TEMPLATEFLOW_AUTOUPDATE=0 OMP_NUM_THREADS=1
 # permutation test), connectivity, pybids inputs, report figures (matplotlib, jinja2).
 python -m pytest -q -x -p no:cacheprovider -m "not slow" \
     tests/test_cli_options.py tests/test_confounds.py tests/test_hrf_basis.py \
-    tests/test_sparse_core.py tests/test_first_level.py tests/test_group_hrf.py \
+    tests/test_sparse_core.py tests/test_first_level.py tests/test_hrf_comparison.py \
     tests/test_connectivity.py tests/test_timeseries.py tests/test_inputs_filters.py \
     tests/test_second_level.py tests/test_contrasts.py \
     tests/test_derivatives.py

@@ -226,7 +226,8 @@ class GroupOptions(_Options):
         unknown = [k for k in self.connectivity if k not in KINDS]
         if unknown:
             problems.append(UsageError(f"--connectivity: unknown measure(s) {unknown}",
-                                       fix=f"use a comma-separated list of {', '.join(KINDS)}"))
+                                       fix="use a comma-separated list of "
+                                           + ", ".join(k.replace(" ", "-") for k in KINDS)))
         _raise(problems)
 
     @classmethod
