@@ -94,6 +94,8 @@ BIDSIGNORE_PATTERNS = (
     "*_hrfsummary.json",
     "*_groupdesign.tsv",
     "*_groupdesign.json",
+    "*_stat-auc_desc-sparse_bold.nii.gz",
+    "*_stat-auc_desc-sparse_bold.json",
     "*.html",
     "*config.toml",
     "group",
