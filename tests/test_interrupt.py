@@ -48,8 +48,18 @@ def assert_same_outputs(reference: Path, other: Path) -> None:
             assert da.dtype == db.dtype and da.shape == db.shape, name
             assert da.tobytes() == db.tobytes(), f"{name}: data arrays differ"
             assert np.array_equal(a.affine, b.affine), name
+        elif name.endswith("config.toml"):
+            # the resolved configuration records the run's own output and work folders
+            assert _without_run_dirs(path, reference) == _without_run_dirs(got[name], other), (
+                f"{name} differs")
         else:
             assert path.read_bytes() == got[name].read_bytes(), f"{name} differs"
+
+
+def _without_run_dirs(config: Path, out: Path) -> str:
+    """The text of ``config`` with the run's output folder and sibling work folder masked."""
+    work = out.with_name(out.name.replace("out", "work"))
+    return config.read_text().replace(str(work), "WORK_DIR").replace(str(out), "OUTPUT_DIR")
 
 
 @pytest.fixture(scope="module")
