@@ -128,7 +128,7 @@ def test_errors():
 def test_fir_hrfs_feed_the_per_parcel_glm():
     """Late truth HRF: the GLM with the FIR-estimated parcel HRFs detects the effect
     better than the canonical GLM."""
-    from bids_hrf.glm import fit_first_level
+    from bids_hrf.glm import ParcelHRFs, fit_first_level
 
     rng = np.random.default_rng(4)
     Y, events, ft = _simulate(rng, n_parcels=40, noise=0.5)
@@ -136,8 +136,8 @@ def test_fir_hrfs_feed_the_per_parcel_glm():
     means = np.column_stack([Y[:, vp == k].mean(axis=1) for k in (1, 2)])
     est = estimate_fir(means, events, ft, TR, ["left", "right"], fir_duration=30.0)
     names = {1: "left", 2: "right"}
-    z_fir = fit_first_level(Y, ft, events, hrf=est, voxel_parcels=vp,
-                            parcel_names=names).compute_contrast("a + b").z
+    z_fir = fit_first_level(Y, ft, events, hrf=ParcelHRFs(est, vp, names))\
+        .compute_contrast("a + b").z
     z_can = fit_first_level(Y, ft, events, hrf="spm").compute_contrast("a + b").z
     assert np.median(z_fir) > np.median(z_can) + 0.3
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy.stats import gamma
 
-from bids_hrf.glm import fit_first_level, make_design
+from bids_hrf.glm import DesignSpec, NoiseSpec, ParcelHRFs, fit_first_level, make_design
 from bids_hrf.hrf.base import HRFEstimate
 from bids_hrf.hrf.basis import canonical_estimate, sampled_hrf_model
 
@@ -48,7 +48,7 @@ def test_canonical_parcels_reproduce_canonical_path(parcel_data):
     # duration 32 s: the full support of nilearn's kernels (25 s truncates the undershoot)
     est = canonical_estimate(["p1", "p2", "p3"], "spm", dt=0.1, duration=32.0)
     ref = fit_first_level(Y, FT, ev, hrf="spm")
-    fit = fit_first_level(Y, FT, ev, hrf=est, voxel_parcels=vp, parcel_names=names)
+    fit = fit_first_level(Y, FT, ev, hrf=ParcelHRFs(est, vp, names))
     assert set(fit.design_matrices) == {"p1", "p2", "p3", "canonical"}
     assert fit.hrf_source == {"p1": "estimate", "p2": "estimate", "p3": "estimate"}
     np.testing.assert_array_equal(fit.voxel_index["canonical"], np.arange(45, 60))
@@ -62,7 +62,7 @@ def test_canonical_parcels_reproduce_canonical_path(parcel_data):
                                ref.compute_contrast("audio").z[out], rtol=1e-10)
     # with the default 25 s support, still close
     est25 = canonical_estimate(["p1", "p2", "p3"], "spm")
-    fit25 = fit_first_level(Y, FT, ev, hrf=est25, voxel_parcels=vp, parcel_names=names)
+    fit25 = fit_first_level(Y, FT, ev, hrf=ParcelHRFs(est25, vp, names))
     np.testing.assert_allclose(fit25.compute_contrast("audio").z,
                                ref.compute_contrast("audio").z, atol=5e-2)
 
@@ -77,8 +77,8 @@ def test_matching_hrf_beats_canonical():
     Y = 50 + 1.5 * rng.standard_normal((N, n_vox)) + np.outer(12.0 * X["audio"], np.ones(n_vox))
     est = HRFEstimate(time=t, hrfs=truth[:, None], labels=["late"], method="fir")
     vp = np.ones(n_vox, int)
-    z_match = fit_first_level(Y, FT, ev, hrf=est, voxel_parcels=vp,
-                              parcel_names={1: "late"}).compute_contrast("audio").z
+    z_match = fit_first_level(Y, FT, ev, hrf=ParcelHRFs(est, vp, {1: "late"}))\
+        .compute_contrast("audio").z
     z_canon = fit_first_level(Y, FT, ev, hrf="spm").compute_contrast("audio").z
     assert np.mean(z_canon) > 2  # detected either way, better with the right HRF
     assert np.mean(z_match) > np.mean(z_canon) + 0.3
@@ -92,29 +92,28 @@ def test_parcel_without_hrf_falls_back_with_warning(parcel_data):
     bad[:, 1] = np.nan
     est_bad = HRFEstimate(time=est.time, hrfs=bad, labels=["p1", "p2"], method="jde-vem")
     with pytest.warns(UserWarning, match="'p3' has no HRF"):
-        fit = fit_first_level(Y, FT, ev, hrf=est, voxel_parcels=vp,
-                              parcel_names={1: "p1", 2: "p2", 3: "p3"})
+        fit = fit_first_level(Y, FT, ev, hrf=ParcelHRFs(est, vp, {1: "p1", 2: "p2", 3: "p3"}))
     assert fit.hrf_source["p3"] == "canonical"
     np.testing.assert_array_equal(fit.voxel_index["canonical"],
                                   np.r_[np.arange(30, 45), np.arange(45, 60)])
     with pytest.warns(UserWarning, match="'p2': HRF unusable"):
-        fit = fit_first_level(Y, FT, ev, hrf=est_bad, voxel_parcels=vp,
-                              parcel_names={1: "p1", 2: "p2"})
+        fit = fit_first_level(Y, FT, ev, hrf=ParcelHRFs(est_bad, vp, {1: "p1", 2: "p2"}))
     assert fit.hrf_source == {"p1": "estimate", "p2": "canonical"}
     # default names are str(label)
     est_num = canonical_estimate(["1", "2", "3"], "spm")
-    fit = fit_first_level(Y, FT, ev, hrf=est_num, voxel_parcels=vp)
+    fit = fit_first_level(Y, FT, ev, hrf=ParcelHRFs(est_num, vp))
     assert set(fit.design_matrices) == {"1", "2", "3", "canonical"}
-    fit_f = fit_first_level(Y, FT, ev, hrf=est_num, voxel_parcels=vp.astype(float))
+    fit_f = fit_first_level(Y, FT, ev, hrf=ParcelHRFs(est_num, vp.astype(float)))
     np.testing.assert_array_equal(fit_f.compute_contrast("audio").z,
                                   fit.compute_contrast("audio").z)
     with pytest.raises(ValueError, match="integer parcel labels"):
-        fit_first_level(Y, FT, ev, hrf=est_num, voxel_parcels=vp + 0.5)
+        fit_first_level(Y, FT, ev, hrf=ParcelHRFs(est_num, vp + 0.5))
 
 
 def test_fir_design_path(parcel_data):
     ev, _, Y = parcel_data
-    fit = fit_first_level(Y, FT, ev, hrf="fir", fir_delays=range(6), noise_model="ols")
+    fit = fit_first_level(Y, FT, ev, hrf="fir", design=DesignSpec(fir_delays=range(6)),
+                          noise=NoiseSpec("ols"))
     assert "audio_delay_5" in fit.columns
     res = fit.compute_contrast(["audio_delay_2", "audio_delay_3"])
     assert res.contrast_type == "F" and res.effect.shape == (2, Y.shape[1])
@@ -138,7 +137,7 @@ def test_sample_mask_forms_agree(parcel_data):
 
 def test_f_contrast_and_stat_types(parcel_data):
     ev, _, Y = parcel_data
-    fit = fit_first_level(Y, FT, ev, noise_model="ols")
+    fit = fit_first_level(Y, FT, ev, noise=NoiseSpec("ols"))
     res = fit.compute_contrast(["audio", "visual"])
     assert res.contrast_type == "F" and res.dim == 2 and res.effect.shape == (2, Y.shape[1])
     # an F test of one row equals the squared t
@@ -171,11 +170,13 @@ def test_input_validation(parcel_data):
     with pytest.raises(ValueError, match="needs voxel_parcels"):
         fit_first_level(Y, FT, ev, hrf=canonical_estimate(["a"]))
     with pytest.raises(ValueError, match="voxel_parcels has 3 entries"):
-        fit_first_level(Y, FT, ev, hrf=canonical_estimate(["a"]), voxel_parcels=[1, 2, 3])
+        fit_first_level(Y, FT, ev, hrf=ParcelHRFs(canonical_estimate(["a"]), [1, 2, 3]))
+    with pytest.raises(ValueError, match="model name or ParcelHRFs"):
+        fit_first_level(Y, FT, ev, hrf=np.ones(3))
     with pytest.raises(ValueError, match="Unknown HRF model 'spn'"):
         fit_first_level(Y, FT, ev, hrf="spn")
     with pytest.raises(ValueError, match="signal_scaling"):
-        fit_first_level(Y, FT, ev, signal_scaling=2)
+        NoiseSpec(signal_scaling=2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fit_first_level(Y, FT, ev, hrf="spm+derivative")  # alias accepted, no warning

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from nilearn.glm.first_level import FirstLevelModel
 
-from bids_hrf.glm import fit_first_level, fixed_effects, make_design
+from bids_hrf.glm import NoiseSpec, fit_first_level, fixed_effects, make_design
 
 pytestmark = pytest.mark.golden
 
@@ -114,7 +114,7 @@ def test_without_signal_scaling(dataset):
     flm = _nilearn(d, "spm", None, signal_scaling=False)
     fit = fit_first_level(
         d["Y"], d["frame_times"], d["events"], hrf="spm", confounds=d["confounds"],
-        signal_scaling=False,
+        noise=NoiseSpec(signal_scaling=False),
     )
     ref = flm.compute_contrast("audio - visual", output_type="all")
     res = fit.compute_contrast("audio - visual")

@@ -18,13 +18,22 @@ from bids_hrf.glm.contrasts import (
     parse_contrast,
 )
 from bids_hrf.glm.design import check_events, make_design
-from bids_hrf.glm.first_level import FirstLevelFit, fit_first_level
+from bids_hrf.glm.first_level import (
+    DesignSpec,
+    FirstLevelFit,
+    NoiseSpec,
+    ParcelHRFs,
+    fit_first_level,
+)
 from bids_hrf.glm.fixed_effects import conjunction_tmin, fixed_effects
 
 __all__ = [
     "ContrastResult",
     "ContrastSpec",
+    "DesignSpec",
     "FirstLevelFit",
+    "NoiseSpec",
+    "ParcelHRFs",
     "check_events",
     "clean_label",
     "conjunction_tmin",

@@ -4,13 +4,18 @@ With a canonical HRF this is exactly nilearn's path (``make_first_level_design_m
 ``run_glm`` + ``compute_contrast``, the same as ``FirstLevelModel``). With an
 :class:`~bids_hrf.hrf.base.HRFEstimate`, each parcel gets its own design, built by
 convolving the events with that parcel's HRF, and is fitted on its own voxels.
+
+The settings come as small frozen dataclasses: :class:`DesignSpec` (drifts, FIR delays),
+:class:`NoiseSpec` (noise model, signal scaling) and, for per-parcel HRFs,
+:class:`ParcelHRFs` (the estimate, the parcel of each voxel, the fallback model).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +29,113 @@ from bids_hrf.hrf.base import HRFEstimate
 from bids_hrf.hrf.basis import nilearn_hrf_model, sampled_hrf_model
 
 CANONICAL = "canonical"
+
+
+@dataclass(frozen=True)
+class DesignSpec:
+    """How the design matrix of a run is built (besides its events, HRF and confounds).
+
+    Parameters are those of :func:`~bids_hrf.glm.design.make_design`.
+
+    Parameters
+    ----------
+    drift_model : {"cosine", "polynomial", None}, default="cosine"
+    high_pass : float, default=0.01
+        Cut-off frequency in Hz of the cosine drift.
+    drift_order : int, default=1
+        Order of the polynomial drift.
+    fir_delays : tuple of int, optional
+        FIR delays in scans (only with the ``"fir"`` HRF model).
+    min_onset : float, default=-24
+        Events starting earlier than this (relative to the first scan) are ignored.
+    """
+
+    drift_model: str | None = "cosine"
+    high_pass: float | None = 0.01
+    drift_order: int = 1
+    fir_delays: tuple[int, ...] | None = None
+    min_onset: float = -24
+
+    def __post_init__(self) -> None:
+        if self.fir_delays is not None:
+            object.__setattr__(self, "fir_delays", tuple(self.fir_delays))
+
+    def make_design_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`~bids_hrf.glm.design.make_design`."""
+        return {"drift_model": self.drift_model, "high_pass": self.high_pass,
+                "drift_order": self.drift_order, "fir_delays": self.fir_delays,
+                "min_onset": self.min_onset}
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    """The noise model of the fit and how the data are scaled before it.
+
+    Parameters
+    ----------
+    noise_model : str, default="ar1"
+        ``"ols"`` or ``"arN"`` (nilearn's ``run_glm``).
+    signal_scaling : False, 0, 1 or (0, 1), default=0
+        As nilearn's ``FirstLevelModel``: ``0`` scales each voxel to percent signal change
+        of its mean over the kept scans (FirstLevelModel's default), ``False`` fits the
+        data as given.
+    bins : int, default=100
+        AR coefficient bins (nilearn's ``run_glm``).
+    minimize_memory : bool, default=True
+        Keep light regression results (no residuals), as nilearn's default.
+    random_state : int, optional
+        For AR(N>1) clustering.
+    """
+
+    noise_model: str = "ar1"
+    signal_scaling: bool | int | tuple = 0
+    bins: int = 100
+    minimize_memory: bool = True
+    random_state: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.signal_scaling, list):
+            object.__setattr__(self, "signal_scaling", tuple(self.signal_scaling))
+        if self.signal_scaling is not False and self.signal_scaling not in (0, 1, (0, 1)):
+            raise ValueError("signal_scaling must be False, 0, 1 or (0, 1), got "
+                             f"{self.signal_scaling}")
+
+
+@dataclass(frozen=True, eq=False)
+class ParcelHRFs:
+    """One HRF per parcel for the GLM: an estimate and the parcel of each voxel.
+
+    Parameters
+    ----------
+    estimate : HRFEstimate
+        HRFs whose columns are parcels.
+    voxel_parcels : ndarray of int, shape (n_voxels,)
+        Parcel label of each voxel (0: none).
+    parcel_names : mapping of int to str, optional
+        Name (estimate column) of each label; default ``str(label)``.
+    fallback : str, default="spm"
+        HRF model (preset name) of the voxels without a usable parcel HRF.
+    """
+
+    estimate: HRFEstimate
+    voxel_parcels: np.ndarray
+    parcel_names: Mapping[int, str] | None = None
+    fallback: str = "spm"
+
+    def __post_init__(self) -> None:
+        vp = np.asarray(self.voxel_parcels).ravel()
+        if vp.dtype.kind == "f":
+            if not np.all(np.isfinite(vp)) or np.any(vp != np.round(vp)):
+                raise ValueError("voxel_parcels must hold integer parcel labels")
+            vp = vp.astype(int)
+        object.__setattr__(self, "voxel_parcels", vp)
+        if self.parcel_names is not None:
+            object.__setattr__(self, "parcel_names",
+                               {int(k): str(v) for k, v in self.parcel_names.items()})
+
+    def subset(self, voxels: slice | np.ndarray) -> ParcelHRFs:
+        """The same HRFs for a subset of the voxels."""
+        return replace(self, voxel_parcels=self.voxel_parcels[voxels])
 
 
 @dataclass
@@ -140,17 +252,99 @@ def _sample_mask_indices(sample_mask: np.ndarray | None, n_scans: int) -> np.nda
     return mask
 
 
-def _fit_design(Y, design, noise_model, bins, n_jobs, random_state, minimize_memory):
+def _fit_design(Y: np.ndarray, design: pd.DataFrame, noise: NoiseSpec,
+                n_jobs: int) -> tuple[np.ndarray, dict, np.ndarray]:
+    """nilearn's ``run_glm`` on one design: AR labels, results and each voxel's R^2."""
     labels, results = run_glm(
-        Y, design.to_numpy(), noise_model=noise_model, bins=bins, n_jobs=n_jobs,
-        random_state=random_state,
+        Y, design.to_numpy(), noise_model=noise.noise_model, bins=noise.bins, n_jobs=n_jobs,
+        random_state=noise.random_state,
     )
     r2 = np.zeros(Y.shape[1])
     for lab, res in results.items():
         r2[labels == lab] = np.nan_to_num(np.ravel(res.r_square))
-    if minimize_memory:
+    if noise.minimize_memory:
         results = {k: SimpleRegressionResults(v) for k, v in results.items()}
     return labels, results, r2
+
+
+def _check_data(Y: np.ndarray, frame_times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``Y`` as a finite float (n_scans, n_voxels) array and ``frame_times`` as 1-D floats."""
+    Y = np.asarray(Y)
+    if Y.dtype not in (np.float32, np.float64):
+        Y = Y.astype(float)
+    # float32 data (NIfTI BOLD) stay float32, as in FirstLevelModel: the AR(1) coefficients
+    # are binned to 1/bins, and a voxel at a bin edge would otherwise change bin.
+    if Y.ndim == 1:
+        Y = Y[:, None]
+    if Y.ndim != 2:
+        raise ValueError(f"Y must have shape (n_scans, n_voxels), got {Y.shape}")
+    frame_times = np.asarray(frame_times, dtype=float).ravel()
+    if frame_times.size != Y.shape[0]:
+        raise ValueError(f"frame_times has {frame_times.size} entries but Y has {Y.shape[0]} "
+                         "scans")
+    if not np.all(np.isfinite(Y)):
+        raise ValueError("Y contains NaN or inf values; mask or fill them before the GLM")
+    return Y, frame_times
+
+
+def _parcel_kernel(estimate: HRFEstimate, name: str) -> tuple[Callable | None, str]:
+    """A parcel's HRF as a nilearn ``hrf_model`` callable, or None and the reason why not."""
+    if name not in estimate.labels:
+        return None, f"parcel {name!r} has no HRF in the {estimate.method} estimate"
+    try:
+        return sampled_hrf_model(estimate.time, estimate.hrf_for(name), name="parcel_hrf"), ""
+    except ValueError as e:
+        return None, f"parcel {name!r}: HRF unusable ({e})"
+
+
+def _hrf_models(hrf: str | ParcelHRFs, n_voxels: int) -> tuple[dict, dict, dict]:
+    """The HRF model of each design and the voxels it fits.
+
+    Returns
+    -------
+    models : dict of str to str or callable
+        Design key (``"canonical"`` or a parcel name) -> nilearn ``hrf_model``; parcels in
+        label order, then ``"canonical"`` when some voxels use the canonical HRF.
+    index : dict of str to ndarray
+        Design key -> indices of its voxels.
+    hrf_source : dict of str to str
+        Parcel name -> ``"estimate"`` or ``"canonical"`` (fallback, with a warning).
+    """
+    if isinstance(hrf, str):
+        return {CANONICAL: nilearn_hrf_model(hrf)}, {CANONICAL: np.arange(n_voxels)}, {}
+    if isinstance(hrf, HRFEstimate):
+        raise ValueError("fit_first_level with an HRFEstimate needs voxel_parcels: pass "
+                         "hrf=ParcelHRFs(estimate, voxel_parcels, parcel_names)")
+    if not isinstance(hrf, ParcelHRFs):
+        raise ValueError(f"hrf must be a model name or ParcelHRFs, got {type(hrf).__name__}")
+    vp, estimate, fallback = hrf.voxel_parcels, hrf.estimate, hrf.fallback
+    if vp.size != n_voxels:
+        raise ValueError(f"voxel_parcels has {vp.size} entries but Y has {n_voxels} voxels")
+    names = hrf.parcel_names
+    models: dict = {}
+    index: dict[str, np.ndarray] = {}
+    hrf_source: dict[str, str] = {}
+    canonical_voxels = []
+    for lab in np.unique(vp):
+        idx = np.flatnonzero(vp == lab)
+        name = names.get(int(lab)) if names is not None else str(lab)
+        if name is None or (names is None and name not in estimate.labels) or int(lab) == 0:
+            canonical_voxels.append(idx)
+            continue
+        kernel, reason = _parcel_kernel(estimate, name)
+        if kernel is None:
+            warnings.warn(f"{reason}; its voxels use the canonical {fallback!r} HRF",
+                          UserWarning, stacklevel=3)
+            hrf_source[name] = "canonical"
+            canonical_voxels.append(idx)
+            continue
+        models[name] = kernel
+        index[name] = idx
+        hrf_source[name] = "estimate"
+    if canonical_voxels:
+        models[CANONICAL] = nilearn_hrf_model(fallback)
+        index[CANONICAL] = np.sort(np.concatenate(canonical_voxels))
+    return models, index, hrf_source
 
 
 def fit_first_level(
@@ -158,22 +352,11 @@ def fit_first_level(
     frame_times: np.ndarray,
     events: pd.DataFrame,
     *,
-    hrf: str | HRFEstimate = "spm",
-    voxel_parcels: np.ndarray | None = None,
-    parcel_names: Mapping[int, str] | None = None,
+    hrf: str | ParcelHRFs = "spm",
     confounds: pd.DataFrame | None = None,
     sample_mask: np.ndarray | None = None,
-    drift_model: str | None = "cosine",
-    high_pass: float = 0.01,
-    drift_order: int = 1,
-    noise_model: str = "ar1",
-    signal_scaling: bool | int | tuple = 0,
-    canonical_model: str = "spm",
-    fir_delays: Sequence[int] | None = None,
-    min_onset: float = -24,
-    bins: int = 100,
-    minimize_memory: bool = True,
-    random_state: int | None = None,
+    design: DesignSpec | None = None,
+    noise: NoiseSpec | None = None,
     n_jobs: int = 1,
 ) -> FirstLevelFit:
     """Fit a first-level GLM to the voxel time series of one run.
@@ -187,41 +370,24 @@ def fit_first_level(
         Acquisition time of each scan in seconds.
     events : pandas.DataFrame
         BIDS events of the run (``onset``, ``duration``, ``trial_type``).
-    hrf : str or HRFEstimate, default="spm"
+    hrf : str or ParcelHRFs, default="spm"
         A preset name (``"spm"``, ``"glover + derivative"``..., or ``"fir"`` with
-        ``fir_delays``): one design for all voxels, exactly nilearn's path. Or an
-        HRFEstimate whose columns are parcels: each parcel's voxels are fitted with a
-        design convolved with that parcel's HRF (via
-        :func:`~bids_hrf.hrf.basis.sampled_hrf_model`, kernel normalised to unit sum).
-        Voxels outside any parcel of the estimate (label not in ``parcel_names``, label
-        ``0``) use the canonical design of ``canonical_model``; so do parcels whose HRF is
-        missing from the estimate or invalid (with a warning).
-    voxel_parcels : ndarray of int, shape (n_voxels,), optional
-        Parcel label of each voxel; required with an HRFEstimate.
-    parcel_names : mapping of int to str, optional
-        Name (HRFEstimate column) of each label; default ``str(label)``.
+        ``design.fir_delays``): one design for all voxels, exactly nilearn's path. Or
+        :class:`ParcelHRFs`: each parcel's voxels are fitted with a design convolved with
+        that parcel's HRF (via :func:`~bids_hrf.hrf.basis.sampled_hrf_model`, kernel
+        normalised to unit sum). Voxels outside any parcel of the estimate (label not in
+        ``parcel_names``, label ``0``) use the canonical design of ``hrf.fallback``; so do
+        parcels whose HRF is missing from the estimate or invalid (with a warning).
     confounds : pandas.DataFrame, optional
         Nuisance regressors, one row per scan of the run.
     sample_mask : ndarray, optional
         Indices (or a boolean mask) of the scans to keep (dummy scans, scrubbing). As in
         nilearn, the design is built on all scans and its rows are then selected, as are
         the rows of ``Y``.
-    drift_model, high_pass, drift_order, fir_delays, min_onset
-        Passed to :func:`~bids_hrf.glm.design.make_design`.
-    noise_model : str, default="ar1"
-        ``"ols"`` or ``"arN"`` (nilearn's ``run_glm``).
-    signal_scaling : False, 0, 1 or (0, 1), default=0
-        As nilearn's ``FirstLevelModel``: ``0`` scales each voxel to percent signal change
-        of its mean over the kept scans (FirstLevelModel's default), ``False`` fits the
-        data as given.
-    canonical_model : str, default="spm"
-        Preset for voxels without a parcel HRF.
-    bins : int, default=100
-        AR coefficient bins (nilearn's ``run_glm``).
-    minimize_memory : bool, default=True
-        Keep light regression results (no residuals), as nilearn's default.
-    random_state : int, optional
-        For AR(N>1) clustering.
+    design : DesignSpec, optional
+        Drifts, FIR delays and onset cut-off of the design (default: ``DesignSpec()``).
+    noise : NoiseSpec, optional
+        Noise model, signal scaling and ``run_glm`` settings (default: ``NoiseSpec()``).
     n_jobs : int, default=1
         Passed to ``run_glm``.
 
@@ -229,113 +395,35 @@ def fit_first_level(
     -------
     FirstLevelFit
     """
-    Y = np.asarray(Y)
-    if Y.dtype not in (np.float32, np.float64):
-        Y = Y.astype(float)
-    # float32 data (NIfTI BOLD) stay float32, as in FirstLevelModel: the AR(1) coefficients
-    # are binned to 1/bins, and a voxel at a bin edge would otherwise change bin.
-    if Y.ndim == 1:
-        Y = Y[:, None]
-    if Y.ndim != 2:
-        raise ValueError(f"Y must have shape (n_scans, n_voxels), got {Y.shape}")
-    frame_times = np.asarray(frame_times, dtype=float).ravel()
-    n_scans, n_voxels = Y.shape
-    if frame_times.size != n_scans:
-        raise ValueError(f"frame_times has {frame_times.size} entries but Y has {n_scans} scans")
-    if not np.all(np.isfinite(Y)):
-        raise ValueError("Y contains NaN or inf values; mask or fill them before the GLM")
-    keep = _sample_mask_indices(sample_mask, n_scans)
+    design = DesignSpec() if design is None else design
+    noise = NoiseSpec() if noise is None else noise
+    Y, frame_times = _check_data(Y, frame_times)
+    n_voxels = Y.shape[1]
+    keep = _sample_mask_indices(sample_mask, Y.shape[0])
     if keep is not None:
         Y = Y[keep]
-    if signal_scaling is not False:
-        if signal_scaling not in (0, 1, (0, 1)):
-            raise ValueError(f"signal_scaling must be False, 0, 1 or (0, 1), got {signal_scaling}")
-        Y, scaling_mean = mean_scaling(Y, signal_scaling)
-    else:
-        scaling_mean = None
+    scaling_mean = None
+    if noise.signal_scaling is not False:
+        Y, scaling_mean = mean_scaling(Y, noise.signal_scaling)
     ev = check_events(events, frame_times)
-    conditions = conditions_of(ev)
-    design_kw = dict(
-        confounds=confounds, drift_model=drift_model, high_pass=high_pass,
-        drift_order=drift_order, fir_delays=fir_delays, min_onset=min_onset,
-    )
-    glm_kw = dict(
-        noise_model=noise_model, bins=bins, n_jobs=n_jobs, random_state=random_state,
-        minimize_memory=minimize_memory,
-    )
-
-    def build(model) -> pd.DataFrame:
-        design = make_design(frame_times, ev, model, **design_kw)
-        return design.iloc[keep] if keep is not None else design
-
+    models, index, hrf_source = _hrf_models(hrf, n_voxels)
     designs: dict[str, pd.DataFrame] = {}
-    index: dict[str, np.ndarray] = {}
-    hrf_source: dict[str, str] = {}
-    if isinstance(hrf, str):
-        designs[CANONICAL] = build(nilearn_hrf_model(hrf))
-        index[CANONICAL] = np.arange(n_voxels)
-    elif isinstance(hrf, HRFEstimate):
-        if voxel_parcels is None:
-            raise ValueError("fit_first_level with an HRFEstimate needs voxel_parcels")
-        vp = np.asarray(voxel_parcels).ravel()
-        if vp.dtype.kind == "f":
-            if not np.all(np.isfinite(vp)) or np.any(vp != np.round(vp)):
-                raise ValueError("voxel_parcels must hold integer parcel labels")
-            vp = vp.astype(int)
-        if vp.size != n_voxels:
-            raise ValueError(f"voxel_parcels has {vp.size} entries but Y has {n_voxels} voxels")
-        names = (
-            {int(k): str(v) for k, v in parcel_names.items()}
-            if parcel_names is not None else None
-        )
-        canonical_voxels = []
-        for lab in np.unique(vp):
-            idx = np.flatnonzero(vp == lab)
-            name = names.get(int(lab)) if names is not None else str(lab)
-            if name is None or (names is None and name not in hrf.labels) or int(lab) == 0:
-                canonical_voxels.append(idx)
-                continue
-            if name not in hrf.labels:
-                warnings.warn(
-                    f"parcel {name!r} has no HRF in the {hrf.method} estimate; its voxels use "
-                    f"the canonical {canonical_model!r} HRF", UserWarning, stacklevel=2,
-                )
-                hrf_source[name] = "canonical"
-                canonical_voxels.append(idx)
-                continue
-            try:
-                kernel = sampled_hrf_model(hrf.time, hrf.hrf_for(name), name="parcel_hrf")
-            except ValueError as e:
-                warnings.warn(
-                    f"parcel {name!r}: HRF unusable ({e}); its voxels use the canonical "
-                    f"{canonical_model!r} HRF", UserWarning, stacklevel=2,
-                )
-                hrf_source[name] = "canonical"
-                canonical_voxels.append(idx)
-                continue
-            designs[name] = build(kernel)
-            index[name] = idx
-            hrf_source[name] = "estimate"
-        if canonical_voxels:
-            designs[CANONICAL] = build(nilearn_hrf_model(canonical_model))
-            index[CANONICAL] = np.sort(np.concatenate(canonical_voxels))
-    else:
-        raise ValueError(f"hrf must be a model name or an HRFEstimate, got {type(hrf).__name__}")
-
-    columns = None
+    for key, model in models.items():
+        table = make_design(frame_times, ev, model, confounds=confounds,
+                            **design.make_design_kwargs())
+        designs[key] = table.iloc[keep] if keep is not None else table
+    columns = list(next(iter(designs.values())).columns)
     labels, results = {}, {}
     r_square = np.zeros(n_voxels)
-    for key, design in designs.items():
-        if columns is None:
-            columns = list(design.columns)
-        elif list(design.columns) != columns:
+    for key, table in designs.items():
+        if list(table.columns) != columns:
             raise ValueError(
-                f"design of {key!r} has columns {list(design.columns)}, expected {columns}"
+                f"design of {key!r} has columns {list(table.columns)}, expected {columns}"
             )
         idx = index[key]
-        labels[key], results[key], r_square[idx] = _fit_design(Y[:, idx], design, **glm_kw)
+        labels[key], results[key], r_square[idx] = _fit_design(Y[:, idx], table, noise, n_jobs)
     return FirstLevelFit(
         design_matrices=designs, voxel_index=index, labels=labels, results=results,
-        conditions=conditions, n_voxels=n_voxels, r_square=r_square, hrf_source=hrf_source,
-        scaling_mean=scaling_mean, sample_mask=keep,
+        conditions=conditions_of(ev), n_voxels=n_voxels, r_square=r_square,
+        hrf_source=hrf_source, scaling_mean=scaling_mean, sample_mask=keep,
     )

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import nibabel as nib
@@ -12,6 +15,21 @@ import pandas as pd
 from nilearn import image, masking
 
 from bids_hrf.errors import DataError
+from bids_hrf.glm.contrasts import (
+    ContrastResult,
+    default_contrasts,
+    expression_names,
+    load_contrasts,
+)
+from bids_hrf.glm.first_level import (
+    CANONICAL,
+    DesignSpec,
+    FirstLevelFit,
+    NoiseSpec,
+    ParcelHRFs,
+    fit_first_level,
+)
+from bids_hrf.glm.fixed_effects import fixed_effects
 from bids_hrf.io.events import read_events
 from bids_hrf.options import GLMOptions
 from bids_hrf.steps.hrf import read_hrf_estimate
@@ -23,6 +41,7 @@ from bids_hrf.steps.prepare import (
     read_labels_tsv,
     read_sample_mask,
 )
+from bids_hrf.timeseries import masked_rows
 
 LOGGER = logging.getLogger("bids_hrf")
 STATS = ("effect", "variance", "stat", "z", "p")
@@ -34,8 +53,6 @@ def contrast_specs(user_contrasts: dict, conditions: list[str]) -> dict:
     User contrasts naming a condition absent from this run are left out with a warning
     (the fixed effects then use the runs that have it).
     """
-    from bids_hrf.glm.contrasts import default_contrasts, load_contrasts
-
     specs = dict(default_contrasts(conditions))
     if user_contrasts:
         for label, spec in load_contrasts(user_contrasts).items():
@@ -49,8 +66,6 @@ def contrast_specs(user_contrasts: dict, conditions: list[str]) -> dict:
 
 
 def _names_in(spec) -> list[str]:
-    from bids_hrf.glm.contrasts import expression_names
-
     exprs = spec.expressions if hasattr(spec, "expressions") else [str(spec)]
     names: list[str] = []
     for expr in exprs:
@@ -87,25 +102,59 @@ def first_level_step(run: dict, prepared: dict, hrf_tsv: str, options: GLMOption
         ``contrasts``: label -> {stat name -> NIfTI path, "type": "t"|"F"};
         ``design``: TSV path; ``design_parcel``: which design was saved; ``conditions``.
     """
-    from bids_hrf.glm.first_level import fit_first_level
-
-    bold, mask, events = run["bold"], run["mask"], run["events"]
-    smoothing_fwhm, hrf_model = options.smoothing_fwhm, options.hrf_model
+    bold, mask = run["bold"], run["mask"]
     out_dir = Path(out_dir)
     mask_img = load_img(mask, "brain mask")
+    Y = _bold_voxels(bold, mask, mask_img, options.smoothing_fwhm)
+    bad = _blank_unusable_voxels(Y, bold)
+    ev = read_events(run["events"])
+    if ev is None:
+        raise DataError(f"no events for {Path(bold).name}: the GLM needs an events.tsv",
+                        fix="add the events file or use --hrf-method sparse")
+    frame_times = read_frame_times(prepared["sample_mask"])  # built once, in prepare
+    if len(frame_times) != Y.shape[0]:
+        raise DataError(f"BOLD {bold} has {Y.shape[0]} volumes but was prepared with "
+                        f"{len(frame_times)}", fix="rerun with a new -w/--work-dir")
+    kept = read_sample_mask(prepared["sample_mask"])
+    fit = partial(fit_first_level, frame_times=frame_times, events=ev,
+                  confounds=read_confounds(prepared["confounds"]), sample_mask=kept,
+                  design=DesignSpec(high_pass=options.high_pass),
+                  noise=NoiseSpec(noise_model=options.noise_model), n_jobs=nprocs)
+    chunked = _fit_in_chunks(fit, Y, _glm_hrf(prepared, hrf_tsv, options, mask_img),
+                             options.contrasts)
+    results = {label: _write_contrast(label, entry, bad, mask_img, out_dir)
+               for label, entry in chunked.contrasts.items()}
+    design_key = CANONICAL if CANONICAL in chunked.designs else next(iter(chunked.designs))
+    design_path = out_dir / "design.tsv"
+    chunked.designs[design_key].to_csv(design_path, sep="\t", index=False, float_format="%.8g")
+    r2_path = out_dir / "r_square.nii.gz"
+    _save_map(np.concatenate(chunked.r_square, axis=-1), bad, mask_img, r2_path)
+    summary = {"conditions": chunked.conditions, "design_key": design_key,
+               "hrf_source": chunked.hrf_source, "n_chunks": chunked.n_chunks,
+               "n_scans_kept": int(len(frame_times) if kept is None else len(kept))}
+    (out_dir / "glm_summary.json").write_text(json.dumps(summary))
+    return {"contrasts": results, "design": str(design_path), "design_parcel": design_key,
+            "conditions": chunked.conditions, "r_square": str(r2_path), "mask": str(mask)}
+
+
+def _bold_voxels(bold: str, mask: str, mask_img: nib.Nifti1Image,
+                 smoothing_fwhm: float | None) -> np.ndarray:
+    """The BOLD series inside the brain mask, (n_scans, n_voxels), NaN/inf kept."""
     if smoothing_fwhm:
         bold_img = image.smooth_img(load_img(bold, "BOLD image"), smoothing_fwhm)
         # ensure_finite=False: nilearn would silently turn NaN/inf into 0
-        Y = masking.apply_mask(bold_img, mask_img, ensure_finite=False)
-    else:  # read in chunks of volumes: never the whole 4D array in memory
-        from bids_hrf.timeseries import masked_rows
+        return masking.apply_mask(bold_img, mask_img, ensure_finite=False)
+    # read in chunks of volumes: never the whole 4D array in memory
+    bold_img = open_img(bold, "BOLD image")
+    if bold_img.ndim != 4 or bold_img.shape[:3] != mask_img.shape[:3] or not np.allclose(
+            bold_img.affine, mask_img.affine, atol=1e-3):
+        raise DataError(f"brain mask {mask} is not on the grid of the BOLD {bold}",
+                        fix="use the brain mask fMRIPrep wrote for this run")
+    return masked_rows(bold_img, np.asarray(mask_img.dataobj) > 0, str(bold))
 
-        bold_img = open_img(bold, "BOLD image")
-        if bold_img.ndim != 4 or bold_img.shape[:3] != mask_img.shape[:3] or not np.allclose(
-                bold_img.affine, mask_img.affine, atol=1e-3):
-            raise DataError(f"brain mask {mask} is not on the grid of the BOLD {bold}",
-                            fix="use the brain mask fMRIPrep wrote for this run")
-        Y = masked_rows(bold_img, np.asarray(mask_img.dataobj) > 0, str(bold))
+
+def _blank_unusable_voxels(Y: np.ndarray, bold: str) -> np.ndarray:
+    """Set voxels with NaN/inf values or no variance to 0 in place; return their mask."""
     finite = np.isfinite(Y).all(axis=0)
     flat = finite & (np.ptp(np.where(np.isfinite(Y), Y, 0.0), axis=0) == 0)
     bad = ~finite | flat
@@ -117,82 +166,86 @@ def first_level_step(run: dict, prepared: dict, hrf_tsv: str, options: GLMOption
                        "out of the GLM (their maps are 0)", Path(bold).name,
                        int((~finite).sum()), int(flat.sum()))
         Y[:, bad] = 0.0
-    ev = read_events(events)
-    if ev is None:
-        raise DataError(f"no events for {Path(bold).name}: the GLM needs an events.tsv",
-                        fix="add the events file or use --hrf-method sparse")
-    frame_times = read_frame_times(prepared["sample_mask"])  # built once, in prepare
-    if len(frame_times) != Y.shape[0]:
-        raise DataError(f"BOLD {bold} has {Y.shape[0]} volumes but was prepared with "
-                        f"{len(frame_times)}", fix="rerun with a new -w/--work-dir")
-    kept = read_sample_mask(prepared["sample_mask"])
-    conf = read_confounds(prepared["confounds"])
-    kwargs = {}
-    if options.hrf_method != "canonical" and hrf_tsv:
-        estimate = read_hrf_estimate(hrf_tsv, options.hrf_method)
-        labels_map, _ = read_labels_tsv(prepared["labels"])
-        atlas_img = load_img(prepared["atlas_bold"], "atlas")
-        parcels = np.rint(masking.apply_mask(atlas_img, mask_img)).astype(int)
-        kwargs = {"hrf": estimate, "voxel_parcels": parcels, "parcel_names": labels_map}
-    else:
-        kwargs = {"hrf": hrf_model}
-    # Voxels are independent in the GLM (OLS, or AR(1) with per-voxel coefficients), so the
-    # fit runs on chunks of voxels: memory stays ~ Y + a few copies of one chunk.
-    chunks = voxel_chunks(Y.shape[0], Y.shape[1])
-    conditions: list[str] = []
-    specs: dict = {}
-    pieces: dict[str, dict] = {}
-    designs: dict[str, pd.DataFrame] = {}
-    hrf_source: dict[str, str] = {}
-    r2_parts: list[np.ndarray] = []
-    for chunk in chunks:
-        chunk_kwargs = dict(kwargs)
-        if "voxel_parcels" in chunk_kwargs:
-            chunk_kwargs["voxel_parcels"] = kwargs["voxel_parcels"][chunk]
-        fit = fit_first_level(Y[:, chunk], frame_times, ev, confounds=conf, sample_mask=kept,
-                              high_pass=options.high_pass, noise_model=options.noise_model,
-                              canonical_model=hrf_model, n_jobs=nprocs, **chunk_kwargs)
-        if not specs:
-            conditions = list(fit.conditions)
-            specs = contrast_specs(options.contrasts, conditions)
+    return bad
+
+
+def _glm_hrf(prepared: dict, hrf_tsv: str, options: GLMOptions,
+             mask_img: nib.Nifti1Image) -> str | ParcelHRFs:
+    """The HRF of the GLM: the canonical model, or the parcels' HRFs of ``hrf_tsv``."""
+    if options.hrf_method == "canonical" or not hrf_tsv:
+        return options.hrf_model
+    labels_map, _ = read_labels_tsv(prepared["labels"])
+    atlas_img = load_img(prepared["atlas_bold"], "atlas")
+    parcels = np.rint(masking.apply_mask(atlas_img, mask_img)).astype(int)
+    return ParcelHRFs(read_hrf_estimate(hrf_tsv, options.hrf_method), parcels, labels_map,
+                      fallback=options.hrf_model)
+
+
+@dataclass
+class _ChunkedFit:
+    """What the fits of the voxel chunks of one run give, gathered."""
+
+    conditions: list[str] = field(default_factory=list)
+    contrasts: dict[str, dict] = field(default_factory=dict)
+    designs: dict[str, pd.DataFrame] = field(default_factory=dict)
+    hrf_source: dict[str, str] = field(default_factory=dict)
+    r_square: list[np.ndarray] = field(default_factory=list)
+    n_chunks: int = 0
+
+    def add(self, fit: FirstLevelFit, specs: dict, n_voxels: int) -> None:
+        """Gather one chunk's fit and its contrasts ``specs``."""
+        self.n_chunks += 1
         for key, table in fit.design_matrices.items():
-            designs.setdefault(key, table)
-        hrf_source.update(fit.hrf_source)
-        r2_parts.append(np.asarray(fit.r_square, dtype=np.float32))
-        n_chunk = chunk.stop - chunk.start
+            self.designs.setdefault(key, table)
+        self.hrf_source.update(fit.hrf_source)
+        self.r_square.append(np.asarray(fit.r_square, dtype=np.float32))
         for label, spec in specs.items():
             res = fit.compute_contrast(spec)
-            entry = pieces.setdefault(label, {"type": res.contrast_type, "dof": [],
-                                              **{stat: [] for stat in STATS}})
+            entry = self.contrasts.setdefault(label, {"type": res.contrast_type, "dof": [],
+                                                      **{stat: [] for stat in STATS}})
             for stat in STATS:
                 entry[stat].append(np.asarray(getattr(res, stat)))
-            entry["dof"].append((np.asarray(res.dof, dtype=np.float32), n_chunk))
-    results: dict[str, dict] = {}
-    for label, entry in pieces.items():
-        paths = {"type": entry["type"]}
-        for stat in STATS:
-            values = np.concatenate(entry[stat], axis=-1)
-            values = np.where(bad, 0.0, values) if values.ndim == 1 else values
-            path = out_dir / f"{label}_{stat}.nii.gz"
-            nib.save(masking.unmask(np.asarray(values, dtype=np.float32), mask_img), str(path))
-            paths[stat] = str(path)
-        dof_path = out_dir / f"{label}_dof.npy"
-        np.save(dof_path, _join_dof(entry["dof"]))
-        paths["dof"] = str(dof_path)
-        results[label] = paths
-    design_key = "canonical" if "canonical" in designs else next(iter(designs))
-    design_path = out_dir / "design.tsv"
-    designs[design_key].to_csv(design_path, sep="\t", index=False, float_format="%.8g")
-    r2_path = out_dir / "r_square.nii.gz"
-    r_square = np.concatenate(r2_parts, axis=-1)
-    r_square = np.where(bad, 0.0, r_square) if r_square.ndim == 1 else r_square
-    nib.save(masking.unmask(r_square.astype(np.float32), mask_img), str(r2_path))
-    summary = {"conditions": conditions, "design_key": design_key,
-               "hrf_source": hrf_source, "n_chunks": len(chunks),
-               "n_scans_kept": int(len(frame_times) if kept is None else len(kept))}
-    (out_dir / "glm_summary.json").write_text(json.dumps(summary))
-    return {"contrasts": results, "design": str(design_path), "design_parcel": design_key,
-            "conditions": conditions, "r_square": str(r2_path), "mask": str(mask)}
+            entry["dof"].append((np.asarray(res.dof, dtype=np.float32), n_voxels))
+
+
+def _fit_in_chunks(fit: Callable[..., FirstLevelFit], Y: np.ndarray, hrf: str | ParcelHRFs,
+                   user_contrasts: dict | list) -> _ChunkedFit:
+    """Fit ``Y`` in chunks of voxels and compute the contrasts of each chunk.
+
+    Voxels are independent in the GLM (OLS, or AR(1) with per-voxel coefficients), so the
+    fit runs on chunks of voxels: memory stays ~ Y + a few copies of one chunk.
+    """
+    out = _ChunkedFit()
+    specs: dict = {}
+    for chunk in voxel_chunks(Y.shape[0], Y.shape[1]):
+        chunk_hrf = hrf.subset(chunk) if isinstance(hrf, ParcelHRFs) else hrf
+        result = fit(Y[:, chunk], hrf=chunk_hrf)
+        if not specs:
+            out.conditions = list(result.conditions)
+            specs = contrast_specs(user_contrasts, out.conditions)
+        out.add(result, specs, chunk.stop - chunk.start)
+    return out
+
+
+def _save_map(values: np.ndarray, bad: np.ndarray, mask_img: nib.Nifti1Image,
+              path: Path) -> None:
+    """Write one value per voxel (0 at the unusable ones) as a float32 NIfTI."""
+    values = np.where(bad, 0.0, values) if values.ndim == 1 else values
+    nib.save(masking.unmask(np.asarray(values, dtype=np.float32), mask_img), str(path))
+
+
+def _write_contrast(label: str, entry: dict, bad: np.ndarray, mask_img: nib.Nifti1Image,
+                    out_dir: Path) -> dict:
+    """Write the maps of one contrast (gathered over chunks); return their paths."""
+    paths = {"type": entry["type"]}
+    for stat in STATS:
+        path = out_dir / f"{label}_{stat}.nii.gz"
+        _save_map(np.concatenate(entry[stat], axis=-1), bad, mask_img, path)
+        paths[stat] = str(path)
+    dof_path = out_dir / f"{label}_dof.npy"
+    np.save(dof_path, _join_dof(entry["dof"]))
+    paths["dof"] = str(dof_path)
+    return paths
 
 
 GLM_CHUNK_BYTES = 32 * 1024 ** 2
@@ -228,9 +281,6 @@ def fixed_effects_step(run_results: list[dict], out_dir: str | Path) -> dict:
     dict
         ``contrasts``: label -> {stat -> path, "n_runs": int}.
     """
-    from bids_hrf.glm.contrasts import ContrastResult
-    from bids_hrf.glm.fixed_effects import fixed_effects
-
     out_dir = Path(out_dir)
     masks = [load_img(r["mask"], "brain mask") for r in run_results]
     mask_img = masking.intersect_masks(masks, threshold=1, connected=False) \
