@@ -47,13 +47,20 @@ Presets
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from bids_hrf.confounds.presets import (
+    PRESET_STRATEGIES,
+    PRESETS,
+    ConfoundsSpecError,
+    parse_confounds_spec,
+    validate_parameters,
+)
 from bids_hrf.confounds.table import (
     check_columns,
     expected_confounds_path,
@@ -66,7 +73,7 @@ from bids_hrf.confounds.table import (
     read_table,
     suggest,
 )
-from bids_hrf.errors import DataError, NoInputError, UsageError
+from bids_hrf.errors import DataError, NoInputError
 
 __all__ = [
     "PRESETS",
@@ -78,51 +85,6 @@ __all__ = [
     "load_run_confounds",
     "parse_confounds_spec",
 ]
-
-#: Names of the confound presets (see the module docstring for what each selects).
-PRESETS: tuple[str, ...] = (
-    "none",
-    "minimal",
-    "simple",
-    "scrubbing",
-    "compcor",
-    "motion24",
-    "gsr",
-)
-
-#: Arguments of :func:`nilearn.interfaces.fmriprep.load_confounds` for each preset.
-PRESET_STRATEGIES: dict[str, dict] = {
-    "none": {"strategy": ()},
-    "minimal": {"strategy": ("motion",), "motion": "basic"},
-    "simple": {"strategy": ("motion", "wm_csf"), "motion": "derivatives", "wm_csf": "basic"},
-    "scrubbing": {
-        "strategy": ("motion", "wm_csf", "scrub"),
-        "motion": "derivatives",
-        "wm_csf": "basic",
-    },
-    "compcor": {
-        "strategy": ("motion", "high_pass", "compcor"),
-        "motion": "derivatives",
-        "compcor": "anat_combined",
-    },
-    "motion24": {"strategy": ("motion",), "motion": "full"},
-    "gsr": {
-        "strategy": ("motion", "wm_csf", "global_signal"),
-        "motion": "derivatives",
-        "wm_csf": "basic",
-        "global_signal": "basic",
-    },
-}
-
-_COLUMN_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
-
-
-class ConfoundsSpecError(UsageError, ValueError):
-    """A ``--confounds`` or confounds parameter that cannot be used (exit 64).
-
-    Also a :class:`ValueError`, so that callers validating arguments catch it either way.
-    """
-
 
 @dataclass
 class ConfoundsResult:
@@ -164,75 +126,6 @@ class ConfoundsResult:
     n_volumes: int = 0
     n_censored: int = 0
     parameters: dict = field(default_factory=dict)
-
-
-def parse_confounds_spec(text: str) -> str | list[str]:
-    """Parse the ``--confounds`` argument.
-
-    Parameters
-    ----------
-    text : str
-        A preset name (case-insensitive, one of :data:`PRESETS`) or a comma-separated list
-        of column names of the fMRIPrep confounds TSV (e.g. ``"trans_x,trans_y,csf"``).
-
-    Returns
-    -------
-    str or list of str
-        The preset name (lower case), or the list of column names (order kept, duplicates
-        removed).
-
-    Raises
-    ------
-    ConfoundsSpecError
-        If the text is empty or a column name contains characters that no confounds
-        column has.
-    """
-    if not isinstance(text, str) or not text.strip():
-        raise ConfoundsSpecError(
-            "--confounds is empty",
-            fix=f"give a preset ({', '.join(PRESETS)}) or comma-separated column names",
-        )
-    stripped = text.strip()
-    if stripped.lower() in PRESETS:
-        return stripped.lower()
-    columns: list[str] = []
-    for item in stripped.split(","):
-        name = item.strip()
-        if not name:
-            continue
-        if not _COLUMN_RE.match(name):
-            raise ConfoundsSpecError(
-                f"--confounds: {name!r} is neither a preset nor a valid column name",
-                fix=f"use a preset ({', '.join(PRESETS)}) or column names of the "
-                "confounds TSV separated by commas (letters, digits, '_', '-', '.')",
-            )
-        if name not in columns:
-            columns.append(name)
-    if not columns:
-        raise ConfoundsSpecError(
-            f"--confounds {text!r} names no column",
-            fix=f"give a preset ({', '.join(PRESETS)}) or comma-separated column names",
-        )
-    return columns
-
-
-def _validate_parameters(dummy_scans, fd_threshold, std_dvars_threshold, n_compcor,
-                         scrub_min_segment) -> None:
-    if not (dummy_scans == "auto" or (isinstance(dummy_scans, (int, np.integer))
-                                      and not isinstance(dummy_scans, bool)
-                                      and dummy_scans >= 0)):
-        raise ConfoundsSpecError(
-            f"dummy scans must be 'auto' or an integer >= 0, not {dummy_scans!r}")
-    for name, value in (("fd_threshold", fd_threshold),
-                        ("std_dvars_threshold", std_dvars_threshold)):
-        if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
-            raise ConfoundsSpecError(f"{name} must be a positive number, not {value!r}")
-    if not (n_compcor == "all" or (isinstance(n_compcor, (int, np.integer))
-                                   and not isinstance(n_compcor, bool) and n_compcor >= 1)):
-        raise ConfoundsSpecError(f"n_compcor must be 'all' or an integer >= 1, not {n_compcor!r}")
-    if not (isinstance(scrub_min_segment, (int, np.integer)) and scrub_min_segment >= 0):
-        raise ConfoundsSpecError(
-            f"scrub_min_segment must be an integer >= 0, not {scrub_min_segment!r}")
 
 
 def load_run_confounds(
@@ -294,14 +187,8 @@ def load_run_confounds(
         If a parameter is out of range.
     """
     bold_path = Path(bold_path)
-    if isinstance(spec, str):
-        spec = parse_confounds_spec(spec)
-    elif not spec or not all(isinstance(c, str) and c for c in spec):
-        raise ConfoundsSpecError(
-            f"confound columns must be a non-empty list of names, not {spec!r}")
-    else:
-        spec = list(dict.fromkeys(spec))
-    _validate_parameters(dummy_scans, fd_threshold, std_dvars_threshold, n_compcor,
+    spec = _check_spec(spec)
+    validate_parameters(dummy_scans, fd_threshold, std_dvars_threshold, n_compcor,
                          scrub_min_segment)
     parameters = {"spec": spec, "dummy_scans": dummy_scans, "fd_threshold": fd_threshold,
                   "std_dvars_threshold": std_dvars_threshold, "n_compcor": n_compcor,
@@ -328,72 +215,133 @@ def load_run_confounds(
           if "framewise_displacement" in modern.columns else None)
 
     if isinstance(spec, list):
-        missing = [c for c in spec if c not in table.columns]
-        if missing:
-            valid = [str(c) for c in table.columns]
-            raise DataError(
-                f"confounds file {tsv} has no column "
-                + ", ".join(suggest(m, valid) for m in missing),
-                fix=f"choose among its {len(valid)} columns (e.g. {', '.join(valid[:6])}) "
-                f"or use a preset ({', '.join(PRESETS)})",
-                path=str(tsv),
-            )
-        columns = list(spec)
-        aliases: dict[str, str] = {}
-    else:
-        table, aliases = modernize_columns(table)
-        camel = [c for c in table.columns if is_camel_case(str(c))]
-        if camel:
-            raise DataError(
-                f"confounds file {tsv} has CamelCase column names (e.g. "
-                f"{', '.join(camel[:4])}) that are not fMRIPrep's",
-                fix="list the columns to use explicitly (--confounds NAME1,NAME2,...)",
-                path=str(tsv),
-            )
-        strategy_kwargs = dict(PRESET_STRATEGIES[spec])
-        columns = []
-        if "scrub" in strategy_kwargs["strategy"]:
-            absent = [c for c in ("framewise_displacement", "std_dvars")
-                      if c not in table.columns]
-            if absent:
-                raise DataError(
-                    f"confounds file {tsv} has no {' or '.join(absent)} column, needed for "
-                    "scrubbing",
-                    fix="use another preset (e.g. simple)",
-                    path=str(tsv),
-                )
-            check_columns(table, ["framewise_displacement", "std_dvars"], tsv)
-            strategy_kwargs.update(scrub=scrub_min_segment, fd_threshold=fd_threshold,
-                                   std_dvars_threshold=std_dvars_threshold)
-        if "compcor" in strategy_kwargs["strategy"]:
-            strategy_kwargs["n_compcor"] = n_compcor
-
-    nss = nss_columns(table)
-    # nilearn always drops fMRIPrep's non-steady-state volumes; with an explicit count,
-    # hide those columns from it and apply the count ourselves.
-    if isinstance(spec, list):
         # explicit columns are taken as they are (nilearn only knows its strategies)
-        confounds = table[columns].apply(pd.to_numeric, errors="coerce").astype(float)
-        confounds.iloc[0] = confounds.iloc[0].fillna(confounds.iloc[1])
-        sample_mask = None
+        confounds, sample_mask, aliases = _explicit_confounds(table, spec, tsv), None, {}
+        nss = nss_columns(table)
     else:
-        staged_table = table.drop(columns=nss) if (dummy_scans != "auto" and nss) else (
-            table if aliases else None)
-        try:
-            confounds, sample_mask = nilearn_load(tsv, staged_table, strategy_kwargs)
-        except (ValueError, KeyError) as exc:
-            raise DataError(
-                f"confounds file {tsv} cannot provide preset {spec!r}: {exc}",
-                fix=f"use another preset ({', '.join(PRESETS)}) or explicit columns",
-                path=str(tsv),
-            ) from exc
-        if confounds is not None and confounds.shape[1] == 0:
-            confounds = None
+        table, aliases = _modern_table(table, tsv)
+        nss = nss_columns(table)
+        confounds, sample_mask = _preset_confounds(table, aliases, nss, tsv, parameters)
+    columns: list[str] = []
     if confounds is not None:
         columns = [str(c) for c in confounds.columns]
         check_columns(table, columns, tsv, aliases)
         confounds = confounds.reset_index(drop=True).astype(float)
 
+    keep, n_dummy, n_censored = _kept_volumes(table, nss, sample_mask, dummy_scans)
+    if not keep.any():
+        raise DataError(
+            f"no volume of {bold_path.name} is left after removing {n_dummy} dummy scans and "
+            f"{n_censored} censored volumes",
+            fix="lower --dummy-scans or raise --fd-threshold / --std-dvars-threshold",
+            path=str(tsv),
+        )
+    if confounds is not None and demean:
+        confounds = confounds - confounds.iloc[np.flatnonzero(keep)].mean(axis=0)
+    description = _describe(spec, columns, n_dummy, n_censored, n_rows, fd_threshold,
+                            std_dvars_threshold, scrub_min_segment)
+    return ConfoundsResult(
+        confounds=confounds,
+        sample_mask=None if keep.all() else np.flatnonzero(keep),
+        n_dummy=n_dummy,
+        framewise_displacement=fd,
+        columns=columns,
+        description=description,
+        confounds_file=str(tsv),
+        n_volumes=n_rows,
+        n_censored=n_censored,
+        parameters=parameters,
+    )
+
+
+def _check_spec(spec: str | list[str]) -> str | list[str]:
+    """A preset name or the list of columns (duplicates removed) of ``spec``."""
+    if isinstance(spec, str):
+        return parse_confounds_spec(spec)
+    if not spec or not all(isinstance(c, str) and c for c in spec):
+        raise ConfoundsSpecError(
+            f"confound columns must be a non-empty list of names, not {spec!r}")
+    return list(dict.fromkeys(spec))
+
+
+def _explicit_confounds(table: pd.DataFrame, spec: list[str], tsv: Path) -> pd.DataFrame:
+    """The columns ``spec`` of the table as floats (first row filled from the second)."""
+    missing = [c for c in spec if c not in table.columns]
+    if missing:
+        valid = [str(c) for c in table.columns]
+        raise DataError(
+            f"confounds file {tsv} has no column "
+            + ", ".join(suggest(m, valid) for m in missing),
+            fix=f"choose among its {len(valid)} columns (e.g. {', '.join(valid[:6])}) "
+            f"or use a preset ({', '.join(PRESETS)})",
+            path=str(tsv),
+        )
+    confounds = table[list(spec)].apply(pd.to_numeric, errors="coerce").astype(float)
+    confounds.iloc[0] = confounds.iloc[0].fillna(confounds.iloc[1])
+    return confounds
+
+
+def _modern_table(table: pd.DataFrame, tsv: Path) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The table with fMRIPrep's current column names, and the renamed columns."""
+    table, aliases = modernize_columns(table)
+    camel = [c for c in table.columns if is_camel_case(str(c))]
+    if camel:
+        raise DataError(
+            f"confounds file {tsv} has CamelCase column names (e.g. "
+            f"{', '.join(camel[:4])}) that are not fMRIPrep's",
+            fix="list the columns to use explicitly (--confounds NAME1,NAME2,...)",
+            path=str(tsv),
+        )
+    return table, aliases
+
+
+def _preset_strategy(table: pd.DataFrame, tsv: Path, parameters: dict) -> dict:
+    """Arguments of nilearn's ``load_confounds`` for the preset ``parameters["spec"]``."""
+    strategy_kwargs = dict(PRESET_STRATEGIES[parameters["spec"]])
+    if "scrub" in strategy_kwargs["strategy"]:
+        absent = [c for c in ("framewise_displacement", "std_dvars") if c not in table.columns]
+        if absent:
+            raise DataError(
+                f"confounds file {tsv} has no {' or '.join(absent)} column, needed for "
+                "scrubbing",
+                fix="use another preset (e.g. simple)",
+                path=str(tsv),
+            )
+        check_columns(table, ["framewise_displacement", "std_dvars"], tsv)
+        strategy_kwargs.update(scrub=parameters["scrub_min_segment"],
+                               fd_threshold=parameters["fd_threshold"],
+                               std_dvars_threshold=parameters["std_dvars_threshold"])
+    if "compcor" in strategy_kwargs["strategy"]:
+        strategy_kwargs["n_compcor"] = parameters["n_compcor"]
+    return strategy_kwargs
+
+
+def _preset_confounds(table: pd.DataFrame, aliases: dict[str, str], nss: list[str],
+                      tsv: Path, parameters: dict) -> tuple[pd.DataFrame | None, Any]:
+    """The regressors and nilearn's sample mask of a preset (None: no regressor)."""
+    spec = parameters["spec"]
+    strategy_kwargs = _preset_strategy(table, tsv, parameters)
+    # nilearn always drops fMRIPrep's non-steady-state volumes; with an explicit count,
+    # hide those columns from it and apply the count ourselves.
+    staged_table = table.drop(columns=nss) if (parameters["dummy_scans"] != "auto" and nss) \
+        else (table if aliases else None)
+    try:
+        confounds, sample_mask = nilearn_load(tsv, staged_table, strategy_kwargs)
+    except (ValueError, KeyError) as exc:
+        raise DataError(
+            f"confounds file {tsv} cannot provide preset {spec!r}: {exc}",
+            fix=f"use another preset ({', '.join(PRESETS)}) or explicit columns",
+            path=str(tsv),
+        ) from exc
+    if confounds is not None and confounds.shape[1] == 0:
+        confounds = None
+    return confounds, sample_mask
+
+
+def _kept_volumes(table: pd.DataFrame, nss: list[str], sample_mask: Any,
+                  dummy_scans: int | str) -> tuple[np.ndarray, int, int]:
+    """Which volumes are analysed, the number of dummy scans and of censored volumes."""
+    n_rows = table.shape[0]
     flagged = np.zeros(n_rows, dtype=bool)  # fMRIPrep's non-steady-state volumes
     for col in nss:
         flagged |= pd.to_numeric(table[col], errors="coerce").fillna(0).to_numpy() != 0
@@ -409,30 +357,7 @@ def load_run_confounds(
         n_dummy = int(dummy_scans)
         n_censored = int((~keep[n_dummy:]).sum())
         keep[:n_dummy] = False
-    if not keep.any():
-        raise DataError(
-            f"no volume of {bold_path.name} is left after removing {n_dummy} dummy scans and "
-            f"{n_censored} censored volumes",
-            fix="lower --dummy-scans or raise --fd-threshold / --std-dvars-threshold",
-            path=str(tsv),
-        )
-    final_mask = None if keep.all() else np.flatnonzero(keep)
-    if confounds is not None and demean:
-        confounds = confounds - confounds.iloc[np.flatnonzero(keep)].mean(axis=0)
-    description = _describe(spec, columns, n_dummy, n_censored, n_rows, fd_threshold,
-                            std_dvars_threshold, scrub_min_segment)
-    return ConfoundsResult(
-        confounds=confounds,
-        sample_mask=final_mask,
-        n_dummy=n_dummy,
-        framewise_displacement=fd,
-        columns=columns,
-        description=description,
-        confounds_file=str(tsv),
-        n_volumes=n_rows,
-        n_censored=n_censored,
-        parameters=parameters,
-    )
+    return keep, n_dummy, n_censored
 
 
 def _no_table_result(bold_path: Path, dummy_scans, n_vols: int | None,
