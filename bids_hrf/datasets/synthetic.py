@@ -234,98 +234,32 @@ def make_synthetic_dataset(
     n_scans = int(n_scans or SIZES[size]["n_scans"])
     if n_scans <= n_dummy_scans + 10:
         raise ValueError(f"n_scans ({n_scans}) must exceed n_dummy_scans + 10")
+    acq = _Acquisition(task=task, conditions=conditions, n_runs=n_runs, rest_task=rest_task,
+                       tr=tr, n_scans=n_scans, n_dummy_scans=n_dummy_scans,
+                       noise_sd=1.0 / snr)
 
     root_seq = np.random.SeedSequence(seed)
     geom_seq, design_seq, subj_seq = root_seq.spawn(3)
-    geom_seed = int(geom_seq.generate_state(1)[0])
-    if size == "small":
-        geom = small_geometry(geom_seed, SIZES[size]["n_parcels"])
-    else:
-        geom = realistic_geometry(geom_seed, SIZES[size]["n_parcels"])
+    geom = _geometry(size, int(geom_seq.generate_state(1)[0]))
     design_rng = np.random.default_rng(design_seq)
     participants = _participants(n_subjects, groups, design_rng)
     truth = plan_truth(geom, conditions, participants, groups, design_rng)
-    model = _voxel_model(geom, design_rng)
+    sim = _Simulator(path, geom, _voxel_model(geom, design_rng), truth, acq)
 
     subjects = [pid.removeprefix("sub-") for pid in participants["participant_id"]]
     sessions = [f"{i + 1:02d}" for i in range(n_sessions)] if n_sessions > 1 else None
     tasks = {task: True, **({"rest": False} if rest_task else {})}
     path.mkdir(parents=True, exist_ok=True)
     write_raw_toplevel(path, participants, tasks, tr, groups)
-    fmriprep_dir = path / "derivatives" / "fmriprep"
-    write_json(
-        fmriprep_dir / "dataset_description.json",
-        derivative_description(
-            "fMRIPrep - fMRI PREProcessing workflow (simulated)",
-            {
-                "Name": "fMRIPrep",
-                "Version": FMRIPREP_VERSION,
-                "CodeURL": "https://github.com/nipreps/fmriprep",
-            },
-        ),
-    )
+    _write_fmriprep_description(sim.fmriprep_dir)
     atlas_img, atlas_tsv = write_atlas(
         path / "derivatives" / "atlas", geom.atlas_img, geom.names, geom.networks
     )
-    noise_sd = 1.0 / snr
-    brain = geom.brain
     for s_idx, (subject, sub_seq) in enumerate(
         zip(subjects, subj_seq.spawn(n_subjects), strict=True)
     ):
-        group = participants["group"].iloc[s_idx]
-        amp = truth.amplitudes[truth.amplitudes["participant_id"] == f"sub-{subject}"]
-        vox_amp = np.zeros((len(conditions), int(brain.sum())))
-        for c, cond in enumerate(conditions):
-            per_parcel = amp[amp["condition"] == cond].set_index("parcel")["amplitude"]
-            parcel_amp = per_parcel.reindex(geom.names).to_numpy(dtype=float)
-            pidx = model["parcel_index"]
-            in_gm = pidx >= 0
-            vox_amp[c, in_gm] = truth.voxel_weights[c, in_gm] * parcel_amp[pidx[in_gm]]
-        hrfs = truth.hrf_by_group[group].drop(columns="time").to_numpy()
-        loadings = latent_loadings(truth, geom, group)
-        for ses, ses_seq in zip(sessions or [None], sub_seq.spawn(n_sessions), strict=True):
-            _write_anat(path, fmriprep_dir, geom, subject, ses)
-            runs = [(task, r + 1, True) for r in range(n_runs)]
-            if rest_task:
-                runs.append(("rest", None, False))
-            for (run_task, run, with_events), run_seq in zip(
-                runs, ses_seq.spawn(len(runs)), strict=True
-            ):
-                rng = np.random.default_rng(run_seq)
-                sig = simulate_run(
-                    baseline=model["baseline"],
-                    gradient=model["gradient"],
-                    rel_coords=model["rel_coords"],
-                    tissue_weights=model["tissue_weights"],
-                    parcel_index=model["parcel_index"],
-                    hrfs=hrfs,
-                    voxel_amplitudes=vox_amp,
-                    conditions=conditions,
-                    latent_loadings=loadings,
-                    n_scans=n_scans,
-                    tr=tr,
-                    n_dummy_scans=n_dummy_scans,
-                    noise_sd=noise_sd,
-                    with_events=with_events,
-                    rng=rng,
-                )
-                confounds, meta = compute_confounds(
-                    sig.bold, sig.motion, model["tissue"], tr, n_dummy_scans, rng
-                )
-                prefix = bids_prefix(subject, ses, run_task, run)
-                _write_run(
-                    path,
-                    fmriprep_dir,
-                    geom,
-                    subject,
-                    ses,
-                    prefix,
-                    sig,
-                    confounds,
-                    meta,
-                    run_task,
-                    tr,
-                )
+        sim.write_subject(subject, participants["group"].iloc[s_idx], sessions,
+                          sub_seq.spawn(n_sessions))
     truth_dir = path / "derivatives" / "truth"
     parameters = {
         "size": size,
@@ -340,7 +274,7 @@ def make_synthetic_dataset(
         "rest_task": rest_task,
         "groups": list(groups) if groups else None,
         "snr": snr,
-        "noise_sd_percent": noise_sd,
+        "noise_sd_percent": acq.noise_sd,
         "seed": seed,
         "space": SPACE,
     }
@@ -348,7 +282,7 @@ def make_synthetic_dataset(
     write_truth(truth_dir, truth, geom)
     return SyntheticDataset(
         bids_dir=path,
-        fmriprep_dir=fmriprep_dir,
+        fmriprep_dir=sim.fmriprep_dir,
         atlas_img=atlas_img,
         atlas_tsv=atlas_tsv,
         truth=truth,
@@ -361,6 +295,131 @@ def make_synthetic_dataset(
         n_dummy_scans=n_dummy_scans,
         conditions=conditions,
     )
+
+
+def _geometry(size: str, seed: int) -> Geometry:
+    """The brain, tissues and parcels of a dataset of ``size``."""
+    if size == "small":
+        return small_geometry(seed, SIZES[size]["n_parcels"])
+    return realistic_geometry(seed, SIZES[size]["n_parcels"])
+
+
+def _write_fmriprep_description(fmriprep_dir: Path) -> None:
+    write_json(
+        fmriprep_dir / "dataset_description.json",
+        derivative_description(
+            "fMRIPrep - fMRI PREProcessing workflow (simulated)",
+            {
+                "Name": "fMRIPrep",
+                "Version": FMRIPREP_VERSION,
+                "CodeURL": "https://github.com/nipreps/fmriprep",
+            },
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class _Acquisition:
+    """The runs of every session and how their signals are simulated."""
+
+    task: str
+    conditions: tuple[str, ...]
+    n_runs: int
+    rest_task: bool
+    tr: float
+    n_scans: int
+    n_dummy_scans: int
+    noise_sd: float
+
+    def runs(self) -> list[tuple[str, int | None, bool]]:
+        """``(task, run number, with events)`` of each run of a session."""
+        runs: list[tuple[str, int | None, bool]] = [
+            (self.task, r + 1, True) for r in range(self.n_runs)
+        ]
+        if self.rest_task:
+            runs.append(("rest", None, False))
+        return runs
+
+
+@dataclass(frozen=True)
+class _Simulator:
+    """Writes the runs of each subject: the planted truth through the voxel model."""
+
+    root: Path
+    geom: Geometry
+    model: dict
+    truth: SyntheticTruth
+    acq: _Acquisition
+
+    @property
+    def fmriprep_dir(self) -> Path:
+        """``root/derivatives/fmriprep``."""
+        return self.root / "derivatives" / "fmriprep"
+
+    def voxel_amplitudes(self, subject: str) -> np.ndarray:
+        """Response amplitude of each brain voxel to each condition, (n_conditions, n_voxels)."""
+        truth, pidx = self.truth, self.model["parcel_index"]
+        amp = truth.amplitudes[truth.amplitudes["participant_id"] == f"sub-{subject}"]
+        vox_amp = np.zeros((len(self.acq.conditions), int(self.geom.brain.sum())))
+        in_gm = pidx >= 0
+        for c, cond in enumerate(self.acq.conditions):
+            per_parcel = amp[amp["condition"] == cond].set_index("parcel")["amplitude"]
+            parcel_amp = per_parcel.reindex(self.geom.names).to_numpy(dtype=float)
+            vox_amp[c, in_gm] = truth.voxel_weights[c, in_gm] * parcel_amp[pidx[in_gm]]
+        return vox_amp
+
+    def write_subject(self, subject: str, group: str, sessions: list[str] | None,
+                      session_seeds: list[np.random.SeedSequence]) -> None:
+        """Simulate and write every session and run of one subject."""
+        signal = {
+            "voxel_amplitudes": self.voxel_amplitudes(subject),
+            "hrfs": self.truth.hrf_by_group[group].drop(columns="time").to_numpy(),
+            "latent_loadings": latent_loadings(self.truth, self.geom, group),
+        }
+        runs = self.acq.runs()
+        for ses, ses_seq in zip(sessions or [None], session_seeds, strict=True):
+            _write_anat(self.root, self.fmriprep_dir, self.geom, subject, ses)
+            for (run_task, run, with_events), run_seq in zip(
+                runs, ses_seq.spawn(len(runs)), strict=True
+            ):
+                rng = np.random.default_rng(run_seq)
+                sig = self.simulate(signal, with_events, rng)
+                confounds, meta = compute_confounds(
+                    sig.bold, sig.motion, self.model["tissue"], self.acq.tr,
+                    self.acq.n_dummy_scans, rng,
+                )
+                _write_run(
+                    self.root,
+                    self.fmriprep_dir,
+                    self.geom,
+                    subject,
+                    ses,
+                    bids_prefix(subject, ses, run_task, run),
+                    sig,
+                    confounds,
+                    meta,
+                    run_task,
+                    self.acq.tr,
+                )
+
+    def simulate(self, signal: dict, with_events: bool, rng: np.random.Generator):
+        """One run's signals (:func:`~bids_hrf.datasets._signals.simulate_run`)."""
+        model, acq = self.model, self.acq
+        return simulate_run(
+            baseline=model["baseline"],
+            gradient=model["gradient"],
+            rel_coords=model["rel_coords"],
+            tissue_weights=model["tissue_weights"],
+            parcel_index=model["parcel_index"],
+            conditions=acq.conditions,
+            n_scans=acq.n_scans,
+            tr=acq.tr,
+            n_dummy_scans=acq.n_dummy_scans,
+            noise_sd=acq.noise_sd,
+            with_events=with_events,
+            rng=rng,
+            **signal,
+        )
 
 
 def _write_anat(root: Path, fmriprep_dir: Path, geom: Geometry, subject: str, ses) -> None:
