@@ -76,49 +76,79 @@ def resample_atlas(
         If the atlas covers none of the brain mask (wrong space or field of view), or if
         every parcel has fewer than ``min_voxels`` voxels in the mask.
     """
-    from nilearn.image import resample_img
-
     if not isinstance(min_voxels, int | np.integer) or min_voxels < 1:
         raise ValueError(f"min_voxels must be a positive integer, not {min_voxels!r}")
     ref, ref_name = _image(bold_ref_img, "BOLD reference")
     shape3 = tuple(int(s) for s in ref.shape[:3])
+    mask = _brain_mask(mask_img, ref, ref_name)
+    data = _labels_on_grid(atlas.img, ref.affine, shape3)
+    table = _coverage_table(atlas, data, mask, _voxel_volume(ref.affine))
+    table["kept"] = table["n_voxels_in_mask"] >= min_voxels
+    _check_coverage(atlas, table, min_voxels, ref_name, space)
+    kept_idx = [int(i) for i in table.loc[table["kept"], "index"]]
+    data = np.where(mask & np.isin(data, kept_idx), data, 0).astype(np.int32)
+    header = ref.header.copy() if isinstance(ref, nib.Nifti1Image) else None
+    out = nib.Nifti1Image(data, ref.affine, header)
+    out.header.set_data_dtype(np.int32)
+    out.header.set_slope_inter(1, 0)
+    networks = atlas.networks or {}
+    return (Atlas(img=out, labels={i: atlas.labels[i] for i in kept_idx},
+                  networks=({i: networks.get(i, "n/a") for i in kept_idx}
+                            if atlas.networks is not None else None),
+                  name=atlas.name, source=atlas.source), table)
+
+
+def _brain_mask(mask_img, ref: nib.spatialimages.SpatialImage, ref_name: str) -> np.ndarray:
+    """The boolean brain mask on the grid of ``ref`` (all voxels when ``mask_img`` is None)."""
+    shape3 = tuple(int(s) for s in ref.shape[:3])
     if mask_img is None:
-        mask = np.ones(shape3, dtype=bool)
-    else:
-        mimg, mname = _image(mask_img, "brain mask")
-        if tuple(mimg.shape[:3]) != shape3 or not np.allclose(mimg.affine, ref.affine,
-                                                               atol=1e-3):
-            raise DataError(f"brain mask {mname} (shape {mimg.shape[:3]}) is not on the grid "
-                            f"of {ref_name} (shape {shape3})",
-                            fix="use the brain mask fMRIPrep wrote for this run",
-                            path=mname)
-        mask = np.asanyarray(mimg.dataobj).reshape(shape3) > 0
+        return np.ones(shape3, dtype=bool)
+    mimg, mname = _image(mask_img, "brain mask")
+    if tuple(mimg.shape[:3]) != shape3 or not np.allclose(mimg.affine, ref.affine, atol=1e-3):
+        raise DataError(f"brain mask {mname} (shape {mimg.shape[:3]}) is not on the grid "
+                        f"of {ref_name} (shape {shape3})",
+                        fix="use the brain mask fMRIPrep wrote for this run",
+                        path=mname)
+    return np.asanyarray(mimg.dataobj).reshape(shape3) > 0
+
+
+def _labels_on_grid(img: nib.spatialimages.SpatialImage, affine: np.ndarray,
+                    shape3: tuple[int, ...]) -> np.ndarray:
+    """The atlas labels resampled (nearest neighbour) to a grid; 0 outside the atlas."""
+    # lazy (start-up time): the CLI imports bids_hrf.atlas, not nilearn
+    from nilearn.image import resample_img
     from nilearn.image.resampling import BoundingBoxError
 
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Rr]esampl.*")
-            on_bold = resample_img(atlas.img, target_affine=ref.affine, target_shape=shape3,
+            on_bold = resample_img(img, target_affine=affine, target_shape=shape3,
                                    interpolation="nearest", force_resample=True,
                                    copy_header=True)
-        data = np.rint(np.asanyarray(on_bold.dataobj)).astype(np.int32)
+        return np.rint(np.asanyarray(on_bold.dataobj)).astype(np.int32)
     except BoundingBoxError:  # the atlas lies entirely outside the BOLD field of view
-        data = np.zeros(shape3, dtype=np.int32)
+        return np.zeros(shape3, dtype=np.int32)
 
+
+def _coverage_table(atlas: Atlas, data: np.ndarray, mask: np.ndarray,
+                    vol_bold: float) -> pd.DataFrame:
+    """Size and coverage of each parcel of ``atlas`` (``data``: its labels on the BOLD grid).
+
+    ``kept`` is left True; ``attrs["mask_coverage"]`` is the fraction of mask voxels in a
+    parcel.
+    """
     atlas_data = np.asanyarray(atlas.img.dataobj)
     n_max = int(max(atlas_data.max(), data.max(), max(atlas.labels, default=0))) + 1
     count_atlas = np.bincount(atlas_data.ravel().astype(np.int64), minlength=n_max)
     count_bold = np.bincount(data.ravel(), minlength=n_max)
     count_mask = np.bincount(data[mask], minlength=n_max)
     vol_atlas = _voxel_volume(atlas.img.affine)
-    vol_bold = _voxel_volume(ref.affine)
     indices = sorted(atlas.labels)
     idx = np.asarray(indices, dtype=int)
     n_atlas_bold_units = count_atlas[idx] * vol_atlas / vol_bold
     with np.errstate(divide="ignore", invalid="ignore"):
         coverage = np.where(n_atlas_bold_units > 0,
                             np.minimum(count_mask[idx] / n_atlas_bold_units, 1.0), 0.0)
-    kept = count_mask[idx] >= min_voxels
     networks = atlas.networks or {}
     table = pd.DataFrame({
         "index": idx,
@@ -129,38 +159,31 @@ def resample_atlas(
         "n_voxels_bold": count_bold[idx],
         "n_voxels_in_mask": count_mask[idx],
         "coverage": coverage,
-        "kept": kept,
+        "kept": np.ones(idx.size, dtype=bool),
     }, columns=COVERAGE_COLUMNS)
     n_mask = int(mask.sum())
-    in_parcel = int(np.count_nonzero(data[mask]))
-    table.attrs["mask_coverage"] = in_parcel / n_mask if n_mask else 0.0
+    table.attrs["mask_coverage"] = int(np.count_nonzero(data[mask])) / n_mask if n_mask else 0.0
+    return table
+
+
+def _check_coverage(atlas: Atlas, table: pd.DataFrame, min_voxels: int, ref_name: str,
+                    space: str | None) -> None:
+    """Raise when the atlas misses the mask or every parcel is too small; warn of drops."""
     where = f"atlas {atlas.name} ({atlas.source})"
-    if in_parcel == 0:
+    if table.attrs["mask_coverage"] == 0:
         raise DataError(
             f"{where} covers 0% of the brain mask of {ref_name}; is it in space "
             f"{space or 'of the BOLD data'}?",
             fix="give an atlas in the space of the preprocessed BOLD data (--output-spaces "
             "of fMRIPrep) or a data-driven atlas", path=atlas.source)
-    if not kept.any():
+    if not table["kept"].any():
         raise DataError(
             f"{where}: every parcel has fewer than {min_voxels} voxels in the brain mask of "
             f"{ref_name}", fix="lower the minimum parcel size or use a coarser atlas",
             path=atlas.source)
-    dropped = [f"{atlas.labels[i]} ({count_mask[i]} voxels)"
-               for i, k in zip(indices, kept, strict=True) if not k]
+    dropped = [f"{atlas.labels[int(i)]} ({n} voxels)" for i, n, k in
+               table[["index", "n_voxels_in_mask", "kept"]].itertuples(index=False) if not k]
     if dropped:
         warnings.warn(f"{where}: dropped {len(dropped)} parcels with fewer than {min_voxels} "
                       f"voxels in the brain mask of {ref_name}: {', '.join(dropped)}",
-                      UserWarning, stacklevel=2)
-    keep_lut = np.zeros(n_max, dtype=np.int32)
-    keep_lut[idx[kept]] = idx[kept]
-    data = np.where(mask, keep_lut[data], 0).astype(np.int32)
-    header = ref.header.copy() if isinstance(ref, nib.Nifti1Image) else None
-    out = nib.Nifti1Image(data, ref.affine, header)
-    out.header.set_data_dtype(np.int32)
-    out.header.set_slope_inter(1, 0)
-    kept_idx = [int(i) for i in idx[kept]]
-    return (Atlas(img=out, labels={i: atlas.labels[i] for i in kept_idx},
-                  networks=({i: networks.get(i, "n/a") for i in kept_idx}
-                            if atlas.networks is not None else None),
-                  name=atlas.name, source=atlas.source), table)
+                      UserWarning, stacklevel=3)
