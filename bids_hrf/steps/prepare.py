@@ -16,9 +16,15 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from nilearn.image import resample_to_img
+from nilearn.masking import unmask
 
+from bids_hrf.atlas import Atlas, resample_atlas, resolve_atlas
+from bids_hrf.confounds import ConfoundsResult, load_run_confounds
 from bids_hrf.errors import DataError
 from bids_hrf.options import PrepareOptions
+from bids_hrf.reports.figures_data import carpet_rows
+from bids_hrf.timeseries import extract_parcel_timeseries, masked_voxel_data
 
 LOGGER = logging.getLogger("bids_hrf")
 
@@ -112,8 +118,6 @@ def resolve_atlas_step(atlas_spec: str, atlas_labels: str | None, space: str, bo
         ``atlas`` (NIfTI path), ``labels`` (TSV path), ``name`` (BIDS label of the atlas),
         ``source`` (where it came from).
     """
-    from bids_hrf.atlas import resolve_atlas
-
     out_dir = Path(out_dir)
     if atlas_spec.startswith("data-driven"):
         bold_img, mask_img = load_img(bold, "BOLD image"), load_img(mask, "brain mask")
@@ -133,8 +137,6 @@ def resolve_atlas_step(atlas_spec: str, atlas_labels: str | None, space: str, bo
 def _check_atlas_overlap(atlas_img, mask: str, atlas_spec: str, space: str) -> None:
     """An atlas that misses the brain mask entirely is in another space: say so, naming
     the user's atlas (not a working copy)."""
-    from nilearn.image import resample_to_img
-
     mask_img = load_img(mask, "brain mask")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -168,16 +170,10 @@ def prepare_run_step(run: dict, atlas: dict, options: PrepareOptions,
     logged.
     """
     with relay_warnings(Path(run["bold"]).name):
-        return _prepare_run(run["bold"], run["mask"], atlas["atlas"], atlas["labels"],
-                            atlas["name"], options.confounds, options.dummy_scans,
-                            options.fd_threshold, options.high_pass, float(run["tr"]),
-                            options.min_parcel_voxels, out_dir, run.get("confounds") or None)
+        return _prepare_run(run, atlas, options, Path(out_dir))
 
 
-def _prepare_run(bold: str, mask: str, atlas: str, labels: str, atlas_name: str,
-                 confounds_spec: str, dummy_scans: str, fd_threshold: float,
-                 high_pass: float, tr: float, min_voxels: int,
-                 out_dir: str | Path, confounds_file: str | None = None) -> dict:
+def _prepare_run(run: dict, atlas: dict, options: PrepareOptions, out_dir: Path) -> dict:
     """Confounds, atlas on the BOLD grid, and cleaned parcel time series of one run.
 
     Returns
@@ -189,31 +185,49 @@ def _prepare_run(bold: str, mask: str, atlas: str, labels: str, atlas_name: str,
         ``mean_bold`` (mean volume) and ``carpet`` (NPY of :func:`carpet_rows`) for the report;
         and ``n_dummy``, ``n_kept``, ``confounds_description``, ``dropped_parcels``.
     """
-    from nilearn.masking import unmask
-
-    from bids_hrf.atlas import Atlas, resample_atlas
-    from bids_hrf.confounds import load_run_confounds
-    from bids_hrf.reports.figures_data import carpet_rows
-    from bids_hrf.timeseries import extract_parcel_timeseries, masked_voxel_data
-
-    out_dir = Path(out_dir)
-    dummy: int | str = int(dummy_scans) if str(dummy_scans).isdigit() else "auto"
-    conf = load_run_confounds(bold, confounds_spec, dummy_scans=dummy,
-                              fd_threshold=fd_threshold, confounds_file=confounds_file or None)
+    bold, tr = run["bold"], float(run["tr"])
+    dummy: int | str = int(options.dummy_scans) if str(options.dummy_scans).isdigit() \
+        else "auto"
+    conf = load_run_confounds(bold, options.confounds, dummy_scans=dummy,
+                              fd_threshold=options.fd_threshold,
+                              confounds_file=run.get("confounds") or None)
     bold_img = open_img(bold, "BOLD image")  # data read in chunks when extracting
-    mask_img = load_img(mask, "brain mask")
+    mask_img = load_img(run["mask"], "brain mask")
     n_vols = bold_img.shape[3]
     if conf.confounds is not None and len(conf.confounds) != n_vols:
         raise DataError(f"confounds of {Path(bold).name} have {len(conf.confounds)} rows but "
                         f"the BOLD has {n_vols} volumes",
                         fix="use the confounds file made with this BOLD run")
+    conf_paths = _write_confounds(conf, n_vols, tr, out_dir)
+    resampled, atlas_paths, dropped = _atlas_on_bold(atlas, bold_img, mask_img,
+                                                     options.min_parcel_voxels, out_dir)
+    voxels = masked_voxel_data(bold_img, mask_img)
+    series = extract_parcel_timeseries(
+        bold_img, resampled.img, resampled.labels, mask_img,
+        confounds=conf.confounds, sample_mask=conf.sample_mask, tr=tr,
+        high_pass=options.high_pass or None, voxels=voxels)
+    report_paths = _write_report_data(voxels, out_dir)
+    del voxels
+    ts_path = out_dir / "timeseries.tsv"
+    series.to_csv(ts_path, sep="\t", index=False)
+    return {
+        **conf_paths, **atlas_paths, "timeseries": str(ts_path), **report_paths,
+        "n_dummy": int(conf.n_dummy),
+        "n_kept": int(len(conf.sample_mask) if conf.sample_mask is not None else n_vols),
+        "confounds_description": conf.description,
+        "dropped_parcels": dropped,
+    }
+
+
+def _write_confounds(conf: ConfoundsResult, n_vols: int, tr: float, out_dir: Path) -> dict:
+    """Write the confounds table, the kept volumes (with the frame times) and the FD."""
     conf_path = out_dir / "confounds.tsv"
     table = conf.confounds if conf.confounds is not None else pd.DataFrame(index=range(n_vols))
     table.to_csv(conf_path, sep="\t", index=False)
     mask_path = out_dir / "sample_mask.json"
     sample_mask = None if conf.sample_mask is None else [int(i) for i in conf.sample_mask]
     # the run's frame times, built once here and carried to every later step
-    frame_times = (np.arange(n_vols) * float(tr)).tolist()
+    frame_times = (np.arange(n_vols) * tr).tolist()
     mask_path.write_text(json.dumps({"sample_mask": sample_mask, "n_dummy": int(conf.n_dummy),
                                      "n_volumes": int(n_vols), "frame_times": frame_times,
                                      "description": conf.description}))
@@ -221,10 +235,20 @@ def _prepare_run(bold: str, mask: str, atlas: str, labels: str, atlas_name: str,
     fd_path = out_dir / "fd.tsv"
     pd.DataFrame({"framewise_displacement": fd if fd is not None else np.full(n_vols, np.nan)}
                  ).to_csv(fd_path, sep="\t", index=False, na_rep="n/a")
+    return {"confounds": str(conf_path), "sample_mask": str(mask_path), "fd": str(fd_path)}
 
-    labels_map, networks = read_labels_tsv(labels)
-    atlas_obj = Atlas(img=load_img(atlas, "atlas"), labels=labels_map, networks=networks,
-                      name=atlas_name, source=str(atlas))
+
+def _atlas_on_bold(atlas: dict, bold_img: nib.spatialimages.SpatialImage,
+                   mask_img: nib.Nifti1Image, min_voxels: int,
+                   out_dir: Path) -> tuple[Atlas, dict, list[str]]:
+    """Resample the group's atlas to the run's grid; write it, its kept labels and coverage.
+
+    Returns the atlas on the BOLD grid, the paths written and the names of the parcels
+    dropped (too few voxels in the mask).
+    """
+    labels_map, networks = read_labels_tsv(atlas["labels"])
+    atlas_obj = Atlas(img=load_img(atlas["atlas"], "atlas"), labels=labels_map,
+                      networks=networks, name=atlas["name"], source=str(atlas["atlas"]))
     resampled, coverage = resample_atlas(atlas_obj, bold_img, mask_img, min_voxels=min_voxels)
     atlas_bold = out_dir / "atlas_bold.nii.gz"
     nib.save(resampled.img, str(atlas_bold))
@@ -233,30 +257,19 @@ def _prepare_run(bold: str, mask: str, atlas: str, labels: str, atlas_name: str,
     coverage_path = out_dir / "coverage.tsv"
     coverage.to_csv(coverage_path, sep="\t", index=False)
     dropped = [str(n) for n, k in zip(coverage["name"], coverage["kept"], strict=True) if not k]
+    return resampled, {"atlas_bold": str(atlas_bold), "labels": str(kept_labels),
+                       "coverage": str(coverage_path)}, dropped
 
-    voxels = masked_voxel_data(bold_img, mask_img)
-    series = extract_parcel_timeseries(
-        bold_img, resampled.img, resampled.labels, mask_img,
-        confounds=conf.confounds, sample_mask=conf.sample_mask, tr=tr,
-        high_pass=high_pass or None, voxels=voxels)
-    # What the report draws, computed now that the BOLD is in memory (never reread later).
+
+def _write_report_data(voxels, out_dir: Path) -> dict:
+    """What the report draws (mean volume, carpet rows), computed while the BOLD is in
+    memory (never reread later)."""
     mean_path = out_dir / "mean_bold.nii.gz"
     nib.save(unmask(voxels.Y.mean(axis=0, dtype=np.float64).astype(np.float32),
                     voxels.mask_img), str(mean_path))
     carpet_path = out_dir / "carpet.npy"
     np.save(carpet_path, carpet_rows(voxels.Y))
-    del voxels
-    ts_path = out_dir / "timeseries.tsv"
-    series.to_csv(ts_path, sep="\t", index=False)
-    return {
-        "confounds": str(conf_path), "sample_mask": str(mask_path), "fd": str(fd_path),
-        "atlas_bold": str(atlas_bold), "labels": str(kept_labels),
-        "coverage": str(coverage_path), "timeseries": str(ts_path),
-        "mean_bold": str(mean_path), "carpet": str(carpet_path),
-        "n_dummy": int(conf.n_dummy),
-        "n_kept": int(len(sample_mask) if sample_mask is not None else n_vols),
-        "confounds_description": conf.description, "dropped_parcels": dropped,
-    }
+    return {"mean_bold": str(mean_path), "carpet": str(carpet_path)}
 
 
 def read_sample_mask(path: str | Path) -> np.ndarray | None:

@@ -8,6 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from nilearn import image
+
+from bids_hrf.atlas import _file_atlas_name
+from bids_hrf.hrf.basis import canonical_hrf
+from bids_hrf.io.events import read_events
+from bids_hrf.reports import Report
+from bids_hrf.reports import figures as F
+from bids_hrf.reports.methods import add_methods_section, hrfs_used_text
+from bids_hrf.reports.sparse_summary import read_sparse_summary
+from bids_hrf.steps.prepare import read_confounds, read_sample_mask
 
 LOGGER = logging.getLogger("bids_hrf")
 
@@ -17,8 +27,6 @@ _Z31 = ("p < 0.001 one-sided for each voxel, not corrected for the number of vox
 
 
 def _canonical_reference(time: np.ndarray, hrf_model: str):
-    from bids_hrf.hrf.basis import canonical_hrf
-
     dt = float(np.median(np.diff(time))) if time.size > 1 else 0.1
     t, values = canonical_hrf(hrf_model.split("+")[0].strip() or "spm", dt=dt,
                               duration=float(time[-1]) if time.size else 25.0)
@@ -28,8 +36,6 @@ def _canonical_reference(time: np.ndarray, hrf_model: str):
 
 
 def _mean_img(bold: str):
-    from nilearn import image
-
     return image.mean_img(bold, copy_header=True)
 
 
@@ -43,8 +49,6 @@ def atlas_description(atlas: str) -> str:
     if text.startswith("data-driven"):
         return f"{text} (parcels made from the data)"
     if text.endswith((".nii", ".nii.gz")) or "/" in text or "\\" in text:
-        from bids_hrf.atlas import _file_atlas_name
-
         name = Path(text).name
         return f"{_file_atlas_name(Path(text))} (file {name})"
     return text
@@ -77,8 +81,6 @@ def _find_map(maps: list[dict], *parts: str) -> list[dict]:
 
 
 def _add_hrf_section(report, sec: str, hrf: dict, config: dict, bg) -> None:
-    from bids_hrf.reports import figures as F
-
     table = pd.read_csv(hrf["hrf"], sep="\t")
     time = table["time"].to_numpy()
     names = [str(c) for c in table.columns[1:]]
@@ -138,7 +140,6 @@ def _add_hrf_section(report, sec: str, hrf: dict, config: dict, bg) -> None:
 
 def _add_hrf_tables_and_maps(report, sec: str, hrf: dict, bg) -> None:
     """Convergence, HRF parameters, PPMs, parameter maps and stability maps of a method."""
-    from bids_hrf.reports import figures as F
 
     for item in hrf.get("tables", []):
         tab = pd.read_csv(item["path"], sep="\t")
@@ -181,10 +182,6 @@ def _silent_parcels(hrf: dict) -> list[str]:
 
 
 def _max_img_stat(path: str, bg):
-    from nilearn import image
-
-    from bids_hrf.reports import figures as F
-
     img = image.load_img(path)
     if img.ndim == 4:
         img = image.math_img("np.max(img, axis=-1)", img=img)
@@ -199,9 +196,6 @@ def _add_sparse_fits(report, sec: str, hrf: dict, runs: list[dict], prepared: li
     Drawn from what the sparse step saved (:mod:`bids_hrf.reports.sparse_summary`): the
     BOLD is not reloaded and event detection is not re-run here.
     """
-    from bids_hrf.reports import figures as F
-    from bids_hrf.reports.sparse_summary import read_sparse_summary
-    from bids_hrf.steps.hrf import read_events
 
     saved = hrf.get("sparse_report") or []
     if not saved:
@@ -253,10 +247,6 @@ def participant_report_step(subject: str, output_dir: str, config: dict,
     (mean volume, carpet rows, maps, tables). With ``nprocs`` > 1 the figures are drawn in
     that many processes.
     """
-    from bids_hrf.reports import Report
-    from bids_hrf.reports import figures as F
-    from bids_hrf.reports.methods import add_methods_section
-    from bids_hrf.steps.prepare import read_confounds, read_sample_mask
 
     report = Report(f"sub-{subject}", subtitle=f"bids-hrf participant report "
                                                f"({config['hrf_method']} HRFs)", logger=LOGGER,
@@ -344,7 +334,6 @@ def participant_report_step(subject: str, output_dir: str, config: dict,
 
 def _hrfs_used(config: dict, glms: list[dict]) -> str:
     """Which HRFs the first-level designs used, for the captions of the z maps."""
-    from bids_hrf.reports.methods import hrfs_used_text
 
     fallback: set[str] = set()
     for glm in glms:
