@@ -108,6 +108,7 @@ def validate_config(config: Config, errors: list[BidsHrfError] | None = None) ->
                 errors.append(NoInputError(f"--derivatives {d} does not exist",
                                            fix="give the fMRIPrep output folder"))
         errors.extend(_check_analysis_options(config))
+        # lazy (start-up time): io.inputs imports pybids, which the parser does not need
         from bids_hrf.io.inputs import check_bids_filters
 
         errors.extend(UsageError(f"--bids-filter-file: {msg}")

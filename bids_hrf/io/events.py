@@ -14,6 +14,7 @@ import pandas as pd
 
 from bids_hrf.conditions import check_events
 from bids_hrf.errors import DataError
+from bids_hrf.io.paradigm import read_paradigm_csv, session_events
 
 #: marks a reference to one session of a PyHRF paradigm CSV (``--events-csv``)
 PARADIGM_MARK = "#session="
@@ -53,8 +54,6 @@ def read_events(path: str | Path | None) -> pd.DataFrame | None:
     if path is None or str(path) in ("", "None"):
         return None
     if is_paradigm_ref(path):
-        from bids_hrf.io.paradigm import read_paradigm_csv, session_events
-
         csv, session = str(path).rsplit(PARADIGM_MARK, 1)
         events = session_events(read_paradigm_csv(csv), int(session), csv)
         try:

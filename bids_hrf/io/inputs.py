@@ -16,8 +16,16 @@ import nibabel as nib
 import numpy as np
 
 from bids_hrf.config import Config
-from bids_hrf.errors import BidsHrfError, DataError, NoInputError, UsageError
-from bids_hrf.io.events import event_conditions, read_events
+from bids_hrf.confounds import load_run_confounds
+from bids_hrf.errors import (
+    BidsHrfError,
+    DataError,
+    NoInputError,
+    UsageError,
+    ValidationErrors,
+)
+from bids_hrf.io.events import event_conditions, paradigm_ref, read_events
+from bids_hrf.io.paradigm import paradigm_sessions, read_paradigm_csv
 
 LOGGER = logging.getLogger("bids_hrf")
 
@@ -115,6 +123,7 @@ class RunInputs:
 
 
 def _layout(config: Config):
+    # lazy (start-up time), as every pybids import here: pybids is slow to import
     from bids import BIDSLayout
 
     for path in config.fmriprep_dirs:
@@ -229,58 +238,22 @@ def collect_runs(config: Config) -> tuple[list[RunInputs], dict[str, list[str]]]
         When nothing can be analysed; the message lists every problem found.
     """
     layout = _layout(config)
-    subjects_raw = set(layout.get_subjects(scope="raw"))
-    subjects_deriv = set(layout.get_subjects(scope="derivatives"))
-    wanted = list(config.participant_label) or sorted(subjects_deriv or subjects_raw)
-    problems: dict[str, list[str]] = defaultdict(list)
-    usage: list[BidsHrfError] = []
-    for label in config.participant_label:
-        if label not in subjects_raw and label not in subjects_deriv:
-            usage.append(UsageError(
-                f"participant '{label}' is not in {config.bids_dir}",
-                fix=f"choose from: {', '.join(sorted(subjects_raw | subjects_deriv)) or 'none'}"))
-    if usage:
-        from bids_hrf.errors import ValidationErrors
-
-        raise ValidationErrors(usage) if len(usage) > 1 else usage[0]
-    if not wanted:
-        raise NoInputError(f"no subjects found in {config.bids_dir} or its derivatives",
-                           fix="check BIDS_DIR and --derivatives")
-
+    wanted = _wanted_subjects(layout, config)
     paradigm_sessions_: list[int] = []
     if config.events_csv:
-        from bids_hrf.io.paradigm import paradigm_sessions, read_paradigm_csv
-
         paradigm_sessions_ = paradigm_sessions(read_paradigm_csv(config.events_csv))
-    runs: list[RunInputs] = []
     problems_filter = check_bids_filters(config.bids_filters or {})
     if problems_filter:
         raise UsageError(f"--bids-filter-file: {problems_filter[0]}")
     filters = dict(config.bids_filters.get("bold", {})) if config.bids_filters else {}
     filters, wanted = _apply_filter_entities(filters, wanted, config)
     filters = _query_values(filters)
+    problems: dict[str, list[str]] = defaultdict(list)
+    runs: list[RunInputs] = []
     for subject in wanted:
-        query = {"subject": subject, "desc": "preproc", "suffix": "bold",
-                 "extension": _NIFTI, "scope": "derivatives", **filters}
-        if config.task:
-            query["task"] = list(config.task)
-        bolds = _get(layout, "bold", space=config.space, **query)
-        if not bolds:
-            any_space = _get(layout, "bold", **query)
-            spaces = sorted({f.entities.get("space", "(none)") for f in any_space})
-            if any_space:
-                problems[subject].append(_missing(
-                    f"sub-{subject}: no preprocessed BOLD in space {config.space} "
-                    f"(found spaces: {', '.join(spaces)}): use --space one of these"))
-            else:
-                raw = layout.get(subject=subject, suffix="bold", scope="raw",
-                                 extension=_NIFTI, **({"task": list(config.task)}
-                                                     if config.task else {}))
-                problems[subject].append(_missing(
-                    f"sub-{subject}: no fMRIPrep desc-preproc_bold found in "
-                    f"{', '.join(str(p) for p in config.fmriprep_dirs)} "
-                    f"({len(raw)} raw BOLD file(s) found): run fMRIPrep for this subject"
-                    + (" or check --task" if config.task else "")))
+        bolds, missing = _subject_bolds(layout, subject, filters, config)
+        if missing:
+            problems[subject].append(missing)
             continue
         refs = (_paradigm_refs(bolds, config.events_csv, paradigm_sessions_)
                 if config.events_csv else {})
@@ -293,19 +266,65 @@ def collect_runs(config: Config) -> tuple[list[RunInputs], dict[str, list[str]]]
     # A subject with any broken run is skipped whole: its fixed effects would be partial.
     runs = [r for r in runs if r.subject not in skipped]
     if not runs:
-        lines = [m for msgs in skipped.values() for m in msgs]
-        errors = [_problem_class(m)(m) for m in lines]
-        if not errors:
-            raise NoInputError(f"no runs to analyse in {config.bids_dir}",
-                               fix="check --participant-label, --task and --space")
-        if len(errors) > 1:
-            from bids_hrf.errors import ValidationErrors
-
-            raise ValidationErrors(errors)
-        raise errors[0]
+        _raise_problems(skipped, config)
     runs.sort(key=lambda r: (r.subject, r.session or "", r.task, r.acquisition or "",
                              _run_sort_key(r.run)))
     return runs, skipped
+
+
+def _wanted_subjects(layout, config: Config) -> list[str]:
+    """``--participant-label`` (each checked) or every subject of the dataset."""
+    subjects_raw = set(layout.get_subjects(scope="raw"))
+    subjects_deriv = set(layout.get_subjects(scope="derivatives"))
+    wanted = list(config.participant_label) or sorted(subjects_deriv or subjects_raw)
+    usage: list[BidsHrfError] = []
+    for label in config.participant_label:
+        if label not in subjects_raw and label not in subjects_deriv:
+            usage.append(UsageError(
+                f"participant '{label}' is not in {config.bids_dir}",
+                fix=f"choose from: {', '.join(sorted(subjects_raw | subjects_deriv)) or 'none'}"))
+    if usage:
+        raise ValidationErrors(usage) if len(usage) > 1 else usage[0]
+    if not wanted:
+        raise NoInputError(f"no subjects found in {config.bids_dir} or its derivatives",
+                           fix="check BIDS_DIR and --derivatives")
+    return wanted
+
+
+def _subject_bolds(layout, subject: str, filters: dict,
+                   config: Config) -> tuple[list, Problem | None]:
+    """The subject's preprocessed BOLD files, or why there are none."""
+    query = {"subject": subject, "desc": "preproc", "suffix": "bold",
+             "extension": _NIFTI, "scope": "derivatives", **filters}
+    if config.task:
+        query["task"] = list(config.task)
+    bolds = _get(layout, "bold", space=config.space, **query)
+    if bolds:
+        return bolds, None
+    any_space = _get(layout, "bold", **query)
+    if any_space:
+        spaces = sorted({f.entities.get("space", "(none)") for f in any_space})
+        return [], _missing(
+            f"sub-{subject}: no preprocessed BOLD in space {config.space} "
+            f"(found spaces: {', '.join(spaces)}): use --space one of these")
+    raw = layout.get(subject=subject, suffix="bold", scope="raw",
+                     extension=_NIFTI, **({"task": list(config.task)} if config.task else {}))
+    return [], _missing(
+        f"sub-{subject}: no fMRIPrep desc-preproc_bold found in "
+        f"{', '.join(str(p) for p in config.fmriprep_dirs)} "
+        f"({len(raw)} raw BOLD file(s) found): run fMRIPrep for this subject"
+        + (" or check --task" if config.task else ""))
+
+
+def _raise_problems(skipped: dict[str, list[str]], config: Config) -> None:
+    """No run can be analysed: raise every problem found (one error or all of them)."""
+    errors = [_problem_class(m)(m) for msgs in skipped.values() for m in msgs]
+    if not errors:
+        raise NoInputError(f"no runs to analyse in {config.bids_dir}",
+                           fix="check --participant-label, --task and --space")
+    if len(errors) > 1:
+        raise ValidationErrors(errors)
+    raise errors[0]
 
 
 def _get(layout, query: str, **filters) -> list:
@@ -369,8 +388,6 @@ def _paradigm_refs(bolds, csv: Path, sessions: list[int]) -> dict[str, Path | No
     A paradigm with one session gives it to every run; otherwise the k-th session (sorted
     numbers) goes to the k-th run of the participant's task, in session then run order.
     """
-    from bids_hrf.io.events import paradigm_ref
-
     by_task: dict[str, list] = defaultdict(list)
     for f in bolds:
         by_task[str(f.entities.get("task"))].append(f)
@@ -389,6 +406,57 @@ def _paradigm_refs(bolds, csv: Path, sessions: list[int]) -> dict[str, Path | No
 
 def _run_inputs(layout, bold_file, config: Config, events_ref: Path | None | str = ""
                 ) -> tuple[RunInputs | None, list[str]]:
+    """The inputs of one BOLD run, checked; or None and every problem found."""
+    ents = bold_file.get_entities()
+    bold = Path(bold_file.path)
+    files, problems = _run_files(layout, bold_file, config, events_ref)
+    mask, confounds, events = files["mask"], files["confounds"], files["events"]
+    if problems:
+        return None, problems
+    try:
+        img = nib.load(str(bold))
+        shape = img.shape
+    except Exception as exc:  # nibabel raises several kinds for corrupted files
+        return None, [f"{bold}: cannot be read as NIfTI ({type(exc).__name__}: {exc}): "
+                      "restore the file from the fMRIPrep output"]
+    if len(shape) != 4:
+        return None, [f"{bold}: is {len(shape)}D, a 4D time series is needed: give the "
+                      "preprocessed BOLD series written by fMRIPrep"]
+    if shape[3] < 10:
+        return None, [f"{bold}: only {shape[3]} volume(s); at least 10 are needed: give "
+                      "the whole BOLD series"]
+    metadata = _metadata(layout, bold, files["entities"])
+    tr, problems = _tr_from(metadata, bold, img)
+    if problems or tr is None:
+        return None, problems
+    problems.extend(_check_confounds(bold, config, int(shape[3]), confounds))
+    conditions: tuple[str, ...] = ()
+    if events is not None:
+        conditions, event_problems = _check_events(events, int(shape[3]) * tr,
+                                                   _needs_events(config))
+        problems.extend(event_problems)
+    if problems:
+        return None, problems
+    return RunInputs(subject=ents["subject"], session=ents.get("session"), task=ents["task"],
+                     run=str(ents["run"]) if ents.get("run") is not None else None,
+                     bold=bold, mask=mask, confounds=confounds, events=events, tr=tr,
+                     n_volumes=int(shape[3]), acquisition=ents.get("acquisition"),
+                     echo=str(ents["echo"]) if ents.get("echo") is not None else None,
+                     conditions=conditions, metadata=metadata), problems
+
+
+def _needs_events(config: Config) -> bool:
+    """Whether the HRF method needs the events of task runs."""
+    return config.hrf_method in ("canonical", "fir", "jde-vem")
+
+
+def _run_files(layout, bold_file, config: Config,
+               events_ref: Path | None | str) -> tuple[dict, list[str]]:
+    """The brain mask, confounds and events of a BOLD run, and what is missing or unreadable.
+
+    Returns ``{"mask", "confounds", "events": path or None, "entities": the query's
+    entities}`` and the problems found.
+    """
     ents = bold_file.get_entities()
     bold = Path(bold_file.path)
     problems: list[str] = []
@@ -434,8 +502,7 @@ def _run_inputs(layout, bold_file, config: Config, events_ref: Path | None | str
             f"{bold.name}: confounds file (*_desc-confounds_timeseries.tsv)"
             f"{filtered['confounds']} missing in {bold.parent}: rerun fMRIPrep or restore "
             "the file" + (", or fix the filter" if filtered["confounds"] else "")))
-    needs_events = config.hrf_method in ("canonical", "fir", "jde-vem")
-    if events is None and needs_events and not ents.get("task", "").startswith("rest"):
+    if events is None and _needs_events(config) and not ents.get("task", "").startswith("rest"):
         problems.append(_missing(
             f"{bold.name}: no events.tsv for task '{ents.get('task')}'{filtered['events']} "
             f"in {config.bids_dir}: add the events file, or use --hrf-method sparse for "
@@ -444,58 +511,27 @@ def _run_inputs(layout, bold_file, config: Config, events_ref: Path | None | str
         unreadable = _unreadable(path) if path is not None else None
         if unreadable:
             problems.append(unreadable)
-    if problems:
-        return None, problems
-    try:
-        img = nib.load(str(bold))
-        shape = img.shape
-    except Exception as exc:  # nibabel raises several kinds for corrupted files
-        problems.append(f"{bold}: cannot be read as NIfTI ({type(exc).__name__}: {exc}): "
-                        "restore the file from the fMRIPrep output")
-        return None, problems
-    if len(shape) != 4:
-        problems.append(f"{bold}: is {len(shape)}D, a 4D time series is needed: give the "
-                        "preprocessed BOLD series written by fMRIPrep")
-        return None, problems
-    if shape[3] < 10:
-        problems.append(f"{bold}: only {shape[3]} volume(s); at least 10 are needed: give "
-                        "the whole BOLD series")
-        return None, problems
+    return {"mask": mask, "confounds": confounds, "events": events,
+            "entities": common}, problems
+
+
+def _metadata(layout, bold: Path, entities: dict) -> dict:
+    """The BOLD's JSON metadata; the raw BOLD's fills in a missing RepetitionTime."""
     try:
         metadata = layout.get_metadata(str(bold))
     except Exception:
         metadata = {}
     if "RepetitionTime" not in metadata:
-        raw = layout.get(scope="raw", suffix="bold", extension=_NIFTI, **common)
+        raw = layout.get(scope="raw", suffix="bold", extension=_NIFTI, **entities)
         if raw:
             metadata = {**layout.get_metadata(raw[0].path), **metadata}
-    tr, tr_problems = _tr_from(metadata, bold, img)
-    problems.extend(tr_problems)
-    if problems or tr is None or mask is None or confounds is None:
-        return None, problems
-    if needs_events and events is None and not ents.get("task", "").startswith("rest"):
-        return None, problems
-    problems.extend(_check_confounds(bold, config, int(shape[3]), confounds))
-    conditions: tuple[str, ...] = ()
-    if events is not None:
-        conditions, event_problems = _check_events(events, int(shape[3]) * tr, needs_events)
-        problems.extend(event_problems)
-    if problems:
-        return None, problems
-    return RunInputs(subject=ents["subject"], session=ents.get("session"), task=ents["task"],
-                     run=str(ents["run"]) if ents.get("run") is not None else None,
-                     bold=bold, mask=mask, confounds=confounds, events=events, tr=tr,
-                     n_volumes=int(shape[3]), acquisition=ents.get("acquisition"),
-                     echo=str(ents["echo"]) if ents.get("echo") is not None else None,
-                     conditions=conditions, metadata=metadata), problems
+    return metadata
 
 
 def _check_confounds(bold: Path, config: Config, n_volumes: int,
                      confounds: Path | None = None) -> list[str]:
     """Load the run's confounds as the workflow will (row count, NaN/inf, constant columns,
     absent columns), so that a bad table is reported before any work starts."""
-    from bids_hrf.confounds import load_run_confounds
-
     dummy: int | str = int(config.dummy_scans) if str(config.dummy_scans).isdigit() else "auto"
     try:
         with warnings.catch_warnings():

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from bids_hrf.errors import DataError, NoInputError, UsageError
+from bids_hrf.glm.contrasts import expression_names, parse_contrast
 
 __all__ = [
     "read_paradigm_csv", "parse_paradigm", "paradigm_sessions", "session_events",
@@ -227,8 +228,6 @@ def check_contrast_conditions(contrasts: Mapping[str, str], conditions: Sequence
         A name in an expression is not a condition of the paradigm; when it differs only by
         case, the message says which condition was meant.
     """
-    from bids_hrf.glm.contrasts import expression_names, parse_contrast
-
     conditions = list(conditions)
     lower = {c.lower(): c for c in conditions}
     out = {}
