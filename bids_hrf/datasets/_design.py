@@ -6,7 +6,7 @@ generator in, a :class:`SyntheticTruth` out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -146,30 +146,106 @@ def plan_truth(
     fluctuation in every group. A third or later group is like the reference group except
     that its Default pair is not correlated.
     """
-    n_par = geom.n_parcels
-    names = geom.names
-    brain = geom.brain
-    labels_b = geom.labels[brain].astype(int) - 1  # parcel index per brain voxel (-1 = none)
-    coords = geom.voxel_coords_mm(brain)
+    n_par, names, brain = geom.n_parcels, geom.names, geom.brain
+    # HRFs: time to peak uniform in [4, 7] s (drawn first: choosing parcels draws nothing)
+    ttp = np.round(rng.uniform(4.0, 7.0, n_par), 1)
+    plan = _choose_parcels(geom, conditions, participants, groups)
+    if plan.delayed is not None:
+        ttp[plan.delayed] = min(ttp[plan.delayed], 5.0)
+    t = hrf_time()
+    ttp_by_group = {g: ttp.copy() for g in plan.groups}
+    if plan.has_groups:
+        ttp_by_group[plan.alt][plan.delayed] += DELAY_S
+    hrf_by_group = {
+        g: pd.DataFrame({"time": t, **{names[p]: double_gamma_hrf(v[p], t) for p in range(n_par)}})
+        for g, v in ttp_by_group.items()
+    }
+    weights, extra = _voxel_weights(geom, conditions, plan, rng)
+    amplitudes = _amplitudes(participants, conditions, plan, names, rng)
+
+    def to_map(w: np.ndarray) -> np.ndarray:
+        out = np.zeros(geom.shape, dtype=bool)
+        out[brain] = w > 0
+        return out
+
+    active, patient_only = plan.active, plan.patient_only
+    return SyntheticTruth(
+        hrf=hrf_by_group[plan.ref],
+        hrf_by_group=hrf_by_group,
+        time_to_peak={names[p]: float(ttp_by_group[plan.ref][p]) for p in range(n_par)},
+        time_to_peak_by_group={
+            g: {names[p]: float(v[p]) for p in range(n_par)} for g, v in ttp_by_group.items()
+        },
+        active_parcels={cond: [names[p] for p in active[cond]] for cond in conditions},
+        null_parcels={
+            cond: [
+                names[p]
+                for p in range(n_par)
+                if p not in active[cond] and not (c == 0 and p == patient_only)
+            ]
+            for c, cond in enumerate(conditions)
+        },
+        active_voxels={cond: to_map(weights[c]) for c, cond in enumerate(conditions)},
+        active_voxels_by_group={
+            g: {
+                cond: to_map(weights[c] + (extra[c] if g == plan.alt else 0))
+                for c, cond in enumerate(conditions)
+            }
+            for g in plan.groups
+        },
+        voxel_weights=weights + extra,
+        amplitudes=amplitudes,
+        group_effects=_group_effects(plan, names, conditions),
+        parcel_labels=geom.labels.copy(),
+        parcel_names=list(names),
+        parcel_networks=list(geom.networks),
+        participants=participants,
+        brain_mask=brain.copy(),
+        parameters={
+            "latent_pairs": {
+                "effect": [names[p] for p in plan.conn_pair],
+                "null": [names[p] for p in plan.conn_null_pair],
+            }
+        },
+    )
+
+
+@dataclass(frozen=True)
+class _ParcelPlan:
+    """Which parcels carry each planted effect (parcel indices)."""
+
+    groups: list[str]
+    has_groups: bool
+    ref: str
+    alt: str | None
+    active: dict[str, list[int]]
+    delayed: int | None
+    conn_pair: list[int]
+    conn_null_pair: list[int]
+    patient_only: int | None
+
+    def inactive(self, parcels: list[int]) -> list[int]:
+        """The parcels active for no condition."""
+        return [p for p in parcels if not any(p in a for a in self.active.values())]
+
+
+def _choose_parcels(geom: Geometry, conditions: tuple[str, ...], participants: pd.DataFrame,
+                    groups: tuple[str, ...] | None) -> _ParcelPlan:
+    """Active parcels of each condition and the parcels of the group effects and nulls."""
     group_list = list(dict.fromkeys(participants["group"]))
     has_groups = groups is not None and len(group_list) >= 2
-    ref, alt = group_list[0], (group_list[1] if has_groups else None)
-
-    # HRFs: time to peak uniform in [4, 7] s
-    ttp = np.round(rng.uniform(4.0, 7.0, n_par), 1)
     active: dict[str, list[int]] = {}
     for cond, (network, whole) in condition_networks(conditions).items():
         parcels = _parcels_of(geom, network)
         active[cond] = parcels if whole else parcels[: max(1, len(parcels) // 2)]
-    delayed = active[conditions[0]][0] if has_groups else None
-    if delayed is not None:
-        ttp[delayed] = min(ttp[delayed], 5.0)
-
-    def inactive(parcels: list[int]) -> list[int]:
-        return [p for p in parcels if not any(p in a for a in active.values())]
-
-    conn_pair = inactive(_parcels_of(geom, "Default"))[:2]
-    conn_null_pair = inactive(_parcels_of(geom, "Somatomotor"))[:2]
+    plan = _ParcelPlan(
+        groups=group_list, has_groups=has_groups, ref=group_list[0],
+        alt=group_list[1] if has_groups else None, active=active,
+        delayed=active[conditions[0]][0] if has_groups else None,
+        conn_pair=[], conn_null_pair=[], patient_only=None,
+    )
+    conn_pair = plan.inactive(_parcels_of(geom, "Default"))[:2]
+    conn_null_pair = plan.inactive(_parcels_of(geom, "Somatomotor"))[:2]
     patient_only = None
     if has_groups:
         # a parcel otherwise silent, Frontoparietal first
@@ -177,7 +253,7 @@ def plan_truth(
         candidates = [
             p
             for network in order
-            for p in inactive(_parcels_of(geom, network))
+            for p in plan.inactive(_parcels_of(geom, network))
             if p not in conn_pair + conn_null_pair
         ]
         if not candidates:
@@ -186,124 +262,87 @@ def plan_truth(
                 "use fewer conditions or groups=None"
             )
         patient_only = candidates[0]
+    return replace(plan, conn_pair=conn_pair, conn_null_pair=conn_null_pair,
+                   patient_only=patient_only)
 
-    t = hrf_time()
-    ttp_by_group = {g: ttp.copy() for g in group_list}
-    if has_groups:
-        ttp_by_group[alt][delayed] += DELAY_S
-    hrf_by_group = {
-        g: pd.DataFrame({"time": t, **{names[p]: double_gamma_hrf(v[p], t) for p in range(n_par)}})
-        for g, v in ttp_by_group.items()
-    }
 
-    # active voxels: a compact blob covering ACTIVE_FRACTION of each active parcel
-    n_cond = len(conditions)
-    weights = np.zeros((n_cond, brain.sum()))
-    extra = np.zeros((n_cond, brain.sum()))  # patient-only voxels
+def _voxel_weights(geom: Geometry, conditions: tuple[str, ...], plan: _ParcelPlan,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Response weight of each brain voxel to each condition: a compact blob covering
+    ``ACTIVE_FRACTION`` of each active parcel; and the comparison group's extra voxels."""
+    brain = geom.brain
+    labels_b = geom.labels[brain].astype(int) - 1  # parcel index per brain voxel (-1 = none)
+    coords = geom.voxel_coords_mm(brain)
+    weights = np.zeros((len(conditions), brain.sum()))
+    extra = np.zeros((len(conditions), brain.sum()))  # patient-only voxels
     for c, cond in enumerate(conditions):
-        for p in active[cond]:
+        for p in plan.active[cond]:
             vox = _blob(np.flatnonzero(labels_b == p), coords, ACTIVE_FRACTION, rng)
             weights[c, vox] = np.exp(rng.normal(0, 0.2, len(vox)))
-        if c == 0 and patient_only is not None:
-            vox = _blob(np.flatnonzero(labels_b == patient_only), coords, ACTIVE_FRACTION, rng)
+        if c == 0 and plan.patient_only is not None:
+            vox = _blob(np.flatnonzero(labels_b == plan.patient_only), coords,
+                        ACTIVE_FRACTION, rng)
             extra[c, vox] = np.exp(rng.normal(0, 0.2, len(vox)))
+    return weights, extra
 
+
+def _amplitudes(participants: pd.DataFrame, conditions: tuple[str, ...], plan: _ParcelPlan,
+                names: list[str], rng: np.random.Generator) -> pd.DataFrame:
+    """Response amplitude of every participant, condition and parcel."""
     rows = []
     for pid, group in zip(participants["participant_id"], participants["group"], strict=True):
         for c, cond in enumerate(conditions):
-            for p in range(n_par):
+            for p in range(len(names)):
                 amp = 0.0
-                if p in active[cond] or (c == 0 and p == patient_only and group == alt):
+                if p in plan.active[cond] or (c == 0 and p == plan.patient_only
+                                              and group == plan.alt):
                     amp = BASE_AMPLITUDE * max(0.2, 1 + SUBJECT_AMPLITUDE_SD * rng.normal())
                 rows.append((pid, group, cond, names[p], round(float(amp), 4)))
-    amplitudes = pd.DataFrame(
+    return pd.DataFrame(
         rows, columns=["participant_id", "group", "condition", "parcel", "amplitude"]
     )
 
-    def to_map(w: np.ndarray) -> np.ndarray:
-        out = np.zeros(geom.shape, dtype=bool)
-        out[brain] = w > 0
-        return out
 
-    active_voxels = {cond: to_map(weights[c]) for c, cond in enumerate(conditions)}
-    by_group = {
-        g: {
-            cond: to_map(weights[c] + (extra[c] if g == alt else 0))
-            for c, cond in enumerate(conditions)
+def _group_effects(plan: _ParcelPlan, names: list[str], conditions: tuple[str, ...]) -> dict:
+    """The planted group effects and nulls, by parcel name (``SyntheticTruth.group_effects``)."""
+    effects: dict = {"groups": plan.groups if plan.has_groups else [],
+                     "reference_group": plan.ref}
+    if not plan.has_groups:
+        return effects
+    n_par, alt, delayed = len(names), plan.alt, plan.delayed
+    effects.update(
+        {
+            "comparison_group": alt,
+            "activation": {
+                "parcel": names[plan.patient_only],
+                "condition": conditions[0],
+                "active_in": [alt],
+            },
+            "time_to_peak": {
+                "parcel": names[delayed],
+                "condition": conditions[0],
+                "shift_s": DELAY_S,
+                "shifted_in": [alt],
+            },
+            "nulls": {
+                "amplitude": [names[p] for a in plan.active.values() for p in a if p != delayed],
+                "time_to_peak": [names[p] for p in range(n_par) if p != delayed],
+                "inactive": [names[p] for p in plan.inactive(list(range(n_par)))
+                             if p != plan.patient_only],
+            },
         }
-        for g in group_list
-    }
-    null_parcels = {
-        cond: [
-            names[p]
-            for p in range(n_par)
-            if p not in active[cond] and not (c == 0 and p == patient_only)
-        ]
-        for c, cond in enumerate(conditions)
-    }
-    effects: dict = {"groups": group_list if has_groups else [], "reference_group": ref}
-    if has_groups:
-        effects.update(
-            {
-                "comparison_group": alt,
-                "activation": {
-                    "parcel": names[patient_only],
-                    "condition": conditions[0],
-                    "active_in": [alt],
-                },
-                "time_to_peak": {
-                    "parcel": names[delayed],
-                    "condition": conditions[0],
-                    "shift_s": DELAY_S,
-                    "shifted_in": [alt],
-                },
-                "nulls": {
-                    "amplitude": [names[p] for a in active.values() for p in a if p != delayed],
-                    "time_to_peak": [names[p] for p in range(n_par) if p != delayed],
-                    "inactive": [
-                        names[p]
-                        for p in range(n_par)
-                        if not any(p in a for a in active.values()) and p != patient_only
-                    ],
-                },
-            }
-        )
-        if len(conn_null_pair) == 2:
-            effects["nulls"]["connectivity"] = {
-                "parcels": [names[p] for p in conn_null_pair],
-                "correlated_in": group_list,
-            }
-        if len(conn_pair) == 2:
-            effects["connectivity"] = {
-                "parcels": [names[p] for p in conn_pair],
-                "correlated_in": [ref],
-            }
-    return SyntheticTruth(
-        hrf=hrf_by_group[ref],
-        hrf_by_group=hrf_by_group,
-        time_to_peak={names[p]: float(ttp_by_group[ref][p]) for p in range(n_par)},
-        time_to_peak_by_group={
-            g: {names[p]: float(v[p]) for p in range(n_par)} for g, v in ttp_by_group.items()
-        },
-        active_parcels={cond: [names[p] for p in active[cond]] for cond in conditions},
-        null_parcels=null_parcels,
-        active_voxels=active_voxels,
-        active_voxels_by_group=by_group,
-        voxel_weights=weights + extra,
-        amplitudes=amplitudes,
-        group_effects=effects,
-        parcel_labels=geom.labels.copy(),
-        parcel_names=list(names),
-        parcel_networks=list(geom.networks),
-        participants=participants,
-        brain_mask=brain.copy(),
-        parameters={
-            "latent_pairs": {
-                "effect": [names[p] for p in conn_pair],
-                "null": [names[p] for p in conn_null_pair],
-            }
-        },
     )
+    if len(plan.conn_null_pair) == 2:
+        effects["nulls"]["connectivity"] = {
+            "parcels": [names[p] for p in plan.conn_null_pair],
+            "correlated_in": plan.groups,
+        }
+    if len(plan.conn_pair) == 2:
+        effects["connectivity"] = {
+            "parcels": [names[p] for p in plan.conn_pair],
+            "correlated_in": [plan.ref],
+        }
+    return effects
 
 
 def latent_loadings(truth: SyntheticTruth, geom: Geometry, group: str) -> np.ndarray:
