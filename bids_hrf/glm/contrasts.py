@@ -67,6 +67,84 @@ def _substitute_backticks(expression: str, names: Sequence[str]) -> tuple[str, d
     return text, mapping
 
 
+class _LinearForm:
+    """Weights and constant term of a parsed contrast expression (linear forms only).
+
+    Parameters
+    ----------
+    expression : str
+        The user's expression (quoted in error messages).
+    text : str
+        The expression parsed (backtick-quoted names substituted).
+    names : list of str
+        Valid names, in output order.
+    quoted : dict of str to str
+        Substituted identifier -> the backtick-quoted name it stands for.
+    """
+
+    def __init__(self, expression: str, text: str, names: list[str],
+                 quoted: dict[str, str]) -> None:
+        self.expression, self.text, self.names, self.quoted = expression, text, names, quoted
+        self.index = {n: i for i, n in enumerate(names)}
+
+    def fail(self, node: ast.AST, why: str) -> ValueError:
+        """The error for a node that is not a linear combination."""
+        return ValueError(
+            f"Contrast {self.expression!r}: {why} in {_describe(node, self.text)!r}; only "
+            "numbers, condition names, + - * /, unary minus and parentheses are allowed"
+        )
+
+    def visit(self, node: ast.AST) -> tuple[np.ndarray, float]:
+        """Return (weights, constant) of the linear form of ``node``."""
+        if isinstance(node, ast.Expression):
+            return self.visit(node.body)
+        if isinstance(node, ast.Constant):
+            return self._constant(node)
+        if isinstance(node, ast.Name):
+            name = self.quoted.get(node.id, node.id)
+            if name not in self.index:
+                raise ValueError(f"Contrast {self.expression!r} uses unknown name {name!r}; "
+                                 f"valid names: {self.names}")
+            w = np.zeros(len(self.names))
+            w[self.index[name]] = 1.0
+            return w, 0.0
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            w, c = self.visit(node.operand)
+            return (-w, -c) if isinstance(node.op, ast.USub) else (w, c)
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+            # both sides here, not in _combine: one stack frame per nesting level
+            return self._combine(node, *self.visit(node.left), *self.visit(node.right))
+        if isinstance(node, ast.BinOp):
+            raise self.fail(node, f"operator {type(node.op).__name__} not allowed")
+        raise self.fail(node, f"{type(node).__name__} not allowed")
+
+    def _constant(self, node: ast.Constant) -> tuple[np.ndarray, float]:
+        value = node.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(node, f"{type(value).__name__} literal not allowed")
+        value = float(value)
+        if not math.isfinite(value):
+            raise self.fail(node, "non-finite number")
+        return np.zeros(len(self.names)), value
+
+    def _combine(self, node: ast.BinOp, lw: np.ndarray, lc: float, rw: np.ndarray,
+                 rc: float) -> tuple[np.ndarray, float]:
+        """The linear form of ``left <op> right`` from those of its sides."""
+        if isinstance(node.op, ast.Add):
+            return lw + rw, lc + rc
+        if isinstance(node.op, ast.Sub):
+            return lw - rw, lc - rc
+        if isinstance(node.op, ast.Mult):
+            if lw.any() and rw.any():
+                raise self.fail(node, "product of two names is not linear")
+            return lw * rc + rw * lc, lc * rc
+        if rw.any():
+            raise self.fail(node, "division by a name is not linear")
+        if rc == 0:
+            raise self.fail(node, "division by zero")
+        return lw / rc, lc / rc
+
+
 def parse_contrast(expression: str, names: Sequence[str]) -> np.ndarray:
     """Turn a linear expression over ``names`` into a weight vector.
 
@@ -117,62 +195,8 @@ def parse_contrast(expression: str, names: Sequence[str]) -> np.ndarray:
             "linear combination such as 'audio - visual' (names with other characters "
             "between backticks)"
         ) from None
-
-    def fail(node: ast.AST, why: str) -> ValueError:
-        return ValueError(
-            f"Contrast {expression!r}: {why} in {_describe(node, text)!r}; only numbers, "
-            "condition names, + - * /, unary minus and parentheses are allowed"
-        )
-
-    def unknown(name: str) -> ValueError:
-        return ValueError(
-            f"Contrast {expression!r} uses unknown name {name!r}; valid names: {names}"
-        )
-
-    def visit(node: ast.AST) -> tuple[np.ndarray, float]:
-        """Return (weights, constant) of the linear form of ``node``."""
-        if isinstance(node, ast.Expression):
-            return visit(node.body)
-        if isinstance(node, ast.Constant):
-            value = node.value
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise fail(node, f"{type(value).__name__} literal not allowed")
-            value = float(value)
-            if not math.isfinite(value):
-                raise fail(node, "non-finite number")
-            return np.zeros(len(names)), value
-        if isinstance(node, ast.Name):
-            name = quoted.get(node.id, node.id)
-            if name not in index:
-                raise unknown(name)
-            w = np.zeros(len(names))
-            w[index[name]] = 1.0
-            return w, 0.0
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-            w, c = visit(node.operand)
-            return (-w, -c) if isinstance(node.op, ast.USub) else (w, c)
-        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
-            lw, lc = visit(node.left)
-            rw, rc = visit(node.right)
-            if isinstance(node.op, ast.Add):
-                return lw + rw, lc + rc
-            if isinstance(node.op, ast.Sub):
-                return lw - rw, lc - rc
-            if isinstance(node.op, ast.Mult):
-                if lw.any() and rw.any():
-                    raise fail(node, "product of two names is not linear")
-                return lw * rc + rw * lc, lc * rc
-            if rw.any():
-                raise fail(node, "division by a name is not linear")
-            if rc == 0:
-                raise fail(node, "division by zero")
-            return lw / rc, lc / rc
-        if isinstance(node, ast.BinOp):
-            raise fail(node, f"operator {type(node.op).__name__} not allowed")
-        raise fail(node, f"{type(node).__name__} not allowed")
-
     try:
-        weights, constant = visit(tree)
+        weights, constant = _LinearForm(expression, text, names, quoted).visit(tree)
     except RecursionError:
         raise ValueError(f"Contrast {expression!r} is nested too deeply") from None
     if not np.all(np.isfinite(weights)) or not math.isfinite(constant):
