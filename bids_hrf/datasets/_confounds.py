@@ -203,14 +203,31 @@ def compute_confounds(
         name: {"Method": "Mean"}
         for name in ("global_signal", "csf", "white_matter", "csf_wm", "tcompcor")
     }
-    dropped = 0
-    comp_cols = {}
     specs = [
         ("t", y[:, top], "tCompCor", None, 3, 3),
         ("c", y[:, csf], "aCompCor", "CSF", None, 3),
         ("w", y[:, wm], "aCompCor", "WM", None, 3),
         ("a", y[:, csf | wm], "aCompCor", "combined", None, 5),
     ]
+    comp_cols, comp_meta = _compcor(specs, filters, steady, n_scans)
+    table.append(comp_cols)
+    metadata.update(comp_meta)
+    table.extend(_drift_and_dummy_columns(filters, steady, n_scans, n_dummy_scans))
+    table.extend(_motion_columns(motion, fd, rng))
+    return pd.concat(table, axis=1), metadata
+
+
+def _compcor(specs: list[tuple], filters: np.ndarray, steady: slice,
+             n_scans: int) -> tuple[pd.DataFrame, dict[str, dict]]:
+    """CompCor columns (0 in the dummy scans) and their sidecar entries.
+
+    ``specs``: (column prefix, steady-state data, method, mask, fixed number of components
+    or None, minimum) of each CompCor variant; the entries of components not retained are
+    ``dropped_<k>``.
+    """
+    dropped = 0
+    comp_cols: dict[str, np.ndarray] = {}
+    metadata: dict[str, dict] = {}
     for prefix, data, method, mask, n_fixed, minimum in specs:
         comps, meta = _components(data, filters, n_fixed, minimum)
         for i, m in enumerate(meta):
@@ -224,28 +241,34 @@ def compute_confounds(
             else:
                 metadata[f"dropped_{dropped}"] = entry
                 dropped += 1
-    table.append(pd.DataFrame(comp_cols))
+    return pd.DataFrame(comp_cols), metadata
 
+
+def _drift_and_dummy_columns(filters: np.ndarray, steady: slice, n_scans: int,
+                             n_dummy_scans: int) -> list[pd.DataFrame]:
+    """fMRIPrep's cosine regressors and one non-steady-state outlier column per dummy scan."""
     cos = np.zeros((n_scans, filters.shape[1] - 1))
     cos[steady] = filters[:, 1:]
-    table.append(pd.DataFrame(cos, columns=[f"cosine{i:02d}" for i in range(cos.shape[1])]))
     nss = np.zeros((n_scans, n_dummy_scans))
     nss[np.arange(n_dummy_scans), np.arange(n_dummy_scans)] = 1.0
-    table.append(
+    return [
+        pd.DataFrame(cos, columns=[f"cosine{i:02d}" for i in range(cos.shape[1])]),
         pd.DataFrame(
             nss, columns=[f"non_steady_state_outlier{i:02d}" for i in range(n_dummy_scans)]
-        )
-    )
+        ),
+    ]
 
+
+def _motion_columns(motion: np.ndarray, fd: np.ndarray,
+                    rng: np.random.Generator) -> list[pd.DataFrame]:
+    """Estimated motion (truth + a small error) with its expansions, and motion outliers."""
     estimated = motion + rng.normal(size=motion.shape) * ([0.002] * 3 + [0.00003] * 3)
     estimated -= estimated[0]
     names = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"]
-    table.append(_expand(pd.DataFrame(estimated, columns=names), names))
-
     outliers = np.flatnonzero(np.nan_to_num(fd) > FD_THRESHOLD_MM)
-    spikes = np.zeros((n_scans, len(outliers)))
+    spikes = np.zeros((motion.shape[0], len(outliers)))
     spikes[outliers, np.arange(len(outliers))] = 1.0
-    table.append(
-        pd.DataFrame(spikes, columns=[f"motion_outlier{i:02d}" for i in range(len(outliers))])
-    )
-    return pd.concat(table, axis=1), metadata
+    return [
+        _expand(pd.DataFrame(estimated, columns=names), names),
+        pd.DataFrame(spikes, columns=[f"motion_outlier{i:02d}" for i in range(len(outliers))]),
+    ]
