@@ -210,6 +210,37 @@ def simulate_rest(
         raise ValueError("snr, event_rate, n_parcels, n_voxels and n_runs must be positive")
     rng = np.random.default_rng(seed)
     time = np.arange(0.0, 32.0 + _DT / 2, _DT)
+    hrfs, fams = _draw_hrfs(time, n_parcels, ttp_range, fwhm_range, family, rng)
+    par = hrf_parameters(hrfs, time)
+    labels = np.repeat(np.arange(1, n_parcels + 1), n_voxels)
+    n_vox = labels.size
+    amp = rng.uniform(0.5, 1.5, n_vox)
+    runs, confounds, events = [], [], []
+    for _ in range(n_runs):
+        bold, ev_run = _parcel_responses(hrfs, time, n_scans, tr, event_rate, rng)
+        events.append(ev_run)
+        noise = _ar1_noise(n_scans, n_vox, ar, rng)
+        fluct = _lowpass_noise(n_scans, n_parcels, tr, (0.01, 0.1), rng)
+        fluct_w = rng.uniform(0.5, 1.5, n_vox)
+        frame = np.arange(n_scans) / n_scans
+        drifts = sum(rng.standard_normal(n_vox) * np.cos(np.pi * k * frame)[:, None] / k
+                     for k in range(1, 4))
+        mot = _motion(n_scans, rng)
+        load = rng.standard_normal((6, n_vox)) / np.sqrt(6)
+        y = (snr * bold[:, labels - 1] * amp + noise
+             + shared * fluct[:, labels - 1] * fluct_w
+             + drift * drifts + motion * mot @ load)
+        runs.append(y + 100.0)
+        confounds.append(mot)
+    return RestSimulation(runs=runs, confounds=confounds, labels=labels, tr=tr, time=time,
+                          hrfs=hrfs, ttp=par.time_to_peak, fwhm=par.fwhm, family=fams,
+                          events=events)
+
+
+def _draw_hrfs(time: np.ndarray, n_parcels: int, ttp_range: tuple[float, float],
+               fwhm_range: tuple[float, float], family: str,
+               rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
+    """One HRF per parcel on ``time`` (time to peak and FWHM uniform), and its family."""
     ttp_req = rng.uniform(*ttp_range, n_parcels)
     fwhm_req = rng.uniform(*fwhm_range, n_parcels)
     fams = ([family] * n_parcels if family != "mixed"
@@ -221,54 +252,52 @@ def simulate_rest(
                                    rng.uniform(6.0, 12.0))
         else:
             hrfs[:, p] = logit_hrf(time, ttp_req[p], fwhm_req[p], rng.uniform(0.05, 0.35))
-    par = hrf_parameters(hrfs, time)
-    labels = np.repeat(np.arange(1, n_parcels + 1), n_voxels)
-    n_vox = labels.size
-    amp = rng.uniform(0.5, 1.5, n_vox)
+    return hrfs, fams
+
+
+def _parcel_responses(hrfs: np.ndarray, time: np.ndarray, n_scans: int, tr: float,
+                      event_rate: float, rng: np.random.Generator
+                      ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Each parcel's standardised response to its spontaneous events, and the onsets."""
+    n_parcels = hrfs.shape[1]
     n_fine = int(round(n_scans * tr / _DT))
     scan_idx = np.round(np.arange(n_scans) * tr / _DT).astype(int)
-    runs, confounds, events = [], [], []
-    for _ in range(n_runs):
-        bold = np.empty((n_scans, n_parcels))
-        ev_run = []
-        for p in range(n_parcels):
-            lead = time[-1]  # events before the first scan still shape the first scans
-            n_ev = rng.poisson(event_rate * (n_scans * tr + lead) / 60.0)
-            onsets = np.sort(rng.uniform(-lead, n_scans * tr, n_ev))
-            neural = np.zeros(n_fine + time.size)
-            idx = np.round((onsets + lead) / _DT).astype(int)
-            np.add.at(neural, np.clip(idx, 0, neural.size - 1), rng.uniform(0.5, 1.5, n_ev))
-            off = int(round(lead / _DT))
-            full = np.convolve(neural, hrfs[:, p])[off: off + n_fine]
-            b = full[scan_idx]
-            bold[:, p] = b / b.std() if b.std() > 0 else b
-            ev_run.append(onsets[onsets >= 0])
-        events.append(ev_run)
-        noise = np.empty((n_scans, n_vox))
-        e = rng.standard_normal((n_scans, n_vox)) * np.sqrt(1 - ar**2)
-        noise[0] = rng.standard_normal(n_vox)
-        for t in range(1, n_scans):
-            noise[t] = ar * noise[t - 1] + e[t]
-        fluct = _lowpass_noise(n_scans, n_parcels, tr, (0.01, 0.1), rng)
-        fluct_w = rng.uniform(0.5, 1.5, n_vox)
-        frame = np.arange(n_scans) / n_scans
-        drifts = sum(rng.standard_normal(n_vox) * np.cos(np.pi * k * frame)[:, None] / k
-                     for k in range(1, 4))
-        mot = np.cumsum(rng.standard_normal((n_scans, 6)) * 0.05, axis=0)
-        jumps = rng.choice(np.arange(10, n_scans - 10), 2, replace=False)
-        for j in jumps:
-            mot[j:] += rng.standard_normal(6) * 0.5
-        mot -= mot.mean(axis=0)
-        mot /= np.maximum(mot.std(axis=0), 1e-12)
-        load = rng.standard_normal((6, n_vox)) / np.sqrt(6)
-        y = (snr * bold[:, labels - 1] * amp + noise
-             + shared * fluct[:, labels - 1] * fluct_w
-             + drift * drifts + motion * mot @ load)
-        runs.append(y + 100.0)
-        confounds.append(mot)
-    return RestSimulation(runs=runs, confounds=confounds, labels=labels, tr=tr, time=time,
-                          hrfs=hrfs, ttp=par.time_to_peak, fwhm=par.fwhm, family=fams,
-                          events=events)
+    bold = np.empty((n_scans, n_parcels))
+    onsets_by_parcel = []
+    for p in range(n_parcels):
+        lead = time[-1]  # events before the first scan still shape the first scans
+        n_ev = rng.poisson(event_rate * (n_scans * tr + lead) / 60.0)
+        onsets = np.sort(rng.uniform(-lead, n_scans * tr, n_ev))
+        neural = np.zeros(n_fine + time.size)
+        idx = np.round((onsets + lead) / _DT).astype(int)
+        np.add.at(neural, np.clip(idx, 0, neural.size - 1), rng.uniform(0.5, 1.5, n_ev))
+        off = int(round(lead / _DT))
+        full = np.convolve(neural, hrfs[:, p])[off: off + n_fine]
+        b = full[scan_idx]
+        bold[:, p] = b / b.std() if b.std() > 0 else b
+        onsets_by_parcel.append(onsets[onsets >= 0])
+    return bold, onsets_by_parcel
+
+
+def _ar1_noise(n_scans: int, n_vox: int, ar: float, rng: np.random.Generator) -> np.ndarray:
+    """Unit-variance AR(1) noise of each voxel."""
+    noise = np.empty((n_scans, n_vox))
+    e = rng.standard_normal((n_scans, n_vox)) * np.sqrt(1 - ar**2)
+    noise[0] = rng.standard_normal(n_vox)
+    for t in range(1, n_scans):
+        noise[t] = ar * noise[t - 1] + e[t]
+    return noise
+
+
+def _motion(n_scans: int, rng: np.random.Generator) -> np.ndarray:
+    """Six standardised motion parameters: a random walk with two jumps."""
+    mot = np.cumsum(rng.standard_normal((n_scans, 6)) * 0.05, axis=0)
+    jumps = rng.choice(np.arange(10, n_scans - 10), 2, replace=False)
+    for j in jumps:
+        mot[j:] += rng.standard_normal(6) * 0.5
+    mot -= mot.mean(axis=0)
+    mot /= np.maximum(mot.std(axis=0), 1e-12)
+    return mot
 
 
 def clean_runs(sim: RestSimulation, high_pass: float = 0.01,
