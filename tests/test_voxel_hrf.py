@@ -260,6 +260,29 @@ def test_library_shrinks_noisy_voxels_toward_their_parcel(design):
     assert err(shrunk) < err(plain)
 
 
+@pytest.mark.parametrize("amplitude", [0.5, 2.0])
+def test_library_cv_pooling_beats_in_sample_on_a_new_run(amplitude):
+    """HRFs jittered +-1 s within parcels: the cross-validated pooling toward the parcel
+    predicts a third run better than the in-sample choice at low SNR (weights near the
+    parcel's choice) and as well at high SNR (weights near the voxel's own choice)."""
+    s = simulate(n_parcels=4, voxels_per_parcel=100, n_runs=3, n_scans=300, noise_sd=1.0,
+                 active_fraction=0.6, amplitude=amplitude, seed=11)
+    d = make_event_design(s.events[:2], s.frame_times[:2], fir_duration=24.0)
+    d3 = make_event_design(s.events[2:], s.frame_times[2:], fir_duration=24.0)
+    act = s.amplitudes[0] > 0
+    cv = HRFLibrary().fit(s.Y[:2], d, s.parcels)
+    ins = HRFLibrary(cv=False).fit(s.Y[:2], d, s.parcels)
+    r2_cv, r2_in = cv.score(s.Y[2:], d3)[act].mean(), ins.score(s.Y[2:], d3)[act].mean()
+    weights = np.array(list(cv.pooling_.values()))
+    if amplitude < 1:
+        assert np.all(weights >= 10) and r2_cv > 1.05 * r2_in
+    else:
+        assert np.all(weights <= 3) and r2_cv > 0.995 * r2_in
+    with pytest.raises(ValueError, match="conditions and knots"):
+        cv.score(s.Y[2:], make_event_design(s.events[2:], s.frame_times[2:],
+                                            fir_duration=20.0))
+
+
 def test_library_cv_needs_two_runs(sim):
     d1 = make_event_design(sim.events[0], sim.frame_times[0])
     with pytest.raises(ValueError, match="at least 2 runs"):

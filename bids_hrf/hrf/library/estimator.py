@@ -1,22 +1,31 @@
 """HRF chosen per voxel from a library by cross-validated fit across runs.
 
-GLMsingle's idea (Prince et al., eLife 2022) with two changes: the choice is made on
-**held-out** runs (leave one run out: betas fitted on the other runs, R^2 computed on the
-left-out run) rather than on in-sample R^2, and each voxel's scores are shrunk toward the
-mean scores of its parcel before the choice (empirical Bayes, below).
+GLMsingle's idea (Prince et al., eLife 2022) with cross-validation where it can help.
+Every library HRF has the same number of free amplitudes, so in-sample fit is not biased
+toward any of them and the all-runs log-likelihood ``log L_lv = -(N / 2) log(SSE_lv / N)``
+is the voxel's evidence for HRF ``l``. What in-sample fit cannot judge is how far to trust
+one voxel's preference against its parcel's: it always prefers the voxel's own best HRF,
+noise included. With ``cv`` and ``shrinkage`` each voxel's choice is
+
+    argmax_l  log L_lv + w_p * mean_{u in parcel p} log L_lu
+
+and the weight ``w_p`` of parcel ``p`` (0: the voxel's own maximum-likelihood HRF, inf: the
+parcel's) is chosen from :data:`POOLING_GRID` by leave-one-run-out cross-validation: in each
+fold the choices are made from the training runs and scored by the held-out residuals of
+the left-out run (amplitudes fitted on the training runs), summed over the parcel's voxels
+(:func:`cv_pooling_weights`). Low SNR pulls ``w_p`` up (the parcel's HRF predicts new runs
+better than a voxel's noisy pick), high SNR down. Without parcels the voxels form one
+group; without shrinkage the choice is the voxel's own maximum-likelihood HRF and
+cross-validation only reports the held-out R^2.
+
+The in-sample variant (``cv=False``, GLMsingle's) with ``shrinkage`` adds a fixed prior
+instead: ``log p_l``, the share of the parcel's voxels whose maximum-likelihood choice is
+``l`` (add-one smoothed; :func:`parcel_prior_choice`).
 
 Each library HRF ``L_l`` (sampled at the FIR knots) gives the design ``X_r (I_M kron L_l)``
 of run ``r``; all the quantities of every fit come from the per-run Gram matrix of the FIR
 design and the per-voxel ``X_r' y``, so scoring the whole library costs a few batched
 small solves per chunk of voxels.
-
-Shrinkage toward the parcel (``shrinkage=True``, with parcels): each voxel's choice is
-the maximum a posteriori one, ``argmax_l [log L_lv + log p_l]``, where ``log L_lv =
--(N / 2) log(SSE_lv / N)`` is the profiled Gaussian log-likelihood of HRF ``l`` from the
-held-out residuals (in-sample ones without cross-validation) and ``p_l`` the share of the
-parcel's voxels whose maximum-likelihood choice is ``l`` (add-one smoothed): in a voxel
-whose data barely separate the HRFs (log-likelihood differences of a few units) the
-parcel's choice prevails, a voxel whose data clearly prefer another HRF keeps it.
 """
 
 from __future__ import annotations
@@ -28,7 +37,8 @@ from scipy.stats import gamma
 
 from bids_hrf.hrf._voxel import EventDesign, ar1_bins, as_runs, whitened_bins
 
-__all__ = ["HRFLibrary", "default_library", "parcel_prior_choice", "resample_library"]
+__all__ = ["POOLING_GRID", "HRFLibrary", "cv_pooling_weights", "default_library",
+           "parcel_prior_choice", "pooled_choice", "resample_library"]
 
 
 def default_library(time_to_peak: np.ndarray | None = None,
@@ -112,6 +122,91 @@ def parcel_prior_choice(loglik: np.ndarray, parcels: np.ndarray) -> np.ndarray:
     return choice
 
 
+#: Candidate weights of the parcel's mean log-likelihood in a voxel's choice (``inf``: the
+#: parcel's choice for every voxel); cross-validation picks one per parcel.
+POOLING_GRID = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, np.inf)
+
+
+def _sse(A: np.ndarray, C: np.ndarray, yy: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """Residual sum of squares of every library fit from its Gram matrix and ``X'y``."""
+    return (yy[None] - 2 * np.einsum("lmv,lmv->lv", beta, C)
+            + np.einsum("lmv,lmk,lkv->lv", beta, A, beta))
+
+
+def _loglik(sse: np.ndarray, n: float) -> np.ndarray:
+    """Profiled Gaussian log-likelihood ``-(n / 2) log(SSE / n)``."""
+    return -0.5 * n * np.log(np.maximum(sse, 1e-300) / n)
+
+
+def _pool(loglik: np.ndarray, weight: float) -> np.ndarray:
+    """Choices of a group of voxels: ``argmax_l loglik[l, v] + weight * mean_v loglik[l]``."""
+    pooled = loglik.mean(axis=1)
+    if np.isinf(weight):
+        return np.full(loglik.shape[1], np.argmax(pooled))
+    return np.argmax(loglik + weight * pooled[:, None], axis=0)
+
+
+def pooled_choice(loglik: np.ndarray, groups: np.ndarray, weights: dict) -> np.ndarray:
+    """Choose each voxel's HRF with its group's mean log-likelihood added with a weight.
+
+    Parameters
+    ----------
+    loglik : ndarray (n_hrfs, n_voxels)
+    groups : ndarray (n_voxels,)
+        Group (parcel) label of each voxel.
+    weights : dict
+        Weight of each group's mean log-likelihood (:data:`POOLING_GRID` values).
+
+    Returns
+    -------
+    ndarray (n_voxels,) of int
+    """
+    choice = np.empty(loglik.shape[1], int)
+    for g in np.unique(groups):
+        sel = groups == g
+        choice[sel] = _pool(loglik[:, sel], weights[g])
+    return choice
+
+
+def cv_pooling_weights(train: list[np.ndarray], sse_test: np.ndarray, yy_test: np.ndarray,
+                       groups: np.ndarray, grid: tuple[float, ...] = POOLING_GRID) -> dict:
+    """Per group, the pooling weight whose choices predict the left-out runs best.
+
+    In each fold, every voxel's HRF is chosen from the training runs' log-likelihoods with
+    each candidate weight (:func:`pooled_choice`); the weight with the smallest held-out
+    error, ``sum_v SSE_test(choice_v, v) / y'y_test(v)`` summed over folds, wins (the
+    smallest weight on ties). In-sample fit always prefers weight 0 (each voxel's own
+    best HRF); held-out fit tells how much of that preference is noise.
+
+    Parameters
+    ----------
+    train : list of ndarray (n_hrfs, n_voxels)
+        Training log-likelihood of every library HRF, one per fold.
+    sse_test : ndarray (n_folds, n_hrfs, n_voxels)
+        Held-out residual sum of squares (amplitudes fitted on the training runs).
+    yy_test : ndarray (n_folds, n_voxels)
+        Held-out sum of squares of the data.
+    groups : ndarray (n_voxels,)
+    grid : tuple of float
+
+    Returns
+    -------
+    dict
+        Group label -> weight.
+    """
+    scale = np.maximum(yy_test.sum(axis=0), 1e-300)
+    out = {}
+    for g in np.unique(groups):
+        sel = np.flatnonzero(groups == g)
+        err = np.zeros(len(grid))
+        for f, ll in enumerate(train):
+            te = sse_test[f][:, sel] / scale[sel]
+            for i, w in enumerate(grid):
+                err[i] += te[_pool(ll[:, sel], w), np.arange(sel.size)].sum()
+        out[g] = grid[int(np.argmin(err))]
+    return out
+
+
 class HRFLibrary:
     """Per-voxel HRF chosen from a library by cross-validated fit across runs.
 
@@ -120,11 +215,13 @@ class HRFLibrary:
     library : tuple (time, values) or None
         Library HRFs sampled at ``time`` (s); None for :func:`default_library`.
     cv : {"auto", True, False}, default="auto"
-        Leave-one-run-out choice. ``"auto"``: cross-validate when there are at least two
+        Leave-one-run-out choice of the pooling toward the parcel (module docstring) and
+        held-out R^2. ``"auto"``: cross-validate when there are at least two
         runs, otherwise choose in sample with a warning; ``True``: require two runs;
         ``False``: in-sample R^2 (GLMsingle's choice).
     shrinkage : bool, default=True
-        Shrink each voxel's choice toward its parcel's (module docstring); needs parcels.
+        Shrink each voxel's choice toward its parcel's (module docstring): by a
+        cross-validated weight with ``cv``, by a fixed prior in sample (needs parcels).
     noise_model : {"ar1", "ols"}, default="ar1"
     ar1_precision : float, default=0.01
     chunk_size : int, default=20000
@@ -147,6 +244,9 @@ class HRFLibrary:
         In-sample R^2 of the chosen HRF on all runs.
     cv_ : bool
     rho_ : ndarray (n_voxels,)
+    pooling_ : dict
+        Cross-validated pooling weight per parcel (empty without cross-validation or
+        shrinkage).
     conditions_ : list of str
     """
 
@@ -206,7 +306,10 @@ class HRFLibrary:
         rho = (ar1_bins(runs, design, self.ar1_precision, self.chunk_size)
                if self.noise_model == "ar1" else None)
         scores = np.zeros((n_lib, n_vox))
-        sse_out = np.zeros((n_lib, n_vox))
+        sse_in = np.zeros((n_lib, n_vox))
+        sse_tr = np.zeros((R if cv else 0, n_lib, n_vox))
+        sse_te = np.zeros_like(sse_tr)
+        yy_te = np.zeros((R if cv else 0, n_vox))
         betas_all = np.zeros((n_lib, M, n_vox))
         ins = np.zeros((n_lib, n_vox))
         for b in whitened_bins(runs, design, rho, self.chunk_size):
@@ -220,36 +323,39 @@ class HRFLibrary:
             A, C, yy = np.stack(A), np.stack(C), np.stack(yy)  # (R, l, M, M) ...
             ridge = 1e-10 * np.trace(A.sum(0), axis1=1, axis2=2)[:, None, None]
             eye = np.eye(M)[None]
-
-            def _sse(Ai, Ci, yi, beta):
-                return (yi[None] - 2 * np.einsum("lmv,lmv->lv", beta, Ci)
-                        + np.einsum("lmv,lmk,lkv->lv", beta, Ai, beta))
-
             At, Ct, yt = A.sum(0), C.sum(0), yy.sum(0)
             beta = np.linalg.solve(At + ridge * eye, Ct)
-            sse_in = _sse(At, Ct, yt, beta)
             v = b.voxels
+            sse_in[:, v] = _sse(At, Ct, yt, beta)
             betas_all[:, :, v] = beta
-            ins[:, v] = 1 - np.divide(sse_in, yt[None], out=np.ones_like(sse_in),
+            ins[:, v] = 1 - np.divide(sse_in[:, v], yt[None], out=np.ones_like(sse_in[:, v]),
                                       where=yt[None] > 0)
-            if cv:
-                sse_cv = np.zeros((n_lib, v.size))
-                for f in range(R):
-                    bf = np.linalg.solve(At - A[f] + ridge * eye, Ct - C[f])
-                    sse = _sse(A[f], C[f], yy[f], bf)
-                    sse_cv += sse
-                sse_out[:, v] = sse_cv
-                scores[:, v] = 1 - np.divide(sse_cv, yt[None], out=np.ones_like(sse_cv),
-                                             where=yt[None] > 0)
+            for f in range(R if cv else 0):
+                bf = np.linalg.solve(At - A[f] + ridge * eye, Ct - C[f])
+                sse_tr[f][:, v] = _sse(At - A[f], Ct - C[f], yt - yy[f], bf)
+                sse_te[f][:, v] = _sse(A[f], C[f], yy[f], bf)
+                yy_te[f, v] = yy[f]
+        n_scans = np.array([y.shape[0] for y in runs], float)
+        loglik = _loglik(sse_in, n_scans.sum())
+        if cv:
+            ss = yy_te.sum(0)[None]
+            scores = 1 - np.divide(sse_te.sum(0), ss, out=np.ones_like(sse_in), where=ss > 0)
+            groups = (parcels if parcels is not None and self.shrinkage
+                      else np.zeros(n_vox, int) if self.shrinkage else None)
+            train = [_loglik(sse_tr[f], n_scans.sum() - n_scans[f]) for f in range(R)]
+            if groups is None:
+                weights = {}
+                choice = np.argmax(loglik, axis=0)
             else:
-                scores[:, v] = ins[:, v]
-                sse_out[:, v] = sse_in
-        n_total = sum(y.shape[0] for y in runs)
-        loglik = -0.5 * n_total * np.log(np.maximum(sse_out, 1e-300) / n_total)
-        if parcels is not None and self.shrinkage:
-            choice = parcel_prior_choice(loglik, parcels)
+                weights = cv_pooling_weights(train, sse_te, yy_te, groups)
+                choice = pooled_choice(loglik, groups, weights)
         else:
-            choice = np.argmax(loglik, axis=0)
+            scores = ins
+            weights = {}
+            if parcels is not None and self.shrinkage:
+                choice = parcel_prior_choice(loglik, parcels)
+            else:
+                choice = np.argmax(loglik, axis=0)
         cols = np.arange(n_vox)
         self.time_, self.library_, self.cv_ = design.time, L, cv
         self.choice_, self.hrfs_ = choice, L[:, choice]
@@ -258,5 +364,40 @@ class HRFLibrary:
         self.heldout_r2_ = scores[choice, cols] if cv else None
         self.insample_r2_ = ins[choice, cols]
         self.rho_ = np.zeros(n_vox) if rho is None else rho
+        self.pooling_ = weights
         self.conditions_ = list(design.conditions)
         return self
+
+    def score(self, Y, design: EventDesign) -> np.ndarray:
+        """R^2 per voxel of the fitted HRFs and amplitudes on other runs (e.g. a test run).
+
+        The data and the design are freed of the design's nuisance regressors (drifts,
+        confounds) by least squares, without prewhitening; the prediction is
+        ``sum_m betas_[m] X_m hrfs_``.
+
+        Parameters
+        ----------
+        Y : ndarray (n_scans, n_voxels) or list of them (one per run)
+        design : EventDesign
+            Same conditions and knots as the fit.
+
+        Returns
+        -------
+        ndarray (n_voxels,)
+            ``1 - SSE / y'y`` pooled over the runs.
+        """
+        if (list(design.conditions) != self.conditions_
+                or design.time.shape != self.time_.shape
+                or not np.allclose(design.time, self.time_)):
+            raise ValueError("score: the design must have the fit's conditions and knots")
+        runs = as_runs(Y, design)
+        M, K = len(self.conditions_), self.time_.size
+        sse = np.zeros(runs[0].shape[1])
+        ss = np.zeros_like(sse)
+        for b in whitened_bins(runs, design, None, self.chunk_size):
+            for X, y in zip(b.X, b.Y, strict=True):
+                pred = np.einsum("nmk,kv,mv->nv", X.reshape(-1, M, K),
+                                 self.hrfs_[:, b.voxels], self.betas_[:, b.voxels])
+                sse[b.voxels] += np.sum((y - pred) ** 2, axis=0)
+                ss[b.voxels] += np.sum(y * y, axis=0)
+        return 1 - np.divide(sse, ss, out=np.ones_like(sse), where=ss > 0)
