@@ -8,7 +8,8 @@ The methods are fitted on runs 1-2; run 3 is kept for the library's held-out che
 Reported on active voxels: time-to-peak error and
 correlation with the true HRF; over all voxels: ROC AUC of the condition-1 z map (active
 vs silent voxels) of a GLM whose regressors use (a) the voxel's own estimated HRF, (b)
-nilearn's canonical ``FirstLevelModel`` (spm HRF), (c) the parcel's JDE-VEM HRF; and the
+nilearn's canonical ``FirstLevelModel`` (spm HRF), (c) the parcel's JDE-VEM HRF, (d) each
+method's voxel HRFs pooled per parcel (R^2-weighted mean, ``glm_hrf="parcel"``); and the
 library's R^2 on run 3 (``HRFLibrary.score``) with the HRF chosen by cross-validation vs
 in sample (betas fitted on runs 1-2).
 
@@ -37,7 +38,12 @@ import numpy as np
 HERE = Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parents[1]))
 
-from bids_hrf.hrf._voxel import make_event_design, voxel_glm, voxel_hrf_parameters  # noqa: E402
+from bids_hrf.hrf._voxel import (  # noqa: E402
+    make_event_design,
+    pool_hrfs,
+    voxel_glm,
+    voxel_hrf_parameters,
+)
 from tests.voxel_simulation import simulate  # noqa: E402
 
 
@@ -95,11 +101,15 @@ def accuracy(quick: bool, amplitude: float = 0.5, seed: int = 11) -> dict:
         corr = np.array([np.corrcoef(h[:, j], truth[:, j])[0, 1] for j in np.flatnonzero(act)])
         err = np.abs(ttp - true_ttp)[act]
         z = voxel_glm(Y, d, h, rho=est.rho_)["z"][0]
+        r2 = est.insample_r2_ if name == "library" else est.r2_
+        hp = pool_hrfs(h, sim.parcels, np.clip(r2, 0, None))[2]
+        zp = voxel_glm(Y, d, hp, rho=est.rho_)["z"][0]
         out[name] = {"fit_s": round(time.perf_counter() - t0, 2),
                      "ttp_err_median": float(np.nanmedian(err)),
                      "ttp_err_p90": float(np.nanpercentile(err, 90)),
                      "hrf_corr_median": float(np.nanmedian(corr)),
-                     "auc_own_hrf": _auc(z, act)}
+                     "auc_own_hrf": _auc(z, act),
+                     "auc_parcel_pooled_hrf": _auc(zp, act)}
     # canonical (nilearn) and parcel-wise JDE-VEM
     shape = (n_par, vpp, 1)
     out["canonical_nilearn"] = {"auc": _auc(_nilearn_z(Y, ev, sim.tr, shape, "c0"), act)}

@@ -28,7 +28,7 @@ from bids_hrf.hrf.fir.estimator import tent_regressors
 from bids_hrf.hrf.params import hrf_parameters
 
 __all__ = ["EventDesign", "make_event_design", "as_runs", "ar1_bins", "whitened_bins",
-           "voxel_hrf_parameters", "r2_score", "voxel_glm"]
+           "voxel_hrf_parameters", "r2_score", "voxel_glm", "pool_hrfs"]
 
 
 @dataclass
@@ -353,6 +353,43 @@ def voxel_hrf_parameters(hrfs: np.ndarray, time: np.ndarray, chunk_size: int = 2
         for key, v in vals.items():
             out.setdefault(key, []).append(v)
     return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def pool_hrfs(hrfs: np.ndarray, groups: np.ndarray, weights: np.ndarray | None = None,
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted mean of the voxels' unit-peak HRFs per group (parcel).
+
+    Parameters
+    ----------
+    hrfs : ndarray (n_knots, n_voxels)
+    groups : ndarray (n_voxels,)
+        Group label of each voxel.
+    weights : ndarray (n_voxels,), optional
+        Non-negative weights (e.g. each voxel's R^2); NaN counts as 0; a group whose
+        weights are all zero gets the plain mean. Default: equal weights.
+
+    Returns
+    -------
+    labels : ndarray (n_groups,)
+    table : ndarray (n_knots, n_groups)
+        Each group's mean HRF, unit peak.
+    pooled : ndarray (n_knots, n_voxels)
+        Each voxel's group HRF.
+    """
+    groups = np.asarray(groups).ravel()
+    w_all = (np.ones(hrfs.shape[1]) if weights is None
+             else np.clip(np.nan_to_num(np.asarray(weights, float)), 0, None))
+    peak = np.max(np.abs(hrfs), axis=0)
+    unit = np.divide(hrfs, peak, out=np.zeros_like(hrfs), where=peak > 0)
+    labels, inverse = np.unique(groups, return_inverse=True)
+    table = np.zeros((hrfs.shape[0], labels.size))
+    for g in range(labels.size):
+        sel = inverse == g
+        w = w_all[sel] if w_all[sel].sum() > 0 else np.ones(sel.sum())
+        mean = unit[:, sel] @ w / w.sum()
+        top = np.max(np.abs(mean))
+        table[:, g] = mean / top if top > 0 else mean
+    return labels, table, table[:, inverse]
 
 
 def voxel_glm(runs: list[np.ndarray], design: EventDesign, hrfs: np.ndarray,

@@ -24,7 +24,12 @@ import re
 import numpy as np
 import pandas as pd
 
-from bids_hrf.hrf._voxel import make_event_design, voxel_glm, voxel_hrf_parameters
+from bids_hrf.hrf._voxel import (
+    make_event_design,
+    pool_hrfs,
+    voxel_glm,
+    voxel_hrf_parameters,
+)
 from bids_hrf.hrf.base import HRFEstimate
 
 __all__ = ["estimate_voxelwise", "voxel_map_metadata"]
@@ -64,6 +69,7 @@ def estimate_voxelwise(
     high_pass: float = 0.01,
     contrasts: dict | None = None,
     n_draws: int = 100,
+    glm_hrf: str = "voxel",
 ) -> HRFEstimate:
     """Fit a voxel-wise HRF estimator and assemble maps, tables and the voxel GLM.
 
@@ -89,11 +95,18 @@ def estimate_voxelwise(
     contrasts : dict of str to weights over the sorted conditions, optional
     n_draws : int
         Monte-Carlo draws for the parameter SDs (rfir).
+    glm_hrf : {"voxel", "parcel"}
+        HRF of each voxel's GLM regressors (effect and z maps): its own (``"voxel"``) or
+        its parcel's R^2-weighted mean of the voxel HRFs (``"parcel"``; voxels outside
+        the named parcels keep their own). At low SNR the parcel's detects better: a
+        voxel's own HRF also fits the noise of silent voxels (benchmarks/README.md).
 
     Returns
     -------
     HRFEstimate
     """
+    if glm_hrf not in ("voxel", "parcel"):
+        raise ValueError(f"glm_hrf must be 'voxel' or 'parcel', got {glm_hrf!r}")
     design = make_event_design(events, frame_times, dt=dt, fir_duration=fir_duration,
                                high_pass=high_pass or 0.01,
                                drift_model="cosine" if high_pass else None)
@@ -122,7 +135,13 @@ def estimate_voxelwise(
     peak = np.max(np.abs(h), axis=0)
     unit = np.divide(h, peak, out=np.zeros_like(h), where=peak > 0)
     contrasts = {k: np.asarray(v, float) for k, v in (contrasts or {}).items()}
-    glm = voxel_glm(runs, design, unit, rho=estimator.rho_, contrasts=contrasts)
+    regressor_hrfs = unit
+    if glm_hrf == "parcel":
+        named = np.isin(parcels, list(parcel_names))
+        regressor_hrfs = unit.copy()
+        regressor_hrfs[:, named] = pool_hrfs(unit[:, named], parcels[named],
+                                             np.clip(np.nan_to_num(r2), 0, None)[named])[2]
+    glm = voxel_glm(runs, design, regressor_hrfs, rho=estimator.rho_, contrasts=contrasts)
     for i, name in enumerate(glm["names"]):
         base = f"contrast-{_label(name)}_desc-{tag}_stat-"
         maps[base + "effect_statmap"] = glm["beta"][i]
@@ -154,7 +173,7 @@ def estimate_voxelwise(
     parameters.update(tr=float(tr), dt=float(design.dt), fir_duration=float(time[-1]),
                       conditions=list(design.conditions),
                       contrasts={k: v.tolist() for k, v in contrasts.items()},
-                      glm_dof=int(glm["dof"]),
+                      glm_dof=int(glm["dof"]), glm_hrf=glm_hrf,
                       parcel_hrf="mean of the voxels' unit-peak HRFs weighted by R^2, "
                                  "unit norm")
     return HRFEstimate(time=time, hrfs=np.column_stack(table), labels=names, method=tag,
