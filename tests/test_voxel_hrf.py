@@ -318,6 +318,12 @@ def test_library_tsv_errors(tmp_path):
         read_library_tsv(rev)
 
 
+def test_library_outside_the_fir_window_is_a_clear_error(sim, design):
+    t = np.arange(30.0, 60.0, 0.5)  # starts after the 24 s FIR window
+    with pytest.raises(ValueError, match="zero over the FIR window.*must cover 0-24 s"):
+        HRFLibrary(library=(t, gamma_hrf(t - 30.0, 5)[:, None])).fit(sim.Y, design)
+
+
 def test_user_library_drives_the_choice(sim, design):
     t = np.arange(0, 30, 0.25)
     lib = (t, np.column_stack([gamma_hrf(t, x) for x in (3.0, 5.5, 8.0)]))
