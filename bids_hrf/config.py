@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-HRF_METHODS = ("canonical", "fir", "jde-vem", "sparse")
 DEFAULT_SPACE = "MNI152NLin2009cAsym"
 DEFAULT_ATLAS = "data-driven:100"
 

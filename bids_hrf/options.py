@@ -5,12 +5,14 @@ and :class:`GroupOptions` (group level) are frozen dataclasses validated in thei
 constructors (every problem at once, as :class:`~bids_hrf.errors.UsageError` or
 :class:`~bids_hrf.errors.ValidationErrors`). The workflows build them with
 ``from_config``; they cross nipype as one plain dict each (``to_dict``) and are rebuilt
-inside the interface (``from_dict``), so nothing downstream re-validates. The HRF
-methods' options are :class:`bids_hrf.hrf.options.HRFOptions`.
+inside the interface (``from_dict``), so nothing downstream re-validates.
+:class:`HRFOptions` carries the HRF method and its own options, whose class and defaults
+come from the HRF-method registry (:mod:`bids_hrf.hrf.registry`).
 """
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -20,6 +22,14 @@ from bids_hrf.connectivity import KINDS
 from bids_hrf.errors import BidsHrfError, UsageError, ValidationErrors
 from bids_hrf.glm.contrasts import load_contrasts
 from bids_hrf.hrf.basis import normalize_hrf_model
+from bids_hrf.hrf.registry import (
+    MethodOptions,
+    MethodSpec,
+    get_method,
+    method_names,
+    option_keys,
+    unknown_option_keys,
+)
 
 NOISE_MODELS = ("ar1", "ols")
 HEIGHT_CONTROLS = ("fpr", "fdr", "bonferroni")
@@ -98,6 +108,82 @@ class PrepareOptions(_Options):
 
 
 @dataclass(frozen=True)
+class HRFOptions(_Options):
+    """Options of the HRF step: the method, the settings every method shares, its own.
+
+    Parameters
+    ----------
+    space : str
+        Output space of the HRF maps.
+    method : str
+        A registered HRF method (``--hrf-method``).
+    hrf_model : str
+        The canonical HRF (``--hrf-model``).
+    hrf_duration : float
+        Length of the HRFs (s).
+    hrf_dt : float or None
+        HRF sampling step (s); None: a divisor of TR near 0.5 s.
+    high_pass : float or None
+        High-pass cut-off (Hz).
+    method_options : dict
+        ``Config.method_options`` (flag keys, e.g. ``jde_beta``); only the method's own
+        keys are used (:meth:`settings`), unknown keys are an error.
+    nrl_contrasts : dict
+        Label -> weights over the sorted condition names (JDE-VEM contrasts of NRLs).
+    """
+
+    space: str
+    method: str = "canonical"
+    hrf_model: str = "spm"
+    hrf_duration: float = 25.0
+    hrf_dt: float | None = None
+    high_pass: float | None = 0.01
+    method_options: dict = field(default_factory=dict)
+    nrl_contrasts: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        problems: list[BidsHrfError] = []
+        for key in unknown_option_keys(self.method_options):
+            close = difflib.get_close_matches(key, list(option_keys()), n=1, cutoff=0.5)
+            problems.append(UsageError(f"method option {key!r} is not an option of any HRF "
+                                       "method", fix=f"did you mean {close[0]!r}?" if close
+                                       else "see docs/usage.md (HRF methods)"))
+        try:
+            get_method(self.method)
+        except BidsHrfError as exc:
+            problems.append(exc)
+        for name in method_names():  # every method's options given are checked, used or not
+            try:
+                get_method(name).make_options(self.method_options)
+            except ValidationErrors as exc:
+                problems += list(exc.errors)
+            except BidsHrfError as exc:
+                problems.append(exc)
+        if not self.hrf_duration > 0:
+            problems.append(UsageError(f"--hrf-duration {self.hrf_duration} must be > 0 s"))
+        if self.hrf_dt is not None and not self.hrf_dt > 0:
+            problems.append(UsageError(f"--hrf-dt {self.hrf_dt} must be > 0 s"))
+        _raise(problems)
+
+    @property
+    def spec(self) -> MethodSpec:
+        """The method's registry entry."""
+        return get_method(self.method)
+
+    def settings(self) -> MethodOptions:
+        """The method's own options (its options class, validated)."""
+        return self.spec.make_options(self.method_options)
+
+    @classmethod
+    def from_config(cls, config: Config, nrl_contrasts: dict | None = None) -> HRFOptions:
+        """The options of ``config``."""
+        return cls(space=config.space, method=config.hrf_method, hrf_model=config.hrf_model,
+                   hrf_duration=config.hrf_duration, hrf_dt=config.hrf_dt,
+                   high_pass=config.high_pass, method_options=dict(config.method_options),
+                   nrl_contrasts=dict(nrl_contrasts or {}))
+
+
+@dataclass(frozen=True)
 class GLMOptions(_Options):
     """Options of the first-level GLM of a run.
 
@@ -159,6 +245,11 @@ class GLMOptions(_Options):
                    noise_model=config.noise_model, high_pass=config.high_pass,
                    smoothing_fwhm=config.smoothing_fwhm,
                    contrasts_file=str(config.contrasts_file) if config.contrasts_file else None)
+
+    @property
+    def estimated_hrfs(self) -> bool:
+        """Whether the design uses the HRF step's estimates (not ``hrf_model`` directly)."""
+        return get_method(self.hrf_method).estimates_hrf
 
     def sidecar(self) -> dict[str, Any]:
         """The settings recorded in the sidecar of every GLM output."""

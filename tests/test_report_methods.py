@@ -43,8 +43,9 @@ _CONFIGS = [
     {"confounds": "motion24", "hrf_method": "fir", "hrf_dt": 0.5},
     {"hrf_method": "jde-vem", "group_permutations": 500, "group_height_control": "fdr"},
     {"hrf_method": "sparse", "method_options": {"sparse_criterion": "aic", "sparse_block": True,
-                                                "sparse_group": 0.5,
                                                 "stability_surrogates": 30}},
+    {"hrf_method": "sparse", "method_options": {"sparse_criterion": "mad",
+                                                "sparse_group": 0.5}},
     {"hrf_method": "sparse", "method_options": {"sparse_criterion": "mad"}},
     {"confounds": "gsr", "group_model": "two-sample:group:age", "connectivity": ["tangent"]},
     {"atlas": "/atlases/stanford_willard_parcellation_3x3x3mm.nii.gz"},
@@ -111,11 +112,13 @@ def test_hrf_methods_and_their_parameters():
     fixed = _text(hrf_method="jde-vem", method_options={"estimate_hrf": False})
     assert "fixed to the canonical SPM HRF" in fixed and "hyperprior" not in fixed
     sparse = _text(hrf_method="sparse",
-                   method_options={"sparse_criterion": "aic", "sparse_group": 0.5,
-                                   "stability_surrogates": 30, "sparse_block": True})
+                   method_options={"sparse_criterion": "aic", "stability_surrogates": 30,
+                                   "sparse_block": True})
     assert "Akaike" in sparse and "Schwarz" not in sparse
-    assert "weight 0.5" in sparse and "30 surrogate" in sparse and "innovation" in sparse
-    assert "FISTA" in _text(hrf_method="sparse", method_options={"sparse_criterion": "mad"})
+    assert "30 surrogate" in sparse and "innovation" in sparse and "L2,1" not in sparse
+    grouped = _text(hrf_method="sparse",
+                    method_options={"sparse_criterion": "mad", "sparse_group": 0.5})
+    assert "FISTA" in grouped and "weight 0.5" in grouped
     fir = _text(hrf_method="fir", hrf_duration=20.0)
     assert "finite impulse response" in fir and "over 20 s" in fir
 

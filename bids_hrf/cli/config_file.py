@@ -20,7 +20,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bids_hrf.cli.hrf_options import method_options_from_args
 from bids_hrf.errors import NoInputError, UsageError, ValidationErrors
+from bids_hrf.hrf.registry import resolved_method_options
 
 __all__ = ["config_actions", "read_config_file", "apply_config", "resolved_options",
            "to_toml", "parse_with_config", "write_resolved_config", "CONFIG_NAME"]
@@ -111,8 +113,9 @@ def _convert(action: argparse.Action, key: str, value: Any, source: str) -> Any:
             isinstance(action, argparse.BooleanOptionalAction)):
         if not isinstance(value, bool):
             raise UsageError(f"{where} must be true or false, got {value!r}")
-        if isinstance(action, argparse._StoreFalseAction) and key.startswith("no-"):
-            return not value
+        if key.startswith("no-") and (
+                isinstance(action, argparse._StoreFalseAction | argparse.BooleanOptionalAction)):
+            return not value  # no-x = true means x = false
         return value
     if isinstance(action, argparse._StoreConstAction | argparse._CountAction):
         if isinstance(action, argparse._CountAction):
@@ -193,11 +196,17 @@ def resolved_options(parser: argparse.ArgumentParser, args: argparse.Namespace
     null, and leaving them out gives back the parser's default, which is None)."""
     out: dict[str, Any] = {}
     seen = set()
+    # HRF-method options not given take the chosen method's defaults (written out, so the
+    # file records what ran even if a default changes)
+    methods = resolved_method_options(getattr(args, "hrf_method", "canonical"),
+                                      method_options_from_args(args))
     for action in parser._actions:
         if not action.option_strings or action.dest in _NOT_SETTINGS or action.dest in seen:
             continue
         seen.add(action.dest)
         value = getattr(args, action.dest, None)
+        if value is None:
+            value = methods.get(action.dest)
         if value is None:
             continue
         if isinstance(value, (list, tuple)):

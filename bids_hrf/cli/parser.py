@@ -13,8 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from bids_hrf import __version__
-from bids_hrf.config import DEFAULT_ATLAS, DEFAULT_SPACE, HRF_METHODS, Config, make_config
+from bids_hrf.cli.hrf_options import (
+    add_hrf_method_arguments,
+    method_options_from_args,
+    methods_help,
+)
+from bids_hrf.config import DEFAULT_ATLAS, DEFAULT_SPACE, Config, make_config
 from bids_hrf.errors import BidsHrfError, NoInputError, UsageError
+from bids_hrf.hrf.registry import method_names, resolved_method_options
 from bids_hrf.io.checks import PLUGINS, validate_config
 
 
@@ -47,15 +53,6 @@ def _nonneg_float(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text} must be >= 0")
     return value
-
-
-def _hyperprior(text: str) -> float | None:
-    if text.strip().lower() == "auto":
-        return None
-    try:
-        return _positive_float(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text} must be 'auto' or a number > 0") from exc
 
 
 def _positive_int(text: str) -> int:
@@ -115,8 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="spatial smoothing before the voxel-wise GLM")
 
     g = p.add_argument_group("HRF estimation")
-    g.add_argument("--hrf-method", choices=HRF_METHODS, default="canonical",
-                   help="how HRFs are obtained")
+    g.add_argument("--hrf-method", choices=method_names(), default="canonical",
+                   help="how HRFs are obtained (" + methods_help() + ")")
     g.add_argument("--hrf-model", default="spm",
                    help="canonical HRF: spm, glover, spm+derivative, spm+derivative+dispersion, "
                         "glover+derivative, glover+derivative+dispersion")
@@ -126,38 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="HRF sampling step (default: a divisor of TR near 0.5 s)")
     g.add_argument("--noise-model", choices=["ar1", "ols"], default="ar1",
                    help="first-level noise model")
-    g.add_argument("--no-estimate-hrf", dest="estimate_hrf", action="store_false",
-                   default=None, help="JDE-VEM/sparse: keep the canonical HRF fixed "
-                                      "(default for sparse)")
-    g.add_argument("--estimate-hrf", dest="estimate_hrf", action="store_true",
-                   help="JDE-VEM/sparse: estimate each parcel's HRF (default for jde-vem; "
-                        "for sparse, a paradigm-free blind estimate: see docs/sparse.md)")
-
-    g = p.add_argument_group("JDE-VEM (--hrf-method jde-vem)")
-    g.add_argument("--jde-beta", type=_nonneg_float, default=1.0,
-                   help="initial spatial interaction of the Ising prior")
-    g.add_argument("--jde-sigma-h", type=_positive_float, default=0.1,
-                   help="initial HRF prior variance")
-    g.add_argument("--jde-hrf-hyperprior", type=_hyperprior, default=None, metavar="RATE",
-                   help="PyHRF's fixed rate of the exponential hyperprior on the HRF "
-                        "variance (PyHRF: 1000; higher: smoother HRFs). Default: 'auto', the "
-                        "smoothness is chosen from the data of each parcel "
-                        "(docs/jde-vem.md)")
-    g.add_argument("--jde-iter-min", type=_positive_int, default=5, help="minimum iterations")
-    g.add_argument("--jde-iter-max", type=_positive_int, default=100, help="maximum iterations")
-    g.add_argument("--no-zero-constraint", dest="zero_constraint", action="store_false",
-                   default=True, help="do not pin the HRF's first and last samples to 0")
-
-    g = p.add_argument_group("sparse deconvolution (--hrf-method sparse)")
-    g.add_argument("--sparse-criterion", default="bic",
-                   choices=["bic", "aic", "mad", "mad_update", "ut", "lut", "factor", "pcg",
-                            "eigval"], help="regularisation choice")
-    g.add_argument("--sparse-group", type=_nonneg_float, default=0.0,
-                   help="weight of the L2,1 spatial grouping (0: voxel-wise L1)")
-    g.add_argument("--sparse-block", action="store_true",
-                   help="block model: estimate innovation signals")
-    g.add_argument("--stability-surrogates", type=int, default=0, metavar="N",
-                   help="stability selection with N surrogates (0: off)")
+    # every method's own options (--jde-*, --sparse-*, ...) come from the HRF-method registry
+    add_hrf_method_arguments(p, g)
 
     g = p.add_argument_group("GLM")
     g.add_argument("--events-csv", type=Path, default=None, metavar="PARADIGM.csv",
@@ -263,18 +230,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
         except ValueError as exc:
             errors.append(UsageError(f"--plugin-args is not a JSON object ({exc})",
                                      fix="e.g. --plugin-args '{\"sbatch_args\": \"-p short\"}'"))
-    method_options = {
-        # JDE-VEM estimates HRFs by default; sparse deconvolution keeps the canonical HRF
-        # unless asked (without a paradigm the time to peak is weakly identifiable:
-        # docs/sparse.md, "What is and is not identifiable without a paradigm").
-        "estimate_hrf": (args.estimate_hrf if args.estimate_hrf is not None
-                         else args.hrf_method != "sparse"),
-        "jde_beta": args.jde_beta, "jde_sigma_h": args.jde_sigma_h,
-        "jde_hrf_hyperprior": args.jde_hrf_hyperprior, "jde_iter_min": args.jde_iter_min,
-        "jde_iter_max": args.jde_iter_max, "zero_constraint": args.zero_constraint,
-        "sparse_criterion": args.sparse_criterion, "sparse_group": args.sparse_group,
-        "sparse_block": args.sparse_block, "stability_surrogates": args.stability_surrogates,
-    }
+    # every registered option, given or with the chosen method's default (one default,
+    # in the method's options class)
+    method_options = resolved_method_options(args.hrf_method, method_options_from_args(args))
     nprocs = args.nprocs or max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                                 else (os.cpu_count() or 1))
     config = make_config(

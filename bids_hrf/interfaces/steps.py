@@ -21,7 +21,7 @@ from nipype.interfaces.base import (
 from threadpoolctl import threadpool_limits
 
 from bids_hrf.errors import BidsHrfError
-from bids_hrf.options import GLMOptions, PrepareOptions
+from bids_hrf.options import GLMOptions, HRFOptions, PrepareOptions
 from bids_hrf.steps.sink import method_label
 
 
@@ -165,7 +165,7 @@ class _HRFInputSpec(_StepInputSpec):
     prepared = traits.List(traits.Dict, mandatory=True)
     atlas = traits.Dict(mandatory=True)
     entities = traits.Dict(mandatory=True)
-    settings = traits.Dict(mandatory=True)
+    hrf_options = traits.Dict(mandatory=True, desc="HRFOptions.to_dict()")
 
 
 class EstimateHRF(_Step):
@@ -178,14 +178,13 @@ class EstimateHRF(_Step):
         from bids_hrf.steps.hrf import estimate_hrf_step
         from bids_hrf.steps.sink import hrf_records, output
 
-        s = self.inputs.settings
+        options = HRFOptions.from_dict(self.inputs.hrf_options)
         runs = [{**r, **p, "events": r["events"], "name": r["name"]}
                 for r, p in zip(self.inputs.runs, self.inputs.prepared, strict=True)]
         result = estimate_hrf_step(
             runs, self.inputs.prepared[0]["atlas_bold"], self.inputs.prepared[0]["labels"],
-            s["hrf_method"], s["hrf_model"], s["hrf_duration"], s["hrf_dt"], s["high_pass"],
-            s["method_options"], s["nrl_contrasts"], cwd, nprocs=self.inputs.nprocs)
-        ents = {**self.inputs.entities, "space": s["space"]}
+            options, cwd, nprocs=self.inputs.nprocs)
+        ents = {**self.inputs.entities, "space": options.space}
         for item in result["maps"]:
             if item.get("run") is not None:
                 item["run_entities"] = {k: v for k, v in
@@ -263,7 +262,7 @@ class FixedEffects(_Step):
 
 def _method_desc(records: list[dict], options: GLMOptions) -> list[dict]:
     """GLM maps made with estimated HRFs carry ``desc-<method>Hrf``."""
-    if options.hrf_method == "canonical":
+    if not options.estimated_hrfs:
         return records
     desc = method_label(options.hrf_method) + "Hrf"
     return [dict(r, entities={**r["entities"], "desc": desc}) for r in records]

@@ -23,7 +23,7 @@ from bids_hrf.errors import (
     ValidationErrors,
 )
 from bids_hrf.glm.group_design import parse_group_model
-from bids_hrf.options import GLMOptions, GroupOptions, PrepareOptions
+from bids_hrf.options import GLMOptions, GroupOptions, HRFOptions, PrepareOptions
 
 PLUGINS = ("Linear", "MultiProc", "SLURM", "SLURMGraph", "SGE", "PBS", "LSF", "Legacy",
            "IPython", "Debug")
@@ -147,20 +147,7 @@ def _check_analysis_options(config: Config) -> list[BidsHrfError]:
                                    fix="give a TSV with columns index, name"))
     errors += _option_errors(PrepareOptions.from_config, config)
     errors += _option_errors(GLMOptions.from_config, config)
-    opts = config.method_options
-    if opts.get("sparse_group", 0.0) > 1.0:
-        errors.append(UsageError(f"--sparse-group {opts['sparse_group']} is out of range",
-                                 fix="give a weight between 0 and 1"))
-    elif opts.get("sparse_group", 0.0) > 0 and opts.get("sparse_criterion") in ("bic", "aic"):
-        errors.append(UsageError("--sparse-group needs a FISTA criterion (the LARS path of "
-                                 "bic/aic is voxel-wise)",
-                                 fix="add --sparse-criterion mad (or ut, lut, factor, pcg, "
-                                     "eigval)"))
-    if opts.get("jde_iter_min", 1) > opts.get("jde_iter_max", 100):
-        errors.append(UsageError("--jde-iter-min is larger than --jde-iter-max",
-                                 fix="lower --jde-iter-min or raise --jde-iter-max"))
-    if opts.get("stability_surrogates", 0) < 0:
-        errors.append(UsageError("--stability-surrogates must be >= 0"))
+    errors += _option_errors(HRFOptions.from_config, config)
     return errors
 
 

@@ -24,6 +24,7 @@ from bids_hrf.errors import (
     UsageError,
     ValidationErrors,
 )
+from bids_hrf.hrf.registry import get_method
 from bids_hrf.io.events import event_conditions, paradigm_ref, read_events
 from bids_hrf.io.paradigm import paradigm_sessions, read_paradigm_csv
 
@@ -447,7 +448,7 @@ def _run_inputs(layout, bold_file, config: Config, events_ref: Path | None | str
 
 def _needs_events(config: Config) -> bool:
     """Whether the HRF method needs the events of task runs."""
-    return config.hrf_method in ("canonical", "fir", "jde-vem")
+    return get_method(config.hrf_method).needs_events
 
 
 def _run_files(layout, bold_file, config: Config,

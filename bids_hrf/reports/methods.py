@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bids_hrf.hrf.registry import get_method
 from bids_hrf.reports._references import REFERENCES
 
 _CONFOUND_PRESETS = {
@@ -92,98 +93,15 @@ def _confounds_paragraph(config: Mapping[str, Any]) -> str:
 
 
 def _hrf_paragraph(config: Mapping[str, Any]) -> str:
-    method = config.get("hrf_method", "canonical")
-    opts = dict(config.get("method_options") or {})
-    duration = _fmt(float(config.get("hrf_duration", 25.0)))
+    """The HRF method's own paragraph (:attr:`bids_hrf.hrf.registry.MethodSpec.describe`)."""
+    spec = get_method(config.get("hrf_method", "canonical"))
     dt = config.get("hrf_dt")
-    step = f"every {_fmt(float(dt))} s" if dt else "every repetition time"
-    high_pass = _fmt(float(config.get("high_pass", 0.01)))
-    if method == "canonical":
-        model = _hrf_model_name(config.get("hrf_model", "spm"))
-        return f"The hemodynamic response was modelled with {model}."
-    if method == "fir":
-        return ("The HRF of each parcel was estimated from its mean time series with a finite "
-                f"impulse response model (Glover, 1999): tent basis functions {step} over "
-                f"{duration} s after stimulus onset, with one shared response shape across "
-                "conditions scaled by one amplitude per condition (rank-1 model; Pedregosa et "
-                "al., 2015), estimated over all runs jointly (AR(1) noise model). The shape "
-                "was normalised to unit Euclidean norm with a positive peak. For every HRF, "
-                "the time to peak, full width at half maximum and peak height were computed "
-                "(Lindquist et al., 2009).")
-    if method == "jde-vem":
-        family = str(config.get("hrf_model", "spm")).split("+")[0].strip().lower() or "spm"
-        canonical = {"spm": "SPM", "glover": "Glover"}.get(family, family)
-        if not opts.get("estimate_hrf", True):
-            hrf = (f"The HRF was fixed to the canonical {canonical} HRF and only the neural "
-                   "response levels (NRLs), labels and mixture parameters were estimated.")
-        else:
-            zero = (" and its first and last samples were constrained to zero"
-                    if opts.get("zero_constraint", True) else "")
-            rate = opts.get("jde_hrf_hyperprior")
-            if rate is None:
-                how = ("was estimated by maximum likelihood from the data of each parcel, with "
-                       "the data term of the HRF update down-weighted by the measured excess "
-                       "variance of the noise shared by the parcel's voxels")
-            else:
-                how = f"was estimated with an exponential hyperprior (rate {_fmt(rate)})"
-            hrf = (f"The HRF, sampled {step} over {duration} s, had a Gaussian smoothness "
-                   f"prior (second-order differences) whose variance {how}{zero}.")
-        return ("HRFs and activations were jointly estimated with the parcel-based joint "
-                "detection-estimation (JDE) model (Makni et al., 2008; Vincent et al., 2010), "
-                "fitted by variational expectation-maximisation (JDE-VEM; Chaari et al., "
-                "2013), as in PyHRF (Vincent et al., 2014), in our own implementation. Within "
-                "each parcel, the BOLD signal of every voxel (percent signal change, nuisance "
-                "regressors removed) was modelled as the sum over conditions of a voxel- and "
-                "condition-specific neural response level (NRL) times the stimulus sequence "
-                "convolved with one HRF shared by the parcel, plus a run-specific cosine drift "
-                f"({high_pass} Hz cut-off) and white Gaussian noise. {hrf} NRLs followed a "
-                "two-class Gaussian mixture per condition with a spatial Ising prior on the "
-                "labels (6-connectivity; interaction parameter estimated, initial value "
-                f"{_fmt(opts.get('jde_beta', 1.0))}). The algorithm started from the canonical "
-                f"{canonical} HRF and iterated between {opts.get('jde_iter_min', 5)} and "
-                f"{opts.get('jde_iter_max', 100)} times. Activation was summarised by "
-                "posterior probability maps of the NRLs; the time to peak, full width at half "
-                "maximum and peak height of each HRF were derived (Lindquist et al., 2009).")
-    if method == "sparse":
-        criterion = str(opts.get("sparse_criterion", "bic")).lower()
-        if criterion in ("bic", "aic"):
-            solver = ("The L1-regularised problem was solved for every voxel with least angle "
-                      "regression (Efron et al., 2004) and the regularisation parameter "
-                      "minimising the "
-                      + ("Bayesian information criterion (Schwarz, 1978)" if criterion == "bic"
-                         else "Akaike information criterion (Akaike, 1974)")
-                      + " was selected; the estimates were debiased by least squares on the "
-                      "selected support.")
-        else:
-            solver = ("The problem was solved with FISTA (Beck & Teboulle, 2009) with a "
-                      f"regularisation parameter set from the noise level (criterion "
-                      f"'{criterion}').")
-        parts = ["The activity-inducing signal of every voxel was estimated without reference "
-                 "to the paradigm by sparse paradigm free mapping (Caballero-Gaudes et al., "
-                 "2013; Uruñuela et al., 2020, 2024), in our own implementation following "
-                 "pySPFM. Each voxel's time series (percent signal change, nuisance "
-                 f"regressors and a {high_pass} Hz high-pass removed) was modelled as the "
-                 "convolution of a sparse "
-                 + ("innovation signal, integrated by a cumulative sum (block model; "
-                    "Karahanoğlu et al., 2013)," if opts.get("sparse_block") else
-                    "activity-inducing signal")
-                 + " with the HRF.", solver]
-        if float(opts.get("sparse_group", 0.0) or 0.0) > 0:
-            parts.append("A mixed L2,1 penalty (weight "
-                         f"{_fmt(float(opts['sparse_group']))}) grouped the voxels of each "
-                         "time point (Uruñuela et al., 2024).")
-        if int(opts.get("stability_surrogates", 0) or 0) > 0:
-            parts.append("Stability selection (Meinshausen & Bühlmann, 2010) was performed "
-                         f"with {int(opts['stability_surrogates'])} surrogate data sets.")
-        if opts.get("estimate_hrf", True):
-            parts.append("The HRF of each parcel was estimated blindly by alternating the "
-                         "sparse estimation of the activity of the parcel's voxels with a "
-                         "regularised least-squares estimate of the shared HRF "
-                         f"(sampled {step} over {duration} s, unit norm).")
-        else:
-            parts.append("The HRF was the canonical SPM HRF.")
-        return " ".join(parts)
-    return f"HRFs were estimated with the method '{method}'."
+    context = {"duration": _fmt(float(config.get("hrf_duration", 25.0))),
+               "step": f"every {_fmt(float(dt))} s" if dt else "every repetition time",
+               "high_pass": _fmt(float(config.get("high_pass", 0.01))),
+               "hrf_model": _hrf_model_name(config.get("hrf_model", "spm")),
+               "hrf_model_raw": str(config.get("hrf_model", "spm"))}
+    return spec.describe(spec.make_options(config.get("method_options")), context)
 
 
 def _glm_paragraph(config: Mapping[str, Any]) -> str:
@@ -191,7 +109,7 @@ def _glm_paragraph(config: Mapping[str, Any]) -> str:
     fwhm = config.get("smoothing_fwhm")
     smooth = (f" and spatial smoothing with a {_fmt(float(fwhm))} mm FWHM Gaussian kernel"
               if fwhm else "")
-    if method == "canonical":
+    if not get_method(method).estimates_hrf:
         conv = _hrf_model_name(config.get("hrf_model", "spm"))
     else:
         conv = (f"the HRF estimated for the voxel's parcel by the {method} method (the "
@@ -381,7 +299,7 @@ def hrfs_used_text(config: Mapping[str, Any], canonical_parcels: Sequence[str] =
     canonical = f"canonical {dict(spm='SPM', glover='Glover').get(base, base)} HRF"
     if "derivative" in model.lower():
         canonical += " + derivative(s)"
-    if method == "canonical":
+    if not get_method(method).estimates_hrf:
         return canonical
     text = f"the parcel HRFs estimated by {method}"
     if canonical_parcels:

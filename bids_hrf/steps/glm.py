@@ -172,7 +172,7 @@ def _blank_unusable_voxels(Y: np.ndarray, bold: str) -> np.ndarray:
 def _glm_hrf(prepared: dict, hrf_tsv: str, options: GLMOptions,
              mask_img: nib.Nifti1Image) -> str | ParcelHRFs:
     """The HRF of the GLM: the canonical model, or the parcels' HRFs of ``hrf_tsv``."""
-    if options.hrf_method == "canonical" or not hrf_tsv:
+    if not options.estimated_hrfs or not hrf_tsv:
         return options.hrf_model
     labels_map, _ = read_labels_tsv(prepared["labels"])
     atlas_img = load_img(prepared["atlas_bold"], "atlas")

@@ -17,11 +17,15 @@ from nilearn import masking, signal
 
 from bids_hrf.errors import DataError
 from bids_hrf.hrf.base import HRFEstimate
+from bids_hrf.hrf.registry import HRFContext, ParcelRuns, VoxelRuns
 from bids_hrf.io.events import read_events
+from bids_hrf.options import HRFOptions
+from bids_hrf.reports.sparse_summary import summarise_sparse_run, write_sparse_summary
 from bids_hrf.steps.prepare import (
     load_img,
     open_img,
     read_confounds,
+    read_frame_times,
     read_labels_tsv,
     read_sample_mask,
 )
@@ -81,7 +85,8 @@ def load_run_data(bold: str, mask: str, confounds: str, sample_mask: str, events
     Y = signal.clean(Y, confounds=conf.to_numpy() if conf is not None else None,
                      sample_mask=kept, t_r=tr, high_pass=high_pass or None, detrend=False,
                      standardize=None, standardize_confounds=True)
-    frame_times = (np.arange(n_vols) * tr)[kept] if kept is not None else np.arange(n_vols) * tr
+    times = read_frame_times(sample_mask)  # built once, in the preparation step
+    frame_times = times[kept] if kept is not None else times
     series = pd.read_csv(timeseries, sep="\t")
     if contiguous_only and len(series) != len(frame_times):
         series = pd.DataFrame(columns=series.columns)  # not used by the sparse method
@@ -115,11 +120,13 @@ def _voxel_ijk(mask_img) -> np.ndarray:
     return np.argwhere(np.asarray(mask_img.dataobj) > 0)
 
 
-def estimate_hrf_step(runs: list[dict], atlas_bold: str, labels: str, method: str,
-                      hrf_model: str, hrf_duration: float, hrf_dt: float | None,
-                      high_pass: float, options: dict, contrasts: dict,
+def estimate_hrf_step(runs: list[dict], atlas_bold: str, labels: str, options: HRFOptions,
                       out_dir: str | Path, nprocs: int = 1) -> dict:
     """Estimate per-parcel HRFs over the runs of one subject/session/task.
+
+    The method comes from the HRF-method registry (:mod:`bids_hrf.hrf.registry`): this
+    step loads the data of the kind it declares, calls its estimator and writes what it
+    returns; a method's report panels may add what the report draws (``_PANEL_DATA``).
 
     Parameters
     ----------
@@ -128,57 +135,94 @@ def estimate_hrf_step(runs: list[dict], atlas_bold: str, labels: str, method: st
         ``timeseries``, ``tr``, ``name``.
     atlas_bold, labels : str
         Parcellation on the BOLD grid and its labels TSV (from the first run).
-    method : {"canonical", "fir", "jde-vem", "sparse"}
-    contrasts : dict
-        Label -> weights over sorted condition names (JDE-VEM NRL contrasts).
+    options : HRFOptions
+        The method and its options.
+    out_dir : path
+        The step's folder.
+    nprocs : int
+        Processes the method may use.
 
     Returns
     -------
     dict
         ``hrf`` (TSV), ``hrf_variance`` (TSV or ""), ``maps`` (list of {fragment, path,
-        run}), ``tables`` (list of {fragment, path}), ``parameters`` (dict).
+        run}), ``tables`` (list of {fragment, path}), ``parameters`` (JSON path),
+        ``method``, and what the method's report panels saved.
     """
     out_dir = Path(out_dir)
+    spec = options.spec
     labels_map, _ = read_labels_tsv(labels)
-    names = [labels_map[k] for k in labels_map]
     tr = float(runs[0]["tr"])
-    dt = hrf_dt or default_dt(tr)
-    maps: list[dict] = []
-    if method == "canonical":
-        from bids_hrf.hrf.basis import canonical_estimate
+    context = HRFContext(tr=tr, labels=labels_map, dt=options.hrf_dt or default_dt(tr),
+                         hrf_duration=options.hrf_duration, hrf_model=options.hrf_model,
+                         high_pass=options.high_pass, hrf_dt=options.hrf_dt,
+                         contrasts=options.nrl_contrasts, n_jobs=nprocs,
+                         progress=_progress(spec.name))
+    data, mask_img = _LOADERS[spec.data](runs, atlas_bold, labels_map, options.high_pass)
+    estimate = spec.estimate(data, context, options.settings())
+    run_maps = _pop_run_outputs(estimate)
+    result = _save_estimate(estimate, mask_img, out_dir,
+                            _save_run_maps(run_maps, mask_img, runs, out_dir))
+    for panel in spec.report_panels:
+        if panel in _PANEL_DATA:
+            result.update(_PANEL_DATA[panel](data, run_maps, mask_img, context, out_dir))
+    return result
 
-        estimate = canonical_estimate(names, hrf_model=hrf_model, dt=dt, duration=hrf_duration)
-        mask_img = None
-    elif method == "fir":
-        from bids_hrf.hrf.fir.estimator import estimate_fir
 
-        series, events, times = zip(*(_run_series(r) for r in runs), strict=True)
-        estimate = estimate_fir([s[names].to_numpy() for s in series], list(events),
-                                list(times), tr, names, fir_duration=hrf_duration,
-                                high_pass=0.0, dt=hrf_dt)
-        mask_img = None
-    elif method == "jde-vem":
-        estimate, mask_img = _jde(runs, atlas_bold, labels_map, options, contrasts, dt,
-                                  hrf_duration, nprocs, high_pass=high_pass,
-                                  hrf_model=hrf_model)
-    elif method == "sparse":
-        estimate, mask_img, maps, report = _sparse(runs, atlas_bold, labels_map, options,
-                                                   hrf_model, dt, hrf_duration, high_pass,
-                                                   nprocs, out_dir)
-        return {**_save_estimate(estimate, mask_img, out_dir, maps), "sparse_report": report}
-    else:  # pragma: no cover - the parser restricts the choices
-        raise ValueError(f"unknown HRF method {method!r}")
-    return _save_estimate(estimate, mask_img, out_dir, maps)
+def _progress(name: str):
+    done = {"n": 0}
+
+    def progress(n_done: int, total: int) -> None:
+        if n_done == total or n_done - done["n"] >= max(1, total // 10):
+            done["n"] = n_done
+            LOGGER.info("%s: %d/%d parcels done", name, n_done, total)
+
+    return progress
 
 
 def _run_series(run: dict) -> tuple[pd.DataFrame, pd.DataFrame | None, np.ndarray]:
     """Cleaned parcel series of a run (kept volumes), its events and frame times."""
     series = pd.read_csv(run["timeseries"], sep="\t")
     kept = read_sample_mask(run["sample_mask"])
-    n_vols = json.loads(Path(run["sample_mask"]).read_text())["n_volumes"]
-    times = np.arange(n_vols) * float(run["tr"])
+    times = read_frame_times(run["sample_mask"])
     times = times[kept] if kept is not None else times
     return series, read_events(run.get("events")), times
+
+
+def _no_data(runs, atlas_bold, labels_map, high_pass):
+    return None, None
+
+
+def _parcel_data(runs, atlas_bold, labels_map, high_pass) -> tuple[ParcelRuns, None]:
+    names = [labels_map[k] for k in labels_map]
+    series, events, times = zip(*(_run_series(r) for r in runs), strict=True)
+    return ParcelRuns(series=[s[names].to_numpy() for s in series], events=list(events),
+                      frame_times=list(times)), None
+
+
+def _voxel_data(runs, atlas_bold, high_pass, contiguous_only: bool) -> tuple[VoxelRuns, object]:
+    """Voxels valid in every run (one grid for all runs), cleaned as the method needs."""
+    _check_same_grid(runs)
+    data, masks = zip(*(_load(r, high_pass, contiguous_only) for r in runs), strict=True)
+    data, mask_img = _restrict(list(data), masks[0])
+    return VoxelRuns(Y=[d.Y for d in data], events=[d.events for d in data],
+                     frame_times=[d.frame_times for d in data],
+                     parcels=_voxel_parcels(atlas_bold, mask_img),
+                     ijk=_voxel_ijk(mask_img)), mask_img
+
+
+def _voxels_scrubbed(runs, atlas_bold, labels_map, high_pass):
+    # not filtered: these methods model the drift themselves (high_pass sets their model)
+    return _voxel_data(runs, atlas_bold, None, contiguous_only=False)
+
+
+def _voxels_contiguous(runs, atlas_bold, labels_map, high_pass):
+    return _voxel_data(runs, atlas_bold, high_pass, contiguous_only=True)
+
+
+#: How each data kind of :data:`bids_hrf.hrf.registry.DATA_KINDS` is loaded.
+_LOADERS = {"none": _no_data, "parcels": _parcel_data, "voxels-scrubbed": _voxels_scrubbed,
+            "voxels-contiguous": _voxels_contiguous}
 
 
 def _load(run: dict, high_pass: float | None, contiguous_only: bool = False):
@@ -198,108 +242,79 @@ def _check_same_grid(runs: list[dict]) -> None:
                             "--output-spaces with res-)")
 
 
-def _jde(runs, atlas_bold, labels_map, options, contrasts, dt, hrf_duration, nprocs,
-         high_pass: float | None = 0.01, hrf_model: str = "spm"):
-    """JDE-VEM over the runs of a group; ``high_pass`` (Hz, 0: constant only) sets the
-    cosine drift of the model (the data are not filtered beforehand); ``hrf_model`` the
-    canonical HRF (initial HRF, fixed HRF with ``--no-estimate-hrf``)."""
-    from bids_hrf.hrf.jde.app import estimate_jde_vem
-
-    _check_same_grid(runs)
-    data, masks = zip(*(_load(r, None) for r in runs), strict=True)
-    data, mask_img = _restrict(list(data), masks[0])
-    parcels = _voxel_parcels(atlas_bold, mask_img)
-    done = {"n": 0}
-
-    def progress(n_done: int, total: int) -> None:
-        if n_done == total or n_done - done["n"] >= max(1, total // 10):
-            done["n"] = n_done
-            LOGGER.info("JDE-VEM: %d/%d parcels done", n_done, total)
-
-    estimate = estimate_jde_vem(
-        [d.Y for d in data], [d.events for d in data], [d.frame_times for d in data],
-        float(runs[0]["tr"]), parcels, labels_map, _voxel_ijk(mask_img),
-        contrasts=contrasts or None, n_jobs=nprocs, progress=progress,
-        dt=dt, hrf_duration=hrf_duration, beta=options.get("jde_beta", 1.0),
-        sigma_h=options.get("jde_sigma_h", 0.1),
-        hrf_hyperprior=options.get("jde_hrf_hyperprior"), hrf_model=hrf_model,
-        n_iter_min=options.get("jde_iter_min", 5), n_iter_max=options.get("jde_iter_max", 100),
-        zero_constraint=options.get("zero_constraint", True),
-        estimate_hrf=options.get("estimate_hrf", True),
-        drift_model="cosine" if high_pass else None, high_pass=high_pass or 0.01)
-    return estimate, mask_img
+def _run_key(key: str) -> tuple[int | None, str]:
+    """``"run<i>:<fragment>"`` -> (i, fragment); other keys -> (None, key)."""
+    head, sep, rest = key.partition(":")
+    if sep and head.startswith("run") and head[3:].isdigit():
+        return int(head[3:]), rest
+    return None, key
 
 
-def _sparse(runs, atlas_bold, labels_map, options, hrf_model, dt, hrf_duration, high_pass,
-            nprocs, out_dir):
-    from bids_hrf.errors import UsageError
-    from bids_hrf.hrf.sparse.app import estimate_sparse, hrf_parameter_table
-    from bids_hrf.reports.sparse_summary import summarise_sparse_run, write_sparse_summary
+def _pop_run_outputs(estimate: HRFEstimate) -> dict[int, dict]:
+    """Take the per-run maps and tables (``run<i>:`` keys) out of ``estimate``.
 
-    criterion = options.get("sparse_criterion", "bic")
-    if options.get("sparse_group", 0.0) > 0 and criterion in ("bic", "aic"):
-        raise UsageError(f"--sparse-group {options['sparse_group']} needs a FISTA criterion, "
-                         f"not --sparse-criterion {criterion} (LARS is voxel-wise)",
-                         fix="add --sparse-criterion mad (or ut, lut, mad_update, ...)")
-    if options.get("sparse_group", 0.0) > 1:
-        raise UsageError(f"--sparse-group must be in [0, 1], got {options['sparse_group']}",
-                         fix="give a weight between 0 (voxel-wise L1) and 1 (L2,1 only)")
-    _check_same_grid(runs)
-    estimates = []
+    Returns
+    -------
+    dict
+        Run index -> ``{"maps": {fragment: values}, "tables": {fragment: table}}``, in
+        the order the method gave them.
+    """
+    out: dict[int, dict] = {}
+    for attr in ("maps", "tables"):
+        source = estimate.voxel_maps if attr == "maps" else estimate.parcel_tables
+        for key in list(source):
+            index, fragment = _run_key(key)
+            if index is not None:
+                out.setdefault(index, {"maps": {}, "tables": {}})[attr][fragment] = \
+                    source.pop(key)
+    return dict(sorted(out.items()))
+
+
+def _save_run_maps(run_maps: dict[int, dict], mask_img, runs: list[dict],
+                   out_dir: Path) -> list[dict]:
+    """Write the per-run maps and tables of :func:`_pop_run_outputs`.
+
+    Scan-wise maps get one volume per input volume (dummy scans: 0) so that volume i is
+    scan i of the input BOLD; the sidecar says how many leading volumes were zeroed.
+    """
     maps: list[dict] = []
-    report: list[dict] = []  # what the report draws, so that it never reloads the BOLD
-    mask_img = None
-    for index, run in enumerate(runs):
-        data, mask_img = _load(run, high_pass, contiguous_only=True)
-        (data,), mask_img = _restrict([data], mask_img)
-        parcels = _voxel_parcels(atlas_bold, mask_img)
-        LOGGER.info("sparse deconvolution of %s (%d voxels)", run["name"], data.Y.shape[1])
-        est = estimate_sparse(
-            data.Y, float(run["tr"]), parcels, labels_map,
-            criterion=criterion,
-            group=options.get("sparse_group", 0.0),
-            block_model=options.get("sparse_block", False),
-            n_surrogates=options.get("stability_surrogates", 0),
-            estimate_hrf=options.get("estimate_hrf", True),
-            hrf_model=hrf_model.split("+")[0].strip(), dt=dt, hrf_duration=hrf_duration,
-            high_pass=high_pass or 0.0, n_jobs=nprocs)
-        estimates.append(est)
-        if index < 2:
-            kind = "innovation" if options.get("sparse_block", False) else "activity"
-            summary = summarise_sparse_run(
-                data.Y, est.voxel_maps[f"desc-{kind}_bold"], est.voxel_maps["desc-denoised_bold"],
-                data.frame_times, data.events, parcels, labels_map, float(run["tr"]),
-                kind="innovation" if kind == "innovation" else "activity-inducing")
-            report.append({"run": index, "name": run["name"],
-                           **write_sparse_summary(summary, mask_img, out_dir,
-                                                  f"run{index}_report")})
-        # Scan-wise maps get one volume per input volume (dummy scans: 0) so that volume i
-        # is scan i of the input BOLD; the sidecar says how many leading volumes were zeroed.
-        n_vols = json.loads(Path(run["sample_mask"]).read_text())["n_volumes"]
-        n_lead = n_vols - data.Y.shape[0]
-        for fragment, values in est.voxel_maps.items():
-            if values.ndim == 2 and n_lead > 0:
+    for index, outputs in run_maps.items():
+        n_vols = json.loads(Path(runs[index]["sample_mask"]).read_text())["n_volumes"]
+        for fragment, values in outputs["maps"].items():
+            n_lead = n_vols - values.shape[0] if values.ndim == 2 else 0
+            if n_lead > 0:
                 values = np.vstack([np.zeros((n_lead, values.shape[1])), values])
             item = _save_map(values, mask_img, out_dir, fragment, index)
             if values.ndim == 2:
                 item["metadata"] = {"DummyVolumesZeroed": int(n_lead)}
             maps.append(item)
-        for key, table in est.parcel_tables.items():
-            path = out_dir / f"run{index}_{key}.tsv"
+        for fragment, table in outputs["tables"].items():
+            path = out_dir / f"run{index}_{fragment}.tsv"
             table.to_csv(path, sep="\t", index=False)
-            maps.append({"fragment": key, "path": str(path), "run": index, "kind": "table"})
-    first = estimates[0]
-    hrfs = np.mean([e.hrfs for e in estimates], axis=0)
-    norms = np.linalg.norm(hrfs, axis=0)
-    hrfs = hrfs / np.where(norms > 0, norms, 1.0)
-    variance = (np.var([e.hrfs for e in estimates], axis=0) / len(estimates)
-                if len(estimates) > 1 and options.get("estimate_hrf", True) else None)
-    combined = HRFEstimate(time=first.time, hrfs=hrfs, labels=first.labels, method="sparse",
-                           variance=variance,
-                           parameters={**first.parameters, "n_runs_averaged": len(estimates)},
-                           parcel_tables=(hrf_parameter_table(first.time, hrfs, first.labels)
-                                          if len(estimates) > 1 else {}))
-    return combined, mask_img, maps, report
+            maps.append({"fragment": fragment, "path": str(path), "run": index,
+                         "kind": "table"})
+    return maps
+
+
+def _sparse_fit_summaries(data: VoxelRuns, run_maps: dict[int, dict], mask_img,
+                          context: HRFContext, out_dir: Path) -> dict:
+    """What the report's sparse-fits panel draws (first two runs), so it never reloads."""
+    report = []
+    for index in list(run_maps)[:2]:
+        maps = run_maps[index]["maps"]
+        kind = "innovation" if "desc-innovation_bold" in maps else "activity"
+        summary = summarise_sparse_run(
+            data.Y[index], maps[f"desc-{kind}_bold"], maps["desc-denoised_bold"],
+            data.frame_times[index], data.events[index], data.parcels, dict(context.labels),
+            context.tr, kind="innovation" if kind == "innovation" else "activity-inducing")
+        report.append({"run": index,
+                       **write_sparse_summary(summary, mask_img, out_dir,
+                                              f"run{index}_report")})
+    return {"sparse_report": report}
+
+
+#: What a report panel (:attr:`MethodSpec.report_panels`) needs saved by the HRF step.
+_PANEL_DATA = {"sparse-fits": _sparse_fit_summaries}
 
 
 def _save_map(values: np.ndarray, mask_img, out_dir: Path, fragment: str,

@@ -12,6 +12,7 @@ from nilearn import image
 
 from bids_hrf.atlas import _file_atlas_name
 from bids_hrf.hrf.basis import canonical_hrf
+from bids_hrf.hrf.registry import get_method
 from bids_hrf.io.events import read_events
 from bids_hrf.reports import Report
 from bids_hrf.reports import figures as F
@@ -239,6 +240,28 @@ def _add_sparse_fits(report, sec: str, hrf: dict, runs: list[dict], prepared: li
                                      "a condition come first.")
 
 
+def _hrf_panel(report, sec: str, group: dict, config: dict, bg) -> None:
+    _add_hrf_section(report, sec, group["hrf"], config, bg)
+
+
+def _sparse_fits_panel(report, sec: str, group: dict, config: dict, bg) -> None:
+    _add_sparse_fits(report, sec, group["hrf"], group["runs"], group["prepared"], config)
+
+
+#: The report panels a method may list in :attr:`bids_hrf.hrf.registry.MethodSpec.report_panels`.
+PANELS = {"hrf": _hrf_panel, "sparse-fits": _sparse_fits_panel}
+
+
+def _add_method_panels(report, sec: str, group: dict, config: dict, bg) -> None:
+    """The panels the HRF method of ``group`` asks for, in its order."""
+    for panel in get_method(group["hrf"]["method"]).report_panels:
+        if panel in PANELS:
+            PANELS[panel](report, sec, group, config, bg)
+        else:
+            LOGGER.warning("HRF method %s asks for an unknown report panel %r (known: %s)",
+                           group["hrf"]["method"], panel, ", ".join(PANELS))
+
+
 def participant_report_step(subject: str, output_dir: str, config: dict,
                             groups: list[dict], nprocs: int = 1) -> Path:
     """Build and write ``OUTPUT_DIR/sub-<subject>.html``.
@@ -283,9 +306,7 @@ def participant_report_step(subject: str, output_dir: str, config: dict,
                                + ", ".join(dropped))
         hsec = report.section("HRF estimates", parent=gsec)
         if group.get("hrf"):
-            _add_hrf_section(report, hsec, group["hrf"], config, bg)
-            if config["hrf_method"] == "sparse":
-                _add_sparse_fits(report, hsec, group["hrf"], runs, prepared, config)
+            _add_method_panels(report, hsec, group, config, bg)
         for run, prep in zip(runs, prepared, strict=True):
             # The first run of the report is open: the default view reads in order.
             rsec = report.section(run["name"], parent=gsec, open=first_run)

@@ -14,6 +14,7 @@ from typing import Any
 
 import nibabel as nib
 
+from bids_hrf.hrf.registry import get_method
 from bids_hrf.io.derivatives import (
     atomic_path,
     bids_label,
@@ -81,6 +82,7 @@ def hrf_records(hrf: dict, entities: dict, atlas_name: str, metadata: dict) -> l
     """Records of an HRF step's outputs: table, variance, voxel maps, parcel tables."""
     params = json.loads(Path(hrf["parameters"]).read_text())
     desc = method_label(hrf["method"])
+    spec = get_method(hrf["method"])
     seg = bids_label(atlas_name)
     table_meta = {
         **metadata, "SamplingPeriod": params["SamplingPeriod"], "HRFMethod": hrf["method"],
@@ -103,15 +105,9 @@ def hrf_records(hrf: dict, entities: dict, atlas_name: str, metadata: dict) -> l
                               {**metadata, "HRFMethod": hrf["method"]}))
             continue
         meta = {**metadata, "HRFMethod": hrf["method"]}
-        if hrf["method"] == "jde-vem":
-            from bids_hrf.hrf.jde.app import map_metadata
-
-            meta.update(map_metadata(frag, params["parameters"]))
-        elif hrf["method"] == "sparse":
-            from bids_hrf.hrf.sparse.app import map_metadata as sparse_map_metadata
-
-            meta.update(sparse_map_metadata(frag, params["parameters"]))
-            meta.update(item.get("metadata", {}))
+        if spec.map_metadata is not None:
+            meta.update(spec.map_metadata(frag, params["parameters"]))
+        meta.update(item.get("metadata", {}))
         if frag.endswith("_bold"):
             # 4D maps: volumes are scans (activity, denoised, AUC) or HRF samples.
             meta["RepetitionTime"] = (params["SamplingPeriod"] if "Hrf" in frag

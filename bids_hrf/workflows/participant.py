@@ -8,6 +8,7 @@ across runs by fixed effects; sinks write BIDS-Derivatives; a report closes the 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from bids_hrf.interfaces.steps import (
     ResolveAtlas,
 )
 from bids_hrf.io.inputs import RunInputs, group_runs
-from bids_hrf.options import GLMOptions, PrepareOptions
+from bids_hrf.options import GLMOptions, HRFOptions, PrepareOptions
 
 
 def _safe(text: str) -> str:
@@ -52,20 +53,6 @@ def _source_uri(path: Path, config: Config) -> str:
         except ValueError:
             continue
     return str(path)
-
-
-def step_settings(config: Config, nrl_contrasts: dict | None = None) -> dict:
-    """Settings every step needs, as plain values (hashed by nipype for caching)."""
-    return {
-        "space": config.space, "confounds": config.confounds,
-        "dummy_scans": config.dummy_scans, "fd_threshold": config.fd_threshold,
-        "high_pass": config.high_pass, "min_parcel_voxels": config.min_parcel_voxels,
-        "smoothing_fwhm": config.smoothing_fwhm, "hrf_method": config.hrf_method,
-        "hrf_model": config.hrf_model, "hrf_duration": config.hrf_duration,
-        "hrf_dt": config.hrf_dt, "noise_model": config.noise_model,
-        "contrasts": config.contrasts, "method_options": config.method_options,
-        "nrl_contrasts": nrl_contrasts or {},
-    }
 
 
 def add_run_nodes(wf: pe.Workflow, run: RunInputs, config: Config, errors_dir: str,
@@ -131,7 +118,7 @@ def init_participant_wf(subject: str, runs: list[RunInputs], config: Config,
     and tasks): each gets :func:`hrf_step_procs` processors.
     """
     wf = pe.Workflow(name=f"sub_{_safe(subject)}_wf")
-    settings = step_settings(config, nrl_contrasts)
+    hrf_options = HRFOptions.from_config(config, nrl_contrasts)
     nprocs = max(1, config.nprocs)
     hrf_procs = hrf_step_procs(nprocs, n_parallel)
     groups = group_runs(runs)
@@ -148,12 +135,13 @@ def init_participant_wf(subject: str, runs: list[RunInputs], config: Config,
         records = [run_record(r, config) for r in g_runs]
         group_ents = {k: v for k, v in (("sub", sub), ("ses", ses), ("task", task)) if v}
         glm_runs = [i for i, r in enumerate(g_runs) if r.events is not None]
-        hrf_settings = settings
-        if not glm_runs and config.hrf_method in ("fir", "jde-vem"):
+        group_options = hrf_options
+        if not glm_runs and hrf_options.spec.uses_paradigm:
             # runs without events (task-rest): no event-related HRF can be estimated;
             # they get the canonical HRF table, as with --hrf-method canonical
-            hrf_settings = {**settings, "hrf_method": "canonical"}
-        hrf = pe.Node(EstimateHRF(runs=records, entities=group_ents, settings=hrf_settings,
+            group_options = replace(hrf_options, method="canonical")
+        hrf = pe.Node(EstimateHRF(runs=records, entities=group_ents,
+                                  hrf_options=group_options.to_dict(),
                                   errors_dir=errors_dir, nprocs=hrf_procs),
                       name=f"hrf_{tag}", mem_gb=_mem(first, 6.0) * len(g_runs),
                       n_procs=hrf_procs)

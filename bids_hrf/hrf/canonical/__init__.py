@@ -1,0 +1,1 @@
+"""The canonical HRF (``--hrf-model``) in every parcel: no estimation."""
