@@ -232,14 +232,17 @@ def _step_runs(ds, work: Path) -> tuple[list[dict], str, str]:
 
 def test_step_options_reach_the_model(jde_run, tmp_path):
     from bids_hrf.hrf.jde._design import canonical_hrf
+    from bids_hrf.options import HRFOptions
     from bids_hrf.steps.hrf import estimate_hrf_step
 
     ds, _, work = jde_run
     runs, atlas, labels = _step_runs(ds, work)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    fixed = estimate_hrf_step(runs, atlas, labels, "jde-vem", "spm", 25.0, None, 0.01,
-                              {"estimate_hrf": False}, {}, tmp_path / "a")
+    fixed = estimate_hrf_step(runs, atlas, labels,
+                              HRFOptions(space="x", method="jde-vem",
+                                         method_options={"estimate_hrf": False}),
+                              tmp_path / "a")
     table = pd.read_csv(fixed["hrf"], sep="\t")
     canon = canonical_hrf(table["time"].to_numpy())
     canon[0] = canon[-1] = 0.0
@@ -248,8 +251,10 @@ def test_step_options_reach_the_model(jde_run, tmp_path):
                                np.repeat(canon[:, None], table.shape[1] - 1, 1), atol=1e-6)
     # --hrf-model reaches JDE-VEM: the fixed HRF is Glover's, not SPM's
     (tmp_path / "g").mkdir()
-    glover = estimate_hrf_step(runs, atlas, labels, "jde-vem", "glover", 25.0, None, 0.01,
-                               {"estimate_hrf": False}, {}, tmp_path / "g")
+    glover = estimate_hrf_step(runs, atlas, labels,
+                               HRFOptions(space="x", method="jde-vem", hrf_model="glover",
+                                          method_options={"estimate_hrf": False}),
+                               tmp_path / "g")
     table_g = pd.read_csv(glover["hrf"], sep="\t")
     expect = canonical_hrf(table_g["time"].to_numpy(), "glover")
     expect[0] = expect[-1] = 0.0
@@ -257,11 +262,13 @@ def test_step_options_reach_the_model(jde_run, tmp_path):
     np.testing.assert_allclose(table_g.iloc[:, 1].to_numpy(), expect, atol=1e-6)
     assert np.abs(expect - canon).max() > 0.02
     with pytest.warns(RuntimeWarning, match="did not converge"):
-        free = estimate_hrf_step(runs, atlas, labels, "jde-vem", "spm", 20.0, 1.0, 0.0,
-                                 {"zero_constraint": False, "jde_iter_max": 3,
-                                  "jde_iter_min": 2, "jde_hrf_hyperprior": 1e4,
-                                  "jde_beta": 0.5},
-                                 {CONTRAST: [1.0, -1.0]}, tmp_path / "b")
+        options = HRFOptions(space="x", method="jde-vem", hrf_duration=20.0, hrf_dt=1.0,
+                             high_pass=0.0,
+                             method_options={"zero_constraint": False, "jde_iter_max": 3,
+                                             "jde_iter_min": 2, "jde_hrf_hyperprior": 1e4,
+                                             "jde_beta": 0.5},
+                             nrl_contrasts={CONTRAST: [1.0, -1.0]})
+        free = estimate_hrf_step(runs, atlas, labels, options, tmp_path / "b")
     table = pd.read_csv(free["hrf"], sep="\t")
     np.testing.assert_allclose(table["time"], np.arange(21.0))
     assert np.abs(table.iloc[[0, -1], 1:].to_numpy()).max() > 0  # ends not fixed to 0

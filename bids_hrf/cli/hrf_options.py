@@ -91,12 +91,13 @@ def methods_help() -> str:
 
 def options_markdown() -> str:
     """docs/usage.md's table of HRF methods and their options (between the markers)."""
-    lines = [MARKDOWN_BEGIN, "", "| `--hrf-method` | what it does | needs events |",
+    lines = [MARKDOWN_BEGIN, "", "| `--hrf-method` | what it does | HRF from the events |",
              "| --- | --- | --- |"]
     for name in method_names():
         spec = get_method(name)
-        lines.append(f"| `{name}` | {spec.summary} | "
-                     f"{'yes' if spec.uses_paradigm else 'no (paradigm free)'} |")
+        uses = ("not estimated" if not spec.estimates_hrf else
+                "yes" if spec.uses_paradigm else "no (paradigm free)")
+        lines.append(f"| `{name}` | {spec.summary} | {uses} |")
     lines += ["", "| option | methods | default | description |", "| --- | --- | --- | --- |"]
     for owners in option_keys().values():
         first = owners[0]

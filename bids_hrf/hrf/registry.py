@@ -280,6 +280,8 @@ _LOADED = {"builtin": False}
 
 
 def _load_builtin() -> None:
+    # The method modules are plugins, imported by name on first use (they import this
+    # module; loading them here at import time would be circular).
     if not _LOADED["builtin"]:
         _LOADED["builtin"] = True  # set first: the modules call register()
         for module in BUILTIN_METHODS:
@@ -288,7 +290,6 @@ def _load_builtin() -> None:
 
 def register(spec: MethodSpec, replace: bool = False) -> MethodSpec:
     """Add ``spec`` to the registry (``replace``: overwrite a method of the same name)."""
-    _load_builtin()
     if spec.name in _REGISTRY and not replace and _REGISTRY[spec.name] is not spec:
         raise ValueError(f"an HRF method named {spec.name!r} is already registered")
     _REGISTRY[spec.name] = spec
@@ -303,7 +304,10 @@ def unregister(name: str) -> None:
 def method_names() -> tuple[str, ...]:
     """The registered methods, built-in ones first."""
     _load_builtin()
-    return tuple(_REGISTRY)
+    order = {module: i for i, module in enumerate(BUILTIN_METHODS)}
+    ranked = sorted(enumerate(_REGISTRY.values()), key=lambda item: (
+        order.get(item[1].estimate.__module__, len(order)), item[0]))
+    return tuple(spec.name for _, spec in ranked)
 
 
 def get_method(name: str) -> MethodSpec:

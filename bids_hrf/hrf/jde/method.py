@@ -35,12 +35,14 @@ class JDEOptions(MethodOptions):
 
     estimate_hrf: bool = option(
         _default("estimate_hrf"), flag="estimate-hrf",
-        help="estimate each parcel's HRF (--no-estimate-hrf: keep the canonical HRF of "
-             "--hrf-model fixed, detection only)")
+        help="estimate each parcel's HRF; --no-estimate-hrf keeps the canonical HRF of "
+             "--hrf-model fixed (JDE-VEM then only estimates activations)")
     beta: float = option(_default("beta"), flag="jde-beta",
-                         help="initial spatial interaction of the Ising prior (>= 0)")
+                         help="initial spatial interaction parameter of the Ising prior on "
+                              "activation labels (then estimated); 0: no spatial "
+                              "regularisation at start")
     sigma_h: float = option(_default("sigma_h"), flag="jde-sigma-h",
-                            help="initial HRF prior variance (> 0)")
+                            help="initial variance of the HRF smoothness prior (then estimated)")
     hrf_hyperprior: float | None = option(
         _default("hrf_hyperprior"), flag="jde-hrf-hyperprior", parse=_rate, metavar="RATE",
         help="PyHRF's fixed rate of the exponential hyperprior on the HRF variance (PyHRF: "
@@ -49,7 +51,8 @@ class JDEOptions(MethodOptions):
     n_iter_min: int = option(_default("n_iter_min"), flag="jde-iter-min",
                              help="minimum VEM iterations")
     n_iter_max: int = option(_default("n_iter_max"), flag="jde-iter-max",
-                             help="maximum VEM iterations")
+                             help="maximum VEM iterations (convergence: change of the free energy "
+                                  "per data point below 1e-4 on two successive iterations)")
     zero_constraint: bool = option(
         _default("zero_constraint"), flag="zero-constraint",
         help="pin the HRF's first and last samples to 0 (--no-zero-constraint: free)")

@@ -37,19 +37,22 @@ class SparseOptions(MethodOptions):
     # and is not identifiable without a paradigm").
     estimate_hrf: bool = option(
         False, flag="estimate-hrf",
-        help="estimate each parcel's HRF blindly, without the paradigm (docs/sparse.md); "
-             "default: the canonical HRF of --hrf-model")
+        help="estimate each parcel's HRF blindly, without the paradigm; kept canonical by "
+             "default (its paradigm-free estimate is weakly identified, see docs/sparse.md)")
     criterion: str = option(_default("criterion"), flag="sparse-criterion", choices=CRITERIA,
-                            help="regularisation choice (bic, aic: LARS per voxel; the "
-                                 "others: FISTA)")
+                            help="how the regularisation parameter is chosen: bic or aic on the "
+                                 "LARS path of each voxel; the others are noise-based rules "
+                                 "with FISTA (docs/methods.md)")
     group: float = option(_default("group"), flag="sparse-group",
-                          help="weight in [0, 1] of the L2,1 spatial grouping (0: voxel-wise "
-                               "L1; needs a FISTA criterion)")
+                          help="weight in [0, 1] of the L2,1 (group) penalty coupling the "
+                               "voxels of a parcel at each time point; 0: voxel-wise L1; "
+                               "needs a FISTA criterion")
     block_model: bool = option(_default("block_model"), flag="sparse-block",
-                               help="block model: estimate innovation signals")
+                               help="block model: estimate innovation signals (onsets and offsets "
+                                    "of sustained activity) instead of spike-like activity")
     n_surrogates: int = option(_default("n_surrogates"), flag="stability-surrogates",
                                metavar="N", help="stability selection with N surrogates "
-                                                 "(0: off)")
+                                                 "(e.g. 50; writes an AUC map); 0: off")
 
     def problems(self) -> list[BidsHrfError]:
         """Out-of-range values and the grouping/criterion rule, each with its fix."""
