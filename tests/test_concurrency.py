@@ -195,7 +195,8 @@ def test_first_level_in_voxel_chunks_matches_one_piece(tmp_path, monkeypatch):
     ds = make_dataset(tmp_path)
     bold, mask = str(ds.bold()), str(ds.mask())
     (tmp_path / "atlas").mkdir()
-    atlas = resolve_atlas_step(str(ds.atlas), None, SPACE, bold, mask, tmp_path / "atlas")
+    atlas = resolve_atlas_step(str(ds.atlas), None, SPACE, {"bold": bold, "mask": mask},
+                               tmp_path / "atlas")
     (tmp_path / "prep").mkdir()
     run = {"bold": bold, "mask": mask, "events": str(ds.events()), "tr": 2.0}
     prep = prepare_run_step(run, atlas, PrepareOptions(space=SPACE), tmp_path / "prep")

@@ -120,8 +120,8 @@ class ResolveAtlas(_Step):
         from bids_hrf.steps.prepare import resolve_atlas_step
 
         i = self.inputs
-        return resolve_atlas_step(i.atlas_spec, i.atlas_labels or None, i.space, i.bold,
-                                  i.mask, cwd, nprocs=i.nprocs), []
+        return resolve_atlas_step(i.atlas_spec, i.atlas_labels or None, i.space,
+                                  {"bold": i.bold, "mask": i.mask}, cwd, nprocs=i.nprocs), []
 
 
 class _PrepareInputSpec(_StepInputSpec):

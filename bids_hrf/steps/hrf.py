@@ -50,13 +50,17 @@ def default_dt(tr: float) -> float:
     return tr / n
 
 
-def load_run_data(bold: str, mask: str, confounds: str, sample_mask: str, events: str | None,
-                  timeseries: str, tr: float, high_pass: float | None,
+def load_run_data(run: dict, high_pass: float | None,
                   contiguous_only: bool = False) -> tuple[RunData, object]:
     """Load one run's voxels in the brain mask, scale to percent signal change, and clean.
 
     Parameters
     ----------
+    run : dict
+        The prepared run: ``bold``, ``mask``, ``confounds``, ``sample_mask``, ``events``
+        (or None), ``timeseries``, ``tr``.
+    high_pass : float or None
+        High-pass cut-off (Hz) of the cleaning; None: not filtered.
     contiguous_only : bool
         Keep every volume after the dummy scans (methods that need a regular time grid,
         such as sparse deconvolution); scrubbed volumes are then only regressed, not removed.
@@ -67,6 +71,8 @@ def load_run_data(bold: str, mask: str, confounds: str, sample_mask: str, events
     """
     from bids_hrf.timeseries import masked_rows
 
+    bold, mask, sample_mask = run["bold"], run["mask"], run["sample_mask"]
+    tr = float(run["tr"])
     mask_img = load_img(mask, "brain mask")
     mask_bool = np.asarray(mask_img.dataobj) > 0
     Y = masked_rows(open_img(bold, "BOLD image"), mask_bool, Path(bold).name)
@@ -76,7 +82,7 @@ def load_run_data(bold: str, mask: str, confounds: str, sample_mask: str, events
     n_dummy = json.loads(Path(sample_mask).read_text()).get("n_dummy", 0)
     if contiguous_only:
         kept = np.arange(n_dummy, n_vols) if n_dummy else None
-    conf = read_confounds(confounds)
+    conf = read_confounds(run["confounds"])
     mean = Y.mean(axis=0)
     good = np.isfinite(mean) & (np.abs(mean) > 1e-6) & np.isfinite(Y).all(axis=0) \
         & (Y.std(axis=0) > 1e-6 * np.maximum(np.abs(mean), 1.0))
@@ -87,10 +93,11 @@ def load_run_data(bold: str, mask: str, confounds: str, sample_mask: str, events
                      standardize=None, standardize_confounds=True)
     times = read_frame_times(sample_mask)  # built once, in the preparation step
     frame_times = times[kept] if kept is not None else times
-    series = pd.read_csv(timeseries, sep="\t")
+    series = pd.read_csv(run["timeseries"], sep="\t")
     if contiguous_only and len(series) != len(frame_times):
         series = pd.DataFrame(columns=series.columns)  # not used by the sparse method
-    return RunData(Y=Y, frame_times=frame_times, valid=good, events=read_events(events),
+    return RunData(Y=Y, frame_times=frame_times, valid=good,
+                   events=read_events(run.get("events")),
                    parcel_series=series), mask_img
 
 
@@ -203,7 +210,7 @@ def _parcel_data(runs, atlas_bold, labels_map, high_pass) -> tuple[ParcelRuns, N
 def _voxel_data(runs, atlas_bold, high_pass, contiguous_only: bool) -> tuple[VoxelRuns, object]:
     """Voxels valid in every run (one grid for all runs), cleaned as the method needs."""
     _check_same_grid(runs)
-    data, masks = zip(*(_load(r, high_pass, contiguous_only) for r in runs), strict=True)
+    data, masks = zip(*(load_run_data(r, high_pass, contiguous_only) for r in runs), strict=True)
     data, mask_img = _restrict(list(data), masks[0])
     return VoxelRuns(Y=[d.Y for d in data], events=[d.events for d in data],
                      frame_times=[d.frame_times for d in data],
@@ -223,12 +230,6 @@ def _voxels_contiguous(runs, atlas_bold, labels_map, high_pass):
 #: How each data kind of :data:`bids_hrf.hrf.registry.DATA_KINDS` is loaded.
 _LOADERS = {"none": _no_data, "parcels": _parcel_data, "voxels-scrubbed": _voxels_scrubbed,
             "voxels-contiguous": _voxels_contiguous}
-
-
-def _load(run: dict, high_pass: float | None, contiguous_only: bool = False):
-    return load_run_data(run["bold"], run["mask"], run["confounds"], run["sample_mask"],
-                         run.get("events"), run["timeseries"], float(run["tr"]), high_pass,
-                         contiguous_only=contiguous_only)
 
 
 def _check_same_grid(runs: list[dict]) -> None:

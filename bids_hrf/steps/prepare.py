@@ -108,9 +108,12 @@ def write_labels_tsv(path: str | Path, labels: dict[int, str],
     return Path(path)
 
 
-def resolve_atlas_step(atlas_spec: str, atlas_labels: str | None, space: str, bold: str,
-                       mask: str, out_dir: str | Path, nprocs: int = 1) -> dict:
+def resolve_atlas_step(atlas_spec: str, atlas_labels: str | None, space: str,
+                       reference: dict, out_dir: str | Path, nprocs: int = 1) -> dict:
     """Resolve ``--atlas`` once for a subject/session/task group of runs.
+
+    ``reference`` is the group's first run (``bold``, ``mask``): its grid (and, for
+    ``data-driven:N``, its data) define the atlas.
 
     Returns
     -------
@@ -119,6 +122,7 @@ def resolve_atlas_step(atlas_spec: str, atlas_labels: str | None, space: str, bo
         ``source`` (where it came from).
     """
     out_dir = Path(out_dir)
+    bold, mask = reference["bold"], reference["mask"]
     if atlas_spec.startswith("data-driven"):
         bold_img, mask_img = load_img(bold, "BOLD image"), load_img(mask, "brain mask")
     else:  # only the header (voxel size) is used to pick a TemplateFlow resolution
