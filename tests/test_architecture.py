@@ -64,3 +64,22 @@ def test_numerical_core_imports_nothing_above_it():
     edges = _top_level_graph()
     bad = sorted((a, b) for a in core for b in edges.get(a, ()) if b in above)
     assert not bad, bad
+
+
+def test_steps_and_interfaces_take_few_arguments():
+    """No function in steps/ or interfaces/ takes more than 6 arguments (issue 10): what
+    travels together is one typed object (stage options, a run record, a small dataclass)."""
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "bids_hrf"
+    offenders = []
+    for folder in ("steps", "interfaces"):
+        for path in sorted((package / folder).glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    args = node.args
+                    names = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
+                    count = len(names) - (1 if names[:1] in (["self"], ["cls"]) else 0)
+                    if count > 6:
+                        offenders.append(f"{folder}/{path.name}:{node.name} ({count})")
+    assert not offenders, offenders

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -188,9 +190,10 @@ def group_glm_step(inv_records: list[dict], options: GroupOptions, out_dir: str 
             continue
         for sub, why in dropped.items():
             LOGGER.warning("group: sub-%s left out of %s: %s", sub, contrast, why)
-        analysis, recs = _analyse(spec, design, [str(u) for u in used], dropped,
-                                  [maps_in[str(u)] for u in used], n_sessions, base, space,
-                                  out_dir, s)
+        analysis, recs = _analyse(_GroupFit(
+            spec=spec, design=design, used=[str(u) for u in used], dropped=dropped,
+            maps=[maps_in[str(u)] for u in used], n_sessions=n_sessions, base=base,
+            space=space, out_dir=out_dir, settings=s))
         analyses.append(analysis)
         records.extend(recs)
     (out_dir / "group_glm.json").write_text(json.dumps(analyses, default=str))
@@ -198,9 +201,38 @@ def group_glm_step(inv_records: list[dict], options: GroupOptions, out_dir: str 
             "settings": s}, records
 
 
-def _analyse(spec, design, used, dropped, maps_used, n_sessions, base, space, out_dir, s):
+@dataclass(frozen=True)
+class _GroupFit:
+    """One contrast's second-level analysis: its inputs, settings and output folder."""
+
+    spec: Any  # the parsed --group-model
+    design: pd.DataFrame
+    used: list[str]  # participants (or participant:session) in the design, in row order
+    dropped: dict  # participant -> why it was left out
+    maps: list  # the subject-level maps, in ``used`` order
+    n_sessions: dict  # participant -> sessions combined into its map
+    base: dict  # task, desc, contrast, missing
+    space: str
+    out_dir: Path
+    settings: dict  # alpha, height_control, cluster_threshold, n_perm, fdr, nprocs
+
+
+@dataclass(frozen=True)
+class _MapNaming:
+    """How the maps of one group contrast are named and described."""
+
+    tag: str  # file-name stem in the step folder
+    glabel: str  # BIDS label of the group contrast (``model-``)
+    ents: dict  # output entities
+    meta: dict  # sidecar metadata shared by the contrast's maps
+
+
+def _analyse(fit: _GroupFit) -> tuple[dict, list[dict]]:
     from bids_hrf.glm.second_level import fit_second_level
 
+    spec, design, used, dropped = fit.spec, fit.design, fit.used, fit.dropped
+    maps_used, n_sessions, base, out_dir = fit.maps, fit.n_sessions, fit.base, fit.out_dir
+    space = fit.space
     task, desc, contrast = base["task"], base["desc"], base["contrast"]
     mask = _common_mask(maps_used)
     results = fit_second_level(maps_used, design, mask_img=mask)
@@ -235,12 +267,12 @@ def _analyse(spec, design, used, dropped, maps_used, n_sessions, base, space, ou
             paths[name] = str(path)
             records.append(output(path, "statmap", {**ents, "model": glabel, "stat": name},
                                   {**meta, "Statistic": name}, datatype=None))
-        recs, extra = _threshold(res, tag, glabel, ents, meta, out_dir, s)
+        naming = _MapNaming(tag=tag, glabel=glabel, ents=ents, meta=meta)
+        recs, extra = _threshold(fit, res, naming)
         records.extend(recs)
         paths.update(extra)
-        if s["n_perm"] and res.stat_type == "t":
-            recs, extra = _permutations(maps_used, design, res, mask, tag, glabel, ents,
-                                        meta, out_dir, s)
+        if fit.settings["n_perm"] and res.stat_type == "t":
+            recs, extra = _permutations(fit, res, mask, naming)
             records.extend(recs)
             paths.update(extra)
         paths["max_z"] = float(np.nanmax(np.abs(np.asarray(res.z.dataobj))))
@@ -249,8 +281,11 @@ def _analyse(spec, design, used, dropped, maps_used, n_sessions, base, space, ou
             "used": used, "dropped": dropped, "maps": group_maps}, records
 
 
-def _threshold(res, tag, glabel, ents, meta, out_dir, s):
+def _threshold(fit: _GroupFit, res, naming: _MapNaming) -> tuple[list[dict], dict]:
     from bids_hrf.glm.second_level import threshold_and_clusters
+
+    s, out_dir = fit.settings, fit.out_dir
+    tag, glabel, ents, meta = naming.tag, naming.glabel, naming.ents, naming.meta
 
     two_sided = res.stat_type == "t"
     what = (f"{s['height_control']} p < {s['alpha']:g}"
@@ -285,8 +320,11 @@ def _threshold(res, tag, glabel, ents, meta, out_dir, s):
                      "threshold": what, "n_clusters": int(len(clusters))}
 
 
-def _permutations(maps, design, res, mask, tag, glabel, ents, meta, out_dir, s):
+def _permutations(fit: _GroupFit, res, mask, naming: _MapNaming) -> tuple[list[dict], dict]:
     from bids_hrf.glm.second_level import permutation_inference
+
+    maps, design, s, out_dir = fit.maps, fit.design, fit.settings, fit.out_dir
+    tag, glabel, ents, meta = naming.tag, naming.glabel, naming.ents, naming.meta
 
     try:
         perm = permutation_inference(maps, design, np.asarray(res.weights), mask_img=mask,

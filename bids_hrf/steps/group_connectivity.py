@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -142,10 +143,11 @@ def connectivity_step(inv_records: list[dict], options: GroupOptions,
     groups = subject_groups(spec, participants)
     records: list[dict] = []
     sources = ["timeseries"] + (["activity"] if s["activity"] else [])
+    context = _Context(inv=inv, kinds=kinds, groups=groups, space=space, out_dir=out_dir,
+                       settings=s)
     for source in sources:
         for (task, seg), rows in sorted(_runs(inv, space, source).items()):
-            analyses, recs = _analyse(inv, rows, task, seg, source, kinds, groups, space,
-                                      out_dir, s)
+            analyses, recs = _analyse(context, rows, task, seg, source)
             result["analyses"].extend(analyses)
             records.extend(recs)
     if not result["analyses"]:
@@ -235,8 +237,36 @@ def _load_series(inv, rows, source, task_regression=False, bids_dir=None):
     return series, keys
 
 
-def _analyse(inv, rows, task, seg, source, kinds, groups, space, out_dir, s):
+@dataclass(frozen=True)
+class _Context:
+    """What every connectivity analysis of the group step shares."""
+
+    inv: pd.DataFrame  # the participant outputs (io/outputs.py inventory)
+    kinds: tuple[str, ...]  # connectivity measures
+    groups: pd.Series | None  # participant -> group (None: one group)
+    space: str
+    out_dir: Path
+    settings: dict  # fdr, networks, activity, task_regression, bids_dir
+
+
+@dataclass(frozen=True)
+class _Measure:
+    """One measure of one (task, atlas, source): how its files are named and described."""
+
+    kind: str
+    label: str  # BIDS label of the measure (``meas-``)
+    base: dict  # output entities
+    meta: dict  # sidecar metadata
+    tag: str  # file-name stem in the step folder
+    names: list[str]  # parcels (matrix rows and columns)
+    networks: dict | None  # parcel -> network
+
+
+def _analyse(context: _Context, rows, task, seg, source) -> tuple[list[dict], list[dict]]:
     from bids_hrf.connectivity import connectivity_matrices
+
+    inv, kinds, groups, space = context.inv, context.kinds, context.groups, context.space
+    out_dir, s = context.out_dir, context.settings
 
     series, keys = _load_series(inv, rows, source, s["task_regression"], s["bids_dir"])
     if not series:
@@ -306,15 +336,20 @@ def _analyse(inv, rows, task, seg, source, kinds, groups, space, out_dir, s):
                                                          is not None else order, strict=True)
                              if level == "all" or g == level]}, datatype=None))
             analysis["means"][level] = str(path)
-        analysis.update(_compare(per_sub, order, sub_groups, names, networks, kind, label,
-                                 base, meta, tag, out_dir, s, records))
+        measure = _Measure(kind=kind, label=label, base=base, meta=meta, tag=tag,
+                           names=names, networks=networks)
+        analysis.update(_compare(context, measure, per_sub, order, sub_groups, records))
         analyses.append(analysis)
     return analyses, records
 
 
-def _compare(per_sub, order, sub_groups, names, networks, kind, label, base, meta, tag,
-             out_dir, s, records) -> dict:
+def _compare(context: _Context, measure: _Measure, per_sub: np.ndarray, order: list[str],
+             sub_groups: pd.Series | None, records: list[dict]) -> dict:
     from bids_hrf.connectivity import compare_edges, compare_networks, network_summary
+
+    out_dir, s = context.out_dir, context.settings
+    kind, label, base, meta = measure.kind, measure.label, measure.base, measure.meta
+    tag, names, networks = measure.tag, measure.names, measure.networks
 
     out: dict = {}
     fisher = kind in _FISHER
