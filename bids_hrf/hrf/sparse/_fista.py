@@ -2,12 +2,14 @@
 
 Problem per voxel ``v`` (columns of ``Y``)::
 
-    min_s  1/2 ||y_v - H s||^2 + lambda_v ||s||_1                      (group = 0)
-    min_S  1/2 ||Y - H S||_F^2 + lambda ((1 - g) ||S||_1 + g ||S||_2,1)   (group = g > 0)
+    min_s  1/2 ||y_v - H s||^2 + lambda_v ||s||_1                          (group = 0)
+    min_S  1/2 ||Y - H S||_F^2 + lambda ((1 - g) ||S||_1 + g sqrt(V) ||S||_2,1)  (g > 0)
 
-where ``||S||_2,1`` sums over time points the L2 norm across voxels (one lambda for all
-voxels). The gradient step is ``1/L`` with ``L`` the largest eigenvalue of ``H'H`` found by
-power iteration (pySPFM uses the looser bound ``||H||_F^2``, i.e. much smaller steps).
+where ``||S||_2,1`` sums over time points the L2 norm across the ``V`` voxels (one lambda
+for all voxels; the ``sqrt(V)`` group weight keeps the threshold on the per-voxel scale
+whatever the parcel's size, see :func:`prox_l1_l21`). The gradient step is ``1/L`` with
+``L`` the largest eigenvalue of ``H'H`` found by power iteration (pySPFM uses the looser
+bound ``||H||_F^2``, i.e. much smaller steps).
 
 Noise level and lambda rules
 ----------------------------
@@ -140,15 +142,22 @@ def prox_l1(z: np.ndarray, thr: np.ndarray | float) -> np.ndarray:
 
 
 def prox_l1_l21(z: np.ndarray, thr: float, group: float) -> np.ndarray:
-    """Proximal operator of ``thr ((1 - group) ||.||_1 + group ||.||_2,1)`` (rows = groups).
+    """Proximal operator of ``thr ((1 - group) ||.||_1 + group sqrt(V) ||.||_2,1)``.
 
-    Soft thresholding by ``thr (1 - group)`` followed by group shrinkage of each row (time
-    point, all voxels) by ``thr group``; this composition is the exact prox of the sum.
+    Rows are the groups (time points), each of ``V = z.shape[1]`` voxels. Soft thresholding
+    by ``thr (1 - group)`` followed by group shrinkage of each row by ``thr group sqrt(V)``;
+    this composition is the exact prox of the sum.
+
+    The ``sqrt(V)`` weight (Yuan & Lin 2006: a group's weight is the square root of its size)
+    makes the group threshold act on the root mean square of a row across voxels, the scale
+    of the per-voxel lambda: the L2 norm of a row of pure noise grows as ``sqrt(V)``, so an
+    unweighted threshold lets noise through in large parcels and over-shrinks small ones.
     """
     s = prox_l1(z, thr * (1.0 - group))
     norms = np.linalg.norm(s, axis=1, keepdims=True)
+    g_thr = thr * group * np.sqrt(z.shape[1])
     with np.errstate(divide="ignore", invalid="ignore"):
-        shrink = np.where(norms > 0, np.maximum(1.0 - thr * group / norms, 0.0), 0.0)
+        shrink = np.where(norms > 0, np.maximum(1.0 - g_thr / norms, 0.0), 0.0)
     return s * shrink
 
 
