@@ -1,8 +1,9 @@
 """Open an HTML report in headless Chromium and collect what a reader would hit.
 
 :func:`check_report` copies the report, adds a script that runs in the page (console
-errors, images that do not decode, elements wider than the page, figures without a caption,
-figures that could not be made) and reads the answer back from the DOM that Chromium dumps.
+errors, images that do not decode, elements wider than the page, table cells with a word cut
+across lines, figures without a caption, figures that could not be made) and reads the
+answer back from the DOM that Chromium dumps.
 ``python -m tests.browser REPORT.html [PNG]`` prints the findings (and a screenshot).
 """
 
@@ -53,12 +54,42 @@ window.addEventListener("load", function () {
     }
   });
   var limit = document.documentElement.clientWidth;
+  // Content of a scrolling box that fits in the page is reached by scrolling that box.
+  function scrolledInPage(el) {
+    for (var a = el.parentElement; a && a !== document.body; a = a.parentElement) {
+      var ox = getComputedStyle(a).overflowX;
+      if ((ox === "auto" || ox === "scroll" || ox === "hidden")
+          && a.getBoundingClientRect().right <= limit + 1) return true;
+    }
+    return false;
+  }
   var overflow = [];
   document.querySelectorAll("main *").forEach(function (el) {
     var r = el.getBoundingClientRect();
-    if (r.width > 0 && r.right > limit + 1) {
+    if (r.width > 0 && r.right > limit + 1 && !scrolledInPage(el)) {
       overflow.push(el.tagName.toLowerCase() + (el.className ? "." + el.className : "")
                     + " right=" + Math.round(r.right));
+    }
+  });
+  // Table cells whose words are cut across lines ("time_to_pe|ak"): a word (split at
+  // spaces, after "_" and "-") drawn on more than one line.
+  var brokenWords = [];
+  document.querySelectorAll("main table th, main table td").forEach(function (cell) {
+    var walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (var node = walker.nextNode(); node; node = walker.nextNode()) {
+      var re = /[^\\s_-]+[_-]?/g, m;
+      while ((m = re.exec(node.data)) !== null) {
+        var range = document.createRange();
+        range.setStart(node, m.index);
+        range.setEnd(node, m.index + m[0].replace(/[_-]$/, "").length);
+        var tops = {};
+        Array.from(range.getClientRects()).forEach(function (q) {
+          if (q.width > 0) tops[Math.round(q.top)] = true;
+        });
+        if (Object.keys(tops).length > 1 && brokenWords.length < 20) {
+          brokenWords.push(m[0] + " in " + cell.textContent.trim().slice(0, 60));
+        }
+      }
     }
   });
   var uncaptioned = [];
@@ -72,7 +103,7 @@ window.addEventListener("load", function () {
   out.textContent = JSON.stringify({
     errors: window.__errors, n_images: imgs.length, broken: broken,
     page_width: limit, scroll_width: document.documentElement.scrollWidth,
-    overflow: overflow.slice(0, 20), n_overflow: overflow.length,
+    overflow: overflow.slice(0, 20), n_overflow: overflow.length, broken_words: brokenWords,
     n_figures: document.querySelectorAll("figure").length, uncaptioned: uncaptioned,
     failed_notes: document.querySelectorAll(".note.fail").length
   });
@@ -115,8 +146,10 @@ def check_report(report: str | os.PathLike, chromium: str | None = None,
         ``errors`` (uncaught errors, failed resource loads, unhandled rejections and
         console.error calls), ``n_images``, ``broken`` (images that did not decode),
         ``page_width``, ``scroll_width``, ``overflow`` (elements whose right edge passes the
-        page width, every section opened), ``n_figures``, ``uncaptioned`` (figure indices
-        without caption text) and ``failed_notes`` (figures that could not be made).
+        page width, every section opened, except inside a scrolling box that fits the page),
+        ``broken_words`` (table cells with a word cut across lines), ``n_figures``,
+        ``uncaptioned`` (figure indices without caption text) and ``failed_notes`` (figures
+        that could not be made).
     """
     chromium = chromium or find_chromium()
     if chromium is None:

@@ -130,7 +130,15 @@ def make_inputs(seed: int = 0) -> dict:
     coverage = pd.DataFrame(
         {"label": names, "coverage": np.round(rng.uniform(0.35, 1.0, len(names)), 3)}
     )
+    # A JDE-VEM hrfparams table (its columns, Schaefer-like snake_case parcel labels): wide
+    # enough that its cells must wrap, and words must not be cut in doing so.
+    jde_cols = ["time_to_peak", "fwhm", "height", "time_to_peak_sd", "fwhm_sd", "height_sd",
+                "max_ppm", "class_separation", "response_p", "response_q", "hrf_tempering"]
+    hrfparams = pd.DataFrame(rng.uniform(0, 10, (len(names), len(jde_cols))), columns=jde_cols)
+    hrfparams.insert(0, "parcel", [f"7Networks_LH_SomMot_{k}" for k in range(len(names))])
+    hrfparams = hrfparams.assign(silent=rng.random(len(names)) > 0.5, n_iter=30, converged=True)
     return {
+        "hrfparams": hrfparams,
         "bold": nib.Nifti1Image(bold, aff),
         "mask": nib.Nifti1Image(brain.astype(np.uint8), aff),
         "atlas": nib.Nifti1Image(labels.astype(np.int16), aff),
@@ -274,6 +282,7 @@ def build_demo_report(
         raise RuntimeError("synthetic failure <b>boom</b>")
 
     rep.add_figure(jde, broken, caption="A figure that fails on purpose.")
+    rep.add_table(jde, d["hrfparams"], caption="HRF parameters per parcel")
     spfm = rep.section("Sparse deconvolution")
     f, a, k = calls["sparse_fit"]
     rep.add_figure(spfm, f, *a, caption="Example voxel: BOLD, fit and activity.", **k)

@@ -346,6 +346,20 @@ def test_tables_are_truncated_and_formatted():
     assert "<td>0.2105</td>" in html  # 4 significant digits
 
 
+def test_table_cells_wrap_between_words_only():
+    """snake_case names get a break opportunity after each "_" (and nowhere else); the
+    stylesheet does not let the browser cut words (the browser test measures the result)."""
+    rep = Report("t")
+    sec = rep.section("Tables")
+    df = pd.DataFrame({"time_to_peak": [5.0], "parcel": ["7Networks_LH_Vis_1"]})
+    rep.add_table(sec, df, caption="HRF parameters")
+    html = rep.render()
+    assert "<th>time_<wbr>to_<wbr>peak</th>" in html
+    assert "<td>7Networks_<wbr>LH_<wbr>Vis_<wbr>1</td>" in html
+    assert 'class="dataframe data"' in html  # attributes untouched
+    assert "anywhere" not in html and "break-all" not in html
+
+
 def test_sections_ids_unique_and_validated():
     rep = Report("t")
     a = rep.section("Run 1")

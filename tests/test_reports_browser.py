@@ -39,6 +39,7 @@ def _assert_clean(report, chromium: str, failed: int = 0) -> dict:
     assert found["broken"] == [], f"{name}: images that do not decode {found['broken']}"
     assert found["scroll_width"] <= found["page_width"], f"{name}: page scrolls sideways"
     assert found["n_overflow"] == 0, f"{name}: elements wider than the page {found['overflow']}"
+    assert found["broken_words"] == [], f"{name}: words cut in table cells {found['broken_words']}"
     assert found["n_figures"] == found["n_images"], f"{name}: image outside a figure"
     assert found["uncaptioned"] == [], f"{name}: figures without caption {found['uncaptioned']}"
     assert found["failed_notes"] == failed, f"{name}: figures that could not be made"
@@ -90,10 +91,19 @@ def test_the_checker_sees_broken_images_overflow_and_missing_captions(tmp_path, 
         "<html><head></head><body><main>"
         '<figure><img src="data:image/png;base64,iVBORw0KGgo="></figure>'
         '<div style="width:5000px">wide</div>'
+        '<div style="overflow-x:auto;width:200px"><div class="scrolled" style="width:5000px">'
+        "reached by scrolling its box</div></div>"
+        '<table><tr><td style="width:30px;overflow-wrap:anywhere">response_probability</td>'
+        '<td style="width:30px">time_to_peak</td></tr></table>'
         "<script>console.error('boom')</script></main></body></html>")
     found = check_report(bad, chromium)
     assert found["broken"] and found["n_overflow"] > 0 and found["uncaptioned"] == [0]
+    assert not any("scrolled" in o for o in found["overflow"]), found["overflow"]
     assert any("boom" in e for e in found["errors"])
+    # The words cut by overflow-wrap are found; those overflowing their narrow cell are not
+    # cut, and a break after "_" is between words.
+    assert found["broken_words"], found
+    assert all(w.endswith(" in response_probability") for w in found["broken_words"]), found
 
 
 @pytest.fixture(scope="module")

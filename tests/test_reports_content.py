@@ -213,3 +213,60 @@ def test_parallel_drawing_gives_the_serial_report(tmp_path, caplog):
 def test_n_procs_is_checked():
     with pytest.raises(ValueError, match="n_procs"):
         Report("x", n_procs=0)
+
+
+def _big_map():
+    """A 1.5 mm-like map above the display limit: a positive and a negative peak voxel."""
+    import nibabel as nib
+
+    from bids_hrf.reports._common import DISPLAY_MAX_VOXELS
+
+    shape = (150, 150, 100)
+    assert np.prod(shape) > DISPLAY_MAX_VOXELS
+    data = np.zeros(shape, dtype=np.float32)
+    data[31, 40, 57] = 9.0
+    data[100, 11, 20] = -7.0
+    affine = np.diag([1.5, 1.5, 1.5, 1.0])
+    affine[:3, 3] = [-110.0, -120.0, -70.0]
+    return nib.Nifti1Image(data, affine)
+
+
+def test_large_maps_are_reduced_for_display_small_ones_kept():
+    import nibabel as nib
+
+    from bids_hrf.reports._common import DISPLAY_MAX_VOXELS, display_image
+
+    img = _big_map()
+    shown = display_image(img, "stat")
+    assert shown.shape == (75, 75, 50) and np.prod(shown.shape) <= DISPLAY_MAX_VOXELS
+    data = np.asarray(shown.dataobj)
+    assert data.max() == 9.0 and data.min() == -7.0  # single-voxel peaks survive, signed
+    assert np.count_nonzero(data) == 2
+    # The reduced voxel holding a peak is centred within one original voxel of it.
+    for ijk in ((31, 40, 57), (100, 11, 20)):
+        world = img.affine @ [*ijk, 1]
+        cell = np.argwhere(data == np.asarray(img.dataobj)[ijk])[0]
+        assert np.allclose(shown.affine @ [*cell, 1], world, atol=1.5 * 0.5 + 1e-6)
+    grid = (np.arange(150 * 150 * 100) % 7).reshape(150, 150, 100).astype(np.int16)
+    labels = nib.Nifti1Image(grid, img.affine)
+    nearest = np.asarray(display_image(labels, "nearest").dataobj)
+    assert set(np.unique(nearest)) <= set(range(7)) and nearest.dtype == labels.get_data_dtype()
+    flat = nib.Nifti1Image(np.full((150, 150, 100), 3.0, np.float32), img.affine)
+    assert np.allclose(np.asarray(display_image(flat, "mean").dataobj), 3.0)
+    small = nib.Nifti1Image(np.zeros((64, 64, 40), np.float32), img.affine)
+    assert display_image(small) is small
+
+
+def test_stat_map_mosaic_is_drawn_from_the_reduced_map(monkeypatch):
+    """The slices of a large map come from the reduced copy; the title's voxel count and
+    peak from the full map."""
+    from nilearn import plotting
+
+    from bids_hrf.reports.figures_glm import plot_stat_map
+
+    drawn = {}
+    monkeypatch.setattr(plotting, "plot_stat_map",
+                        lambda img, **kw: drawn.update(img=img, title=kw["title"]))
+    plot_stat_map(_big_map(), threshold=3.0, glass_brain=False)
+    assert drawn["img"].shape == (75, 75, 50)
+    assert "in 2 voxels, peak 9.00" in drawn["title"]

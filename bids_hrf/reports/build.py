@@ -322,6 +322,10 @@ class Report:
             float_format=lambda x: f"{x:.4g}",
             justify="left",
         )
+        # Line-break opportunities after the "_" of snake_case names (column names, parcel
+        # labels): cells then wrap between words, never inside one (text nodes only).
+        table = re.sub(r">([^<]+)<", lambda m: ">" + m.group(1).replace("_", "_<wbr>") + "<",
+                       table)
         self._n_tables += 1
         note = f"showing the first {len(shown)} of {n} rows" if n > len(shown) else ""
         head = Markup("<p class='caption'><b>Table {}.</b> {}{}</p>").format(

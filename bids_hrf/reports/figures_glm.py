@@ -13,6 +13,8 @@ from bids_hrf.reports._common import (
     PALETTE,
     EmbeddedFigure,
     check_1d,
+    display_background,
+    display_image,
     embed,
     load_img,
     new_figure,
@@ -191,6 +193,7 @@ def plot_atlas(atlas_img: Any, bg_img: Any = None, title: str = "") -> EmbeddedF
     n_parcels = int((labels != 0).sum())
     if n_parcels == 0:
         raise ValueError("the atlas image holds no parcel (all voxels are 0)")
+    img, bg_img = display_image(img, "nearest"), display_background(bg_img)
     with report_style(), warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message=".*converting a masked element", category=UserWarning
@@ -325,8 +328,10 @@ def plot_stat_map(
     peak = float(np.nanmax(np.abs(data))) if np.isfinite(data).any() else 0.0
     n_supra = int((np.abs(np.nan_to_num(data)) > threshold).sum())
     vmax = max(peak, threshold * 1.5, 1e-6)
-    if bg_img is None:
-        bg_img = template_background(img)
+    # Counts and peak above come from the full map; the slices are drawn from a reduced
+    # copy when the map is large (signed block maxima: supra-threshold voxels stay visible).
+    img = display_image(img, "stat")
+    bg_img = template_background(img) if bg_img is None else display_background(bg_img)
     kwargs = {} if bg_img is None else {"bg_img": bg_img}
     with report_style():
         fig = pyplot_figure(11, 2.6) if glass_brain else pyplot_figure(7.3, 2.6)

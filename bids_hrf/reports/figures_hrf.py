@@ -13,6 +13,8 @@ from bids_hrf.reports._common import (
     EmbeddedFigure,
     as_hrf_matrix,
     check_1d,
+    display_background,
+    display_image,
     embed,
     grid_shape,
     load_img,
@@ -220,9 +222,12 @@ def plot_hrf_overlay(
     return embed(fig, fmt="svg")
 
 
-def _slices_map(fig, img, rect, title, cmap, vmin, vmax, bg_img, threshold):
+def _slices_map(fig, img, rect, title, cmap, vmin, vmax, bg_img, threshold, kind="nearest"):
     from nilearn import plotting
 
+    # Large maps are drawn from a reduced copy (see display_image): voxel values are kept
+    # (``nearest``) for parameter maps, block maxima (``stat``) for probability maps.
+    img, bg_img = display_image(img, kind), display_background(bg_img)
     kwargs = {} if bg_img is None else {"bg_img": bg_img}
     plotting.plot_stat_map(
         img,
@@ -280,6 +285,7 @@ def plot_ppm(
             1.0,
             bg_img,
             threshold,
+            kind="stat",
         )
     return embed(fig, fmt="png")
 
