@@ -176,9 +176,9 @@ def digest_tree(out: Path, root: Path) -> dict[str, dict]:
     return result
 
 
-def build_manifest(root: Path) -> dict[str, dict[str, dict]]:
-    """Run all scenarios under ``root`` and digest their outputs."""
-    return {name: digest_tree(out, root) for name, out in run_scenarios(root).items()}
+def build_manifest(root: Path, names: Sequence[str] | None = None) -> dict[str, dict[str, dict]]:
+    """Run the scenarios ``names`` (default: all) under ``root`` and digest their outputs."""
+    return {name: digest_tree(out, root) for name, out in run_scenarios(root, names).items()}
 
 
 def _close(a: float, b: float, tol: float) -> bool:
