@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from bids_hrf.config import Config
@@ -177,9 +178,13 @@ class HRFOptions(_Options):
     @classmethod
     def from_config(cls, config: Config, nrl_contrasts: dict | None = None) -> HRFOptions:
         """The options of ``config``."""
+        given = dict(config.method_options)
+        for key, owners in option_keys().items():  # files: absolute (steps run elsewhere)
+            if owners[0].path and isinstance(given.get(key), str):
+                given[key] = str(Path(given[key]).expanduser().absolute())
         return cls(space=config.space, method=config.hrf_method, hrf_model=config.hrf_model,
                    hrf_duration=config.hrf_duration, hrf_dt=config.hrf_dt,
-                   high_pass=config.high_pass, method_options=dict(config.method_options),
+                   high_pass=config.high_pass, method_options=given,
                    nrl_contrasts=dict(nrl_contrasts or {}))
 
 

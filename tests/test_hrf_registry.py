@@ -143,7 +143,7 @@ def test_toy_method_in_help_and_docs(toy_method, capsys):
     from bids_hrf.cli.run import main
 
     assert main(["--help"]) == 0
-    out = capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     assert "toy-peak" in out and "--toy-peak" in out and "a toy gamma HRF" in out
     assert "`--toy-peak`" in options_markdown()
 

@@ -34,6 +34,9 @@ BUILTIN_METHODS = (
     "bids_hrf.hrf.fir.method",
     "bids_hrf.hrf.jde.method",
     "bids_hrf.hrf.sparse.method",
+    "bids_hrf.hrf.rfir.method",
+    "bids_hrf.hrf.r1glm.method",
+    "bids_hrf.hrf.library.method",
 )
 
 #: What an estimator receives (:attr:`MethodSpec.data`).
@@ -62,7 +65,7 @@ def estimator_default(estimator: Callable, parameter: str) -> Any:
 
 def option(default: Any, help: str, *, flag: str | None = None,
            parse: Callable[[str], Any] | None = None, choices: tuple | None = None,
-           metavar: str | None = None) -> Any:
+           metavar: str | None = None, path: bool = False) -> Any:
     """Declare a field of a method's options class.
 
     Parameters
@@ -81,9 +84,13 @@ def option(default: Any, help: str, *, flag: str | None = None,
         Allowed values (shown in ``--help``).
     metavar : str, optional
         Name of the value in ``--help``.
+    path : bool
+        The value is a file: made absolute where the configuration is built (the steps
+        run in their own folders).
     """
     return field(default=default, metadata={"help": help, "flag": flag, "parse": parse,
-                                            "choices": choices, "metavar": metavar})
+                                            "choices": choices, "metavar": metavar,
+                                            "path": path})
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,7 @@ class OptionField:
     parse: Callable[[str], Any] | None
     choices: tuple | None
     metavar: str | None
+    path: bool = False
 
 
 class MethodOptions:
@@ -264,7 +272,8 @@ class MethodSpec:
                                    key=flag.replace("-", "_"), default=f.default,
                                    type=f.type, help=meta.get("help", ""),
                                    parse=meta.get("parse"), choices=meta.get("choices"),
-                                   metavar=meta.get("metavar")))
+                                   metavar=meta.get("metavar"),
+                                   path=bool(meta.get("path"))))
         return out
 
     def make_options(self, method_options: Mapping[str, Any] | None = None) -> MethodOptions:
@@ -277,6 +286,7 @@ class MethodSpec:
 
 _REGISTRY: dict[str, MethodSpec] = {}
 _LOADED = {"builtin": False}
+_BUILTIN_ORDER: list[str] = []
 
 
 def _load_builtin() -> None:
@@ -285,7 +295,7 @@ def _load_builtin() -> None:
     if not _LOADED["builtin"]:
         _LOADED["builtin"] = True  # set first: the modules call register()
         for module in BUILTIN_METHODS:
-            importlib.import_module(module)
+            _BUILTIN_ORDER.append(importlib.import_module(module).SPEC.name)
 
 
 def register(spec: MethodSpec, replace: bool = False) -> MethodSpec:
@@ -304,10 +314,8 @@ def unregister(name: str) -> None:
 def method_names() -> tuple[str, ...]:
     """The registered methods, built-in ones first."""
     _load_builtin()
-    order = {module: i for i, module in enumerate(BUILTIN_METHODS)}
-    ranked = sorted(enumerate(_REGISTRY.values()), key=lambda item: (
-        order.get(item[1].estimate.__module__, len(order)), item[0]))
-    return tuple(spec.name for _, spec in ranked)
+    builtin = [name for name in _BUILTIN_ORDER if name in _REGISTRY]
+    return tuple(builtin + [name for name in _REGISTRY if name not in builtin])
 
 
 def get_method(name: str) -> MethodSpec:

@@ -330,9 +330,12 @@ def plot_hrf_parameter_maps(
                 vmin, vmax = np.percentile(values, [2, 98])
             else:
                 vmin, vmax = 0.0, 1.0
-            if vmax - vmin < 1e-6 * max(1.0, abs(vmin)):  # constant map
-                pad = max(0.05 * abs(vmin), 1e-3)
-                vmin, vmax = vmin - pad, vmax + pad
+            # nilearn's colour bar fails on ranges narrow next to their values (e.g. unit-peak
+            # heights 1.00-1.04) and on constant maps: widen to >= 20 % of the magnitude
+            scale = max(abs(vmin), abs(vmax), 1e-3)
+            if vmax - vmin < 0.2 * scale:
+                centre, half = (vmin + vmax) / 2, 0.1 * scale
+                vmin, vmax = centre - half, centre + half
             rect = [0.0, 1 - (row + 1) / n, 1.0, 1 / n]
             _slices_map(fig, img, rect, name, cmap, float(vmin), float(vmax), bg_img, 1e-12)
     return embed(fig, fmt="png")

@@ -16,6 +16,7 @@ from bids_hrf.hrf.registry import get_method
 from bids_hrf.io.events import read_events
 from bids_hrf.reports import Report
 from bids_hrf.reports import figures as F
+from bids_hrf.reports import figures_voxelwise as FV
 from bids_hrf.reports.methods import add_methods_section, hrfs_used_text
 from bids_hrf.reports.sparse_summary import read_sparse_summary
 from bids_hrf.steps.prepare import read_confounds, read_sample_mask
@@ -248,8 +249,22 @@ def _sparse_fits_panel(report, sec: str, group: dict, config: dict, bg) -> None:
     _add_sparse_fits(report, sec, group["hrf"], group["runs"], group["prepared"], config)
 
 
+def _voxel_hrfs_panel(report, sec: str, group: dict, config: dict, bg) -> None:
+    """Fit maps, best-fit voxel HRFs and time-to-peak histograms (the parameter maps are
+    drawn by the ``hrf`` panel)."""
+    hrf = group["hrf"]
+    for draw, caption in (
+            (FV.draw_fit_maps, "Fit of each voxel's HRF model: in-sample R^2 and, with "
+                               "cross-validation, held-out R^2 (leave one run out)"),
+            (FV.draw_best_hrfs, "HRFs of the 10 best-fit voxels (dashed: canonical SPM HRF)"),
+            (FV.draw_ttp_histograms, "Time to peak of the voxels of each parcel (counts per "
+                                     "0.5 s bin)")):
+        report.add_figure(sec, draw, hrf, caption=caption)
+
+
 #: The report panels a method may list in :attr:`bids_hrf.hrf.registry.MethodSpec.report_panels`.
-PANELS = {"hrf": _hrf_panel, "sparse-fits": _sparse_fits_panel}
+PANELS = {"hrf": _hrf_panel, "sparse-fits": _sparse_fits_panel,
+          "voxel-hrfs": _voxel_hrfs_panel}
 
 
 def _add_method_panels(report, sec: str, group: dict, config: dict, bg) -> None:
