@@ -76,3 +76,17 @@ def test_missing_library_tsv_is_one_clear_error(small_dataset, tmp_path, capsys)
     err = capsys.readouterr().err
     assert code == EXIT_NOINPUT and "--library-tsv" in err and "nope.tsv" in err
     assert "Traceback" not in err and not out.exists()
+
+
+def test_forced_cross_validation_with_one_run_is_one_clear_error(tmp_path, capsys):
+    from bids_hrf.datasets import make_synthetic_dataset
+    from bids_hrf.errors import EXIT_USAGE
+
+    one = make_synthetic_dataset(tmp_path / "bids", size="small", n_subjects=1, n_runs=1,
+                                 seed=3)
+    code = run_cli(one.bids_dir, tmp_path / "out", "participant", "--hrf-method", "library",
+                   "--library-cv", "on", "--atlas", "data-driven:4", "--nprocs", "1",
+                   "-w", tmp_path / "work")
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and "at least 2 runs" in err and "--library-cv off" in err
+    assert "Traceback" not in err

@@ -47,11 +47,15 @@ def voxel_spec(name: str, summary: str, options: type[MethodOptions],
     """The registry entry of a voxel-wise method whose estimator ``make_estimator`` builds."""
 
     def estimate(data: VoxelRuns, context: HRFContext, opts: MethodOptions) -> HRFEstimate:
-        return estimate_voxelwise(
-            name, make_estimator(opts), data.Y, data.events, data.frame_times, context.tr,
-            data.parcels, dict(context.labels), dt=context.hrf_dt,
-            fir_duration=context.hrf_duration, high_pass=context.high_pass or 0.0,
-            contrasts=dict(context.contrasts), glm_hrf=opts.glm_hrf)
+        try:
+            return estimate_voxelwise(
+                name, make_estimator(opts), data.Y, data.events, data.frame_times,
+                context.tr, data.parcels, dict(context.labels), dt=context.hrf_dt,
+                fir_duration=context.hrf_duration, high_pass=context.high_pass or 0.0,
+                contrasts=dict(context.contrasts), glm_hrf=opts.glm_hrf)
+        except ValueError as exc:  # the estimators' checks of their data and settings
+            raise UsageError(f"--hrf-method {name}: {exc}",
+                             fix="see docs/usage.md (HRF methods)") from exc
 
     return MethodSpec(
         name=name, summary=summary, options=options, estimate=estimate, describe=describe,
