@@ -3,6 +3,8 @@ with known answers, and on bad input."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pandas as pd
@@ -234,8 +236,34 @@ def test_datafiles_lists_package_data(tmp_path, capsys, monkeypatch):
     assert any(p.endswith("reports/templates/report.html.j2") for p in full)
     assert any("mni_icbm152_t1" in p for p in full)
     assert str(tmp_path / "paradigm_loc.csv") in full
-    assert all(not p.endswith(".py") for p in full)
+    assert all(Path(p).is_file() for p in full)
+    # the one code file listed is the example dataset's generator
+    assert [p for p in full if p.endswith(".py")] == [
+        p for p in full if p.endswith("datasets/synthetic.py")]
     assert datafiles(["-b"]) == 0
     base = capsys.readouterr().out.splitlines()
     assert "report.html.j2" in base and "paradigm_loc.csv" in base and "/" not in "".join(base)
     assert datafiles(["--nope"]) == 64
+
+
+def test_shipped_example_atlas_is_listed_and_usable(capsys):
+    """The example atlas: listed, 100 labelled parcels in both hemispheres, labels TSV in
+    step, and read by the app's file-atlas path."""
+    from bids_hrf.atlas import resolve_atlas
+    from bids_hrf.cli.datafiles import EXAMPLE_ATLAS, data_files
+
+    files = {p.name: p for p in data_files()}
+    atlas = files[EXAMPLE_ATLAS]
+    labels = files[EXAMPLE_ATLAS.replace(".nii.gz", ".tsv")]
+    img = nib.load(atlas)
+    values = np.unique(np.asarray(img.dataobj))
+    table = pd.read_csv(labels, sep="\t")
+    assert values.tolist() == list(range(101)) and table["index"].tolist() == list(range(1, 101))
+    assert img.header.get_zooms()[:3] == (3.0, 3.0, 3.0)
+    # left parcels left of the midline, right ones right of it
+    assert (table.loc[table["name"].str.startswith("L_"), "x"] <= 0).all()
+    assert (table.loc[table["name"].str.startswith("R_"), "x"] > 0).all()
+    sizes = np.bincount(np.asarray(img.dataobj).ravel())[1:]
+    assert sizes.min() > 50  # no sliver parcels
+    resolved = resolve_atlas(str(atlas), labels_tsv=str(labels), space="MNI152NLin2009aSym")
+    assert resolved.n_parcels == 100 and resolved.labels[1] == "L_01"

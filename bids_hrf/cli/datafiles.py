@@ -3,12 +3,14 @@
 
     bids-hrf-datafiles [-b/--base-name]
 
-Lists, one path per line: the files shipped inside the bids_hrf package (report template),
-the MNI152 templates and masks that bids_hrf uses from nilearn's installed copy (reports,
-backgrounds), and PyHRF's sample data and Willard atlas when they have been fetched
-(``bash .ci/pyhrf_data.sh``; folder ``$BIDS_HRF_PYHRF_DATA`` or
-``~/.cache/bids_hrf/pyhrf``). The example dataset is generated, not shipped:
-``bids-hrf-demo DIR``.
+Lists, one path per line: the files shipped inside the bids_hrf package (the example
+atlas ``tpl-MNI152NLin2009aSym_res-3mm_atlas-bidshrfExample_desc-100_dseg.nii.gz`` and its
+labels TSV, usable as ``--atlas FILE --atlas-labels TSV``; the report template), the
+generator of the example dataset (``bids_hrf/datasets/synthetic.py``, run by
+``bids-hrf-demo DIR``), the MNI152 templates and masks that bids_hrf uses from nilearn's
+installed copy (reports, backgrounds), and PyHRF's sample data and Willard atlas when they
+have been fetched (``bash .ci/pyhrf_data.sh``; folder ``$BIDS_HRF_PYHRF_DATA`` or
+``~/.cache/bids_hrf/pyhrf``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from pathlib import Path
 
 PROG = "bids-hrf-datafiles"
 _SKIP = {".py", ".pyc"}
+
+#: The example atlas shipped in ``bids_hrf/data`` (made by tools/make_example_atlas.py).
+EXAMPLE_ATLAS = "tpl-MNI152NLin2009aSym_res-3mm_atlas-bidshrfExample_desc-100_dseg.nii.gz"
 
 
 def pyhrf_data_dir() -> Path | None:
@@ -39,6 +44,7 @@ def data_files() -> list[Path]:
     root = Path(bids_hrf.__file__).parent
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix not in _SKIP
                    and "__pycache__" not in p.parts)
+    files.append(root / "datasets" / "synthetic.py")  # the example dataset's generator
     try:
         import nilearn
 
