@@ -117,3 +117,36 @@ def test_sparse_hrf_matrix_uses_the_shape():
     h = hrf_samples(1.0, 30, "verhoef2025")
     assert np.argmax(h) == 5 and h.max() == pytest.approx(1.0)
     np.testing.assert_allclose(h[1:8], _gamma(np.arange(1, 8.0), 6, 1) / _gamma([5.0], 6, 1))
+
+
+@pytest.mark.parametrize("spec,peak", [("spm", 5.0), ("claron2021", 3.6),
+                                       ("gamma:9,0.5", 4.0), ("file", 7.0)])
+def test_hrf_model_reaches_the_app_outputs(spec, peak, small_dataset, tmp_path):
+    """--hrf-model through the whole participant level: the HRF table, the design of the
+    first-level GLM and its sidecars use the preset (canonical method)."""
+    from tests.conftest import run_cli
+
+    if spec == "file":  # a user HRF table peaking at 7 s
+        time = np.arange(0.0, 30.0, 0.5)
+        table = tmp_path / "hrf.tsv"
+        pd.DataFrame({"time": time, "hrf": _gamma(time, 8, 1.0)}).to_csv(
+            table, sep="\t", index=False)
+        spec = f"file:{table}"
+    out = tmp_path / "out"
+    assert run_cli(small_dataset.bids_dir, out, "participant", "--participant-label", "01",
+                   "--atlas", "data-driven:4", "--hrf-model", spec, "--nprocs", "1",
+                   "--no-report", "-w", tmp_path / "work") == 0
+    func = out / "sub-01" / "func"
+    hrf = pd.read_csv(next(func.glob("*desc-canonical_hrf.tsv")), sep="\t")
+    assert hrf["time"].to_numpy()[np.argmax(hrf.iloc[:, 1].to_numpy())] == pytest.approx(
+        peak, abs=0.6)
+    design = pd.read_csv(next(func.glob("*run-1_design.tsv")), sep="\t")
+    events = pd.read_csv(next(small_dataset.bids_dir.rglob("sub-01*run-1_events.tsv")),
+                         sep="\t")
+    cond = sorted(events["trial_type"].unique())[0]
+    n_dummy = small_dataset.n_dummy_scans  # the design holds the volumes after them
+    frame_times = np.arange(len(design) + n_dummy) * small_dataset.tr
+    ref = make_design(frame_times, events, spec, drift_model=None)[cond].to_numpy()[n_dummy:]
+    # the app mean-centres the regressors over the kept volumes: equal up to a constant
+    np.testing.assert_allclose(design[cond].to_numpy() - design[cond].mean(),
+                               ref - ref.mean(), atol=1e-6)
