@@ -20,6 +20,7 @@ from bids_hrf.config import Config
 from bids_hrf.errors import BidsHrfError, OutputError, UsageError, ValidationErrors
 from bids_hrf.glm.contrasts import load_contrasts, parse_contrast
 from bids_hrf.io.checks import validate_config
+from bids_hrf.io.config_record import write_config_record
 from bids_hrf.io.derivatives import existing_config_hash, init_output_dir, write_json
 from bids_hrf.io.inputs import collect_runs, group_runs
 from bids_hrf.io.outputs import inventory
@@ -34,11 +35,14 @@ def run(config: Config) -> dict:
     """Run the analysis level of ``config``; return a summary (reports, outputs, skipped)."""
     validate_config(config)
     if config.analysis_level == "participant":
-        return run_participant(config)
-    if config.analysis_level == "group":
-        return run_group(config)
-    raise UsageError(f"unknown analysis level {config.analysis_level!r}",
-                     fix="use participant or group")
+        summary = run_participant(config)
+    elif config.analysis_level == "group":
+        summary = run_group(config)
+    else:
+        raise UsageError(f"unknown analysis level {config.analysis_level!r}",
+                         fix="use participant or group")
+    write_config_record(config)  # OUTPUT_DIR/config.toml: --config reproduces the run
+    return summary
 
 
 def _check_contrasts(config: Config, runs) -> tuple[list[str], dict]:

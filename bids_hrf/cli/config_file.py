@@ -23,12 +23,11 @@ from typing import Any
 from bids_hrf.cli.hrf_options import method_options_from_args
 from bids_hrf.errors import NoInputError, UsageError, ValidationErrors
 from bids_hrf.hrf.registry import resolved_method_options
+from bids_hrf.io.config_record import CONFIG_NAME, to_toml
 
 __all__ = ["config_actions", "read_config_file", "apply_config", "resolved_options",
-           "to_toml", "parse_with_config", "write_resolved_config", "CONFIG_NAME"]
+           "to_toml", "parse_with_config", "CONFIG_NAME"]
 
-#: file every participant-level run writes in OUTPUT_DIR (group level: ``group_config.toml``)
-CONFIG_NAME = "config.toml"
 #: options that are not settings of the analysis
 _NOT_SETTINGS = {"help", "version", "config", "print_config"}
 
@@ -232,32 +231,6 @@ def _absolute(value: Any) -> Any:
     return value
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"TOML cannot hold {value!r}")
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return json.dumps(json.dumps(dict(value)))  # JSON options are given as text
-    raise ValueError(f"cannot write {type(value).__name__} {value!r} in TOML")
-
-
-def to_toml(values: Mapping[str, Any], header: Sequence[str] = ()) -> str:
-    """Write flat ``values`` as TOML (``key = value`` lines, keys sorted), comments first."""
-    lines = [f"# {h}" for h in header]
-    for key in sorted(values):
-        lines.append(f"{key} = {_toml_value(values[key])}")
-    return "\n".join(lines) + "\n"
-
-
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--config FILE`` and ``--print-config`` to ``parser``."""
     g = parser.add_argument_group("configuration file")
@@ -306,14 +279,3 @@ def _header(args: argparse.Namespace, how: str) -> list[str]:
             f"rerun: bids-hrf {pos or 'BIDS_DIR OUTPUT_DIR LEVEL'} --config THIS_FILE",
             "keys are the long command-line options without the dashes; the command line "
             "overrides them"]
-
-
-def write_resolved_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
-                          output_dir: str | Path, level: str) -> Path:
-    """Write the run's resolved options in OUTPUT_DIR (``config.toml``; the group level
-    writes ``group_config.toml`` so that the participant level's file stays)."""
-    from bids_hrf.io.derivatives import write_text
-
-    name = CONFIG_NAME if level == "participant" else f"{level}_{CONFIG_NAME}"
-    text = to_toml(resolved_options(parser, args), _header(args, "written by the run"))
-    return write_text(Path(output_dir) / name, text)

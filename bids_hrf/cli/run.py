@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose += argv.count("--verbose")
     setup_logging(verbose)
     try:
-        from bids_hrf.cli.config_file import parse_with_config, write_resolved_config
+        from bids_hrf.cli.config_file import parse_with_config
         from bids_hrf.cli.parser import build_parser, config_from_args
 
         parser = build_parser()
@@ -61,8 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = config_from_args(args)
         from bids_hrf.api import run
 
-        run(config)
-        write_resolved_config(parser, args, config.output_dir, config.analysis_level)
+        run(config)  # writes OUTPUT_DIR/config.toml
     except ValidationErrors as exc:
         for err in exc.errors:
             print(f"bids-hrf: error: {err.one_line()}", file=sys.stderr)
