@@ -214,3 +214,29 @@ def test_first_level_in_voxel_chunks_matches_one_piece(tmp_path, monkeypatch):
             a = np.asarray(nib.load(paths[stat]).dataobj)
             b = np.asarray(nib.load(outs["chunks"]["contrasts"][label][stat]).dataobj)
             np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6, err_msg=f"{label} {stat}")
+
+
+def test_multiproc_after_joblib_in_the_same_session(tmp_path):
+    """A Python session that used joblib, then runs bids_hrf with --nprocs 2: the forked
+    nipype workers must not inherit the session's joblib executor (it hung forever in the
+    first parallel step: the data-driven atlas)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "session.py"
+    script.write_text(textwrap.dedent(f"""
+        from joblib import Parallel, delayed
+        Parallel(n_jobs=2)(delayed(abs)(i) for i in range(4))  # a live executor
+        from bids_hrf.cli.run import main
+        from bids_hrf.datasets import make_synthetic_dataset
+        ds = make_synthetic_dataset({str(tmp_path / "bids")!r}, size="small", n_subjects=1,
+                                    n_runs=1, seed=2)
+        raise SystemExit(main([str(ds.bids_dir), {str(tmp_path / "out")!r}, "participant",
+                               "--atlas", "data-driven:4", "--nprocs", "2", "--no-report",
+                               "-w", {str(tmp_path / "work")!r}]))
+    """))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, str(script)], env=env, timeout=300,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -63,6 +65,23 @@ def _release_joblib_workers() -> None:
             stop(kill_workers=True)
         else:  # pragma: no cover - a plain loky executor
             executor.shutdown(wait=True, kill_workers=True)
+
+
+def _forget_inherited_loky_executor() -> None:
+    """In a forked child (a nipype MultiProc worker), forget the parent's joblib executor.
+
+    Its worker processes are the parent's children: jobs a step sent to it would wait
+    forever (a Python session that used joblib, then ran bids_hrf with ``--nprocs 2``,
+    hung in the first parallel step). The child starts its own executor when it needs one.
+    """
+    module = sys.modules.get("joblib.externals.loky.reusable_executor")
+    if module is not None:
+        module._executor = None
+        module._executor_kwargs = None
+        module._executor_lock = threading.RLock()  # it may have been held at the fork
+
+
+os.register_at_fork(after_in_child=_forget_inherited_loky_executor)
 
 
 class _StepInputSpec(BaseInterfaceInputSpec):
