@@ -47,6 +47,8 @@ _CONFIGS = [
     {"hrf_method": "sparse", "method_options": {"sparse_criterion": "mad",
                                                 "sparse_group": 0.5}},
     {"hrf_method": "sparse", "method_options": {"sparse_criterion": "mad"}},
+    {"hrf_method": "rfir"}, {"hrf_method": "r1glm"}, {"hrf_method": "library"},
+    {"hrf_method": "splora", "hrf_dt": 0.5},
     {"confounds": "gsr", "group_model": "two-sample:group:age", "connectivity": ["tangent"]},
     {"atlas": "/atlases/stanford_willard_parcellation_3x3x3mm.nii.gz"},
 ]

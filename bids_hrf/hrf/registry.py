@@ -37,6 +37,7 @@ BUILTIN_METHODS = (
     "bids_hrf.hrf.rfir.method",
     "bids_hrf.hrf.r1glm.method",
     "bids_hrf.hrf.library.method",
+    "bids_hrf.hrf.sparse.splora_method",
 )
 
 #: What an estimator receives (:attr:`MethodSpec.data`).

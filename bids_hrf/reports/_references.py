@@ -34,6 +34,9 @@ REFERENCES: dict[str, str] = {
     "regression. Annals of Statistics 32(2):407-499.",
     "Esteban et al., 2019": "Esteban O, Markiewicz CJ, Blair RW, et al. (2019). fMRIPrep: a "
     "robust preprocessing pipeline for functional MRI. Nature Methods 16:111-116.",
+    "Ciuciu et al., 2003": "Ciuciu P, Poline JB, Marrelec G, Idier J, Pallier C, Benali H "
+    "(2003). Unsupervised robust nonparametric estimation of the hemodynamic response "
+    "function for any fMRI experiment. IEEE Transactions on Medical Imaging 22(10):1235-1251.",
     "Friston et al., 1996": "Friston KJ, Williams S, Howard R, Frackowiak RS, Turner R "
     "(1996). Movement-related effects in fMRI time-series. Magnetic Resonance in Medicine "
     "35(3):346-355.",
@@ -71,6 +74,9 @@ REFERENCES: dict[str, str] = {
     "Journal of the Royal Statistical Society B 72(4):417-473.",
     "Nichols & Holmes, 2002": "Nichols TE, Holmes AP (2002). Nonparametric permutation tests "
     "for functional neuroimaging: a primer with examples. Human Brain Mapping 15(1):1-25.",
+    "Prince et al., 2022": "Prince JS, Charest I, Kurzawski JW, Pyles JA, Tarr MJ, Kay KN "
+    "(2022). Improving the accuracy of single-trial fMRI response estimates using GLMsingle. "
+    "eLife 11:e77599.",
     "Pedregosa et al., 2011": "Pedregosa F, Varoquaux G, Gramfort A, et al. (2011). "
     "Scikit-learn: machine learning in Python. Journal of Machine Learning Research "
     "12:2825-2830.",
@@ -93,6 +99,9 @@ REFERENCES: dict[str, str] = {
     "Uruñuela et al., 2020": "Uruñuela E, Jones S, Crawford A, et al. (2020). "
     "Stability-based sparse paradigm free mapping algorithm for deconvolution of functional "
     "MRI data. 42nd Annual International Conference of the IEEE EMBC, 1092-1095.",
+    "Uruñuela et al., 2021": "Uruñuela E, Moia S, Caballero-Gaudes C (2021). A low rank and "
+    "sparse paradigm free mapping algorithm for deconvolution of fMRI data. IEEE 18th "
+    "International Symposium on Biomedical Imaging (ISBI), 1726-1729.",
     "Uruñuela et al., 2024": "Uruñuela E, Gonzalez-Castillo J, Zheng C, Bandettini P, "
     "Caballero-Gaudes C (2024). Whole-brain multivariate hemodynamic deconvolution for "
     "functional MRI with stability selection. Medical Image Analysis 91:103010.",
