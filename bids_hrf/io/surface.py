@@ -1,0 +1,142 @@
+"""Read fMRIPrep surface BOLD: a GIFTI pair per run, or CIFTI grayordinates (issue 12).
+
+fMRIPrep writes ``--output-spaces fsaverage*`` as one ``.func.gii`` per hemisphere
+(``..._hemi-L_space-fsaverage5_bold.func.gii`` and ``hemi-R``) and ``--cifti-output`` as a
+``.dtseries.nii`` (cortex vertices per hemisphere plus subcortical voxels). Both are read
+into one :class:`SurfaceBold`: a (scans x samples) array, where each sample comes from, and
+which samples carry signal (the medial wall and constant or non-finite samples do not:
+they are left out of every model, never counted as a parcel).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from bids_hrf.errors import DataError, NoInputError
+
+#: CIFTI structure names of the two cortical hemispheres
+CORTEX = {"L": "CIFTI_STRUCTURE_CORTEX_LEFT", "R": "CIFTI_STRUCTURE_CORTEX_RIGHT"}
+
+
+@dataclass
+class SurfaceBold:
+    """Surface or grayordinate BOLD of one run.
+
+    Attributes
+    ----------
+    data : ndarray (n_scans, n_samples)
+    structure : ndarray (n_samples,) of str
+        ``CIFTI_STRUCTURE_*`` name of each sample (cortex hemispheres for GIFTI).
+    vertex : ndarray (n_samples,) of int
+        Vertex index in its hemisphere's mesh (-1 for voxels).
+    ijk : ndarray (n_samples, 3) of int
+        Voxel coordinates of volume samples (-1 for vertices).
+    mesh_size : dict of str to int
+        Vertices of each hemisphere's full mesh (medial wall included).
+    valid : ndarray (n_samples,) of bool
+        Finite and not constant over time.
+    step : float or None
+        Time between scans written in the file (CIFTI series axis), if any.
+    """
+
+    data: np.ndarray
+    structure: np.ndarray
+    vertex: np.ndarray
+    ijk: np.ndarray
+    mesh_size: dict
+    valid: np.ndarray
+    step: float | None = None
+
+
+def gifti_pair(left: str | Path) -> tuple[Path, Path]:
+    """The ``hemi-L`` file of a GIFTI pair and its ``hemi-R`` twin (both must exist)."""
+    left = Path(left)
+    if "hemi-L" not in left.name:
+        raise DataError(f"{left.name} is not a left-hemisphere file (no 'hemi-L' in its name)",
+                        fix="give the hemi-L file of the pair", path=str(left))
+    right = left.with_name(left.name.replace("hemi-L", "hemi-R"))
+    for path, hemi in ((left, "left"), (right, "right")):
+        if not path.is_file():
+            raise NoInputError(f"the {hemi} hemisphere of the run is missing: {path}",
+                               fix="fMRIPrep writes both hemi-L and hemi-R files; copy both",
+                               path=str(path))
+    return left, right
+
+
+def _gifti_series(path: Path) -> np.ndarray:
+    try:
+        img = nib.load(str(path))
+        arrays = [np.asarray(d.data, dtype=float) for d in img.darrays]
+    except Exception as exc:
+        raise DataError(f"{path} cannot be read as GIFTI ({exc})",
+                        fix="check the file (fMRIPrep .func.gii)", path=str(path)) from exc
+    if not arrays:
+        raise DataError(f"{path} holds no data array", path=str(path))
+    if len(arrays) == 1 and arrays[0].ndim == 2:  # one (vertices, time) array
+        return arrays[0].T
+    if any(a.ndim != 1 or a.size != arrays[0].size for a in arrays):
+        raise DataError(f"{path}: expected one vertex array per time point",
+                        fix="give a .func.gii time series", path=str(path))
+    return np.vstack(arrays)
+
+
+def load_gifti_pair(left: str | Path) -> SurfaceBold:
+    """Read a run's two hemispheres (``left`` names the ``hemi-L`` file)."""
+    paths = gifti_pair(left)
+    series = [_gifti_series(p) for p in paths]
+    if series[0].shape[0] != series[1].shape[0]:
+        raise DataError(f"{paths[0].name} has {series[0].shape[0]} volumes but "
+                        f"{paths[1].name} has {series[1].shape[0]}",
+                        fix="give the two hemispheres of the same run", path=str(paths[1]))
+    sizes = [s.shape[1] for s in series]
+    structure = np.array([CORTEX["L"]] * sizes[0] + [CORTEX["R"]] * sizes[1])
+    vertex = np.concatenate([np.arange(n) for n in sizes])
+    data = np.hstack(series)
+    return SurfaceBold(data=data, structure=structure, vertex=vertex,
+                       ijk=np.full((data.shape[1], 3), -1), valid=_valid(data, paths[0]),
+                       mesh_size={CORTEX["L"]: sizes[0], CORTEX["R"]: sizes[1]})
+
+
+def load_cifti_dtseries(path: str | Path) -> SurfaceBold:
+    """Read a CIFTI-2 dense time series (``.dtseries.nii``: a series and a brain-model axis)."""
+    path = Path(path)
+    try:
+        img = nib.load(str(path))
+        axes = [img.header.get_axis(i) for i in range(img.ndim)]
+    except Exception as exc:
+        raise DataError(f"{path} cannot be read as CIFTI-2 ({exc})",
+                        fix="give fMRIPrep's --cifti-output .dtseries.nii", path=str(path)) from exc
+    series = [a for a in axes if isinstance(a, nib.cifti2.SeriesAxis)]
+    models = [a for a in axes if isinstance(a, nib.cifti2.BrainModelAxis)]
+    if not series or not models:
+        kinds = ", ".join(type(a).__name__ for a in axes)
+        raise DataError(f"{path} is not a dense time series (axes: {kinds})",
+                        fix="give a .dtseries.nii (a series axis and a brain-model axis)",
+                        path=str(path))
+    data = np.asarray(img.get_fdata(dtype=np.float64))
+    if axes.index(series[0]) == 1:
+        data = data.T
+    bm = models[0]
+    structure = np.asarray(bm.name)
+    vertex = np.where(bm.surface_mask, bm.vertex, -1)
+    ijk = np.where(bm.volume_mask[:, None], bm.voxel, -1)
+    step = float(series[0].step) if series[0].unit.upper() == "SECOND" else None
+    return SurfaceBold(data=data, structure=structure, vertex=vertex, ijk=ijk,
+                       mesh_size={name: int(n) for name, n in bm.nvertices.items()},
+                       valid=_valid(data, path), step=step)
+
+
+def _valid(data: np.ndarray, path: Path) -> np.ndarray:
+    finite = np.isfinite(data).all(axis=0)
+    varies = np.zeros(data.shape[1], dtype=bool)
+    varies[finite] = np.ptp(data[:, finite], axis=0) > 0
+    n_nan = int((~finite).sum())
+    if n_nan:
+        warnings.warn(f"{path.name}: {n_nan} sample(s) with NaN/inf values left out",
+                      RuntimeWarning, stacklevel=3)
+    return finite & varies
