@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -117,8 +118,52 @@ def estimate_jde_vem(
     HRFEstimate
         ``method="jde-vem"``; see the module docstring for the voxel maps.
     """
-    from joblib import Parallel, delayed
+    problem = _check_inputs(runs, events, frame_times, parcel_labels, parcel_names,
+                            voxel_ijk, contrasts)
+    jde_params.setdefault("random_state", 0)
+    probe = JDEVEM(tr=tr, **jde_params)
+    results = _fit_parcels(problem, events, frame_times, tr, jde_params, n_jobs, progress)
+    _warn_not_converged(results, probe.n_iter_max)
+    present, names = problem.present, problem.names
+    time = results[present[0]]["hrf_time_"]
+    hrfs = np.column_stack([results[lab]["hrf_"] for lab in present])
+    var = np.column_stack([results[lab]["hrf_var_"] for lab in present])
+    par = hrf_parameters(hrfs, time, variance=var, random_state=0)
+    maps, ppm, convergence = _voxel_maps(problem, results, par, time)
+    parameters = probe.get_params()
+    parameters.update(tr=float(tr), dt=float(time[1] - time[0]),
+                      conditions=problem.conditions,
+                      contrasts={k: np.asarray(w, float).tolist()
+                                 for k, w in problem.contrasts.items()},
+                      n_parcels=len(present))
+    return HRFEstimate(
+        time=time, hrfs=hrfs, labels=names, method="jde-vem", variance=var,
+        parameters=parameters, voxel_maps=maps,
+        parcel_tables={"convergence": convergence,
+                       "hrfparams": _parcel_table(problem, results, par, ppm)},
+    )
 
+
+@dataclass(frozen=True)
+class _Problem:
+    """The checked inputs of :func:`estimate_jde_vem`."""
+
+    runs: list  # (n_scans_r, n_voxels) per run
+    ijk: np.ndarray  # (n_voxels, 3)
+    present: list[int]  # parcels with voxels, sorted
+    names: list[str]  # their names, same order
+    idx: dict  # parcel -> its voxel indices
+    conditions: list[str]
+    contrasts: dict  # label -> weights over ``conditions``
+
+    @property
+    def n_voxels(self) -> int:
+        """Voxels of the data (all parcels and background)."""
+        return self.ijk.shape[0]
+
+
+def _check_inputs(runs, events, frame_times, parcel_labels, parcel_names, voxel_ijk,
+                  contrasts) -> _Problem:
     runs = [np.asarray(r) for r in runs]  # sliced per parcel, converted there
     labels = np.asarray(parcel_labels).astype(int).ravel()
     ijk = np.asarray(voxel_ijk)
@@ -135,7 +180,7 @@ def estimate_jde_vem(
     present = sorted(int(x) for x in np.unique(labels[labels != 0]))
     for lab in sorted(set(parcel_names) - set(present)):
         warnings.warn(f"parcel {lab} ({parcel_names[lab]}) has no voxel: skipped",
-                      RuntimeWarning, stacklevel=2)
+                      RuntimeWarning, stacklevel=3)
     if not present:
         raise ValueError("no parcel: every voxel has label 0")
     names = [str(parcel_names.get(lab, lab)) for lab in present]
@@ -152,43 +197,52 @@ def estimate_jde_vem(
                 f"contrast {key!r} has {np.asarray(w).size} weights for conditions "
                 f"{conditions}; give one weight per condition in this (sorted) order"
             )
-    jde_params.setdefault("random_state", 0)
-    probe = JDEVEM(tr=tr, **jde_params)
-    idx = {lab: np.flatnonzero(labels == lab) for lab in present}
+    return _Problem(runs=runs, ijk=ijk, present=present, names=names,
+                    idx={lab: np.flatnonzero(labels == lab) for lab in present},
+                    conditions=conditions, contrasts=contrasts)
+
+
+def _fit_parcels(problem: _Problem, events, frame_times, tr, jde_params, n_jobs,
+                 progress) -> dict[int, dict]:
+    """Fit every parcel (joblib processes); parcel -> the fitted attributes it keeps."""
+    from joblib import Parallel, delayed
+
+    idx = problem.idx
     tasks = (
-        delayed(_fit_parcel)(lab, [r[:, idx[lab]] for r in runs], events, frame_times,
-                             ijk[idx[lab]], tr, jde_params)
-        for lab in present
+        delayed(_fit_parcel)(lab, [r[:, idx[lab]] for r in problem.runs], events,
+                             frame_times, problem.ijk[idx[lab]], tr, jde_params)
+        for lab in problem.present
     )
     results: dict[int, dict] = {}
-    total = len(present)
+    total = len(problem.present)
     gen = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tasks)
-    not_converged = []
     for done, (lab, est, msgs) in enumerate(gen, start=1):
         results[lab] = _summary(est)
-        if not est.converged_:
-            not_converged.append(lab)
         for msg in dict.fromkeys(msgs):
             if "did not converge" not in msg:
-                warnings.warn(f"parcel {lab}: {msg}", RuntimeWarning, stacklevel=2)
+                warnings.warn(f"parcel {lab}: {msg}", RuntimeWarning, stacklevel=3)
         if progress is not None:
             progress(done, total)
+    return results
+
+
+def _warn_not_converged(results: dict[int, dict], n_iter_max: int) -> None:
+    not_converged = [lab for lab, res in results.items() if not res["converged_"]]
     if not_converged:
         warnings.warn(
-            f"JDE-VEM did not converge in {probe.n_iter_max} iterations in "
-            f"{len(not_converged)} of {total} parcel(s) ({sorted(not_converged)[:10]}...); "
+            f"JDE-VEM did not converge in {n_iter_max} iterations in "
+            f"{len(not_converged)} of {len(results)} parcel(s) "
+            f"({sorted(not_converged)[:10]}...); "
             "their estimates are used as they are; raise n_iter_max to go further",
-            RuntimeWarning, stacklevel=2,
+            RuntimeWarning, stacklevel=3,
         )
 
-    first = results[present[0]]
-    time = first["hrf_time_"]
-    hrfs = np.column_stack([results[lab]["hrf_"] for lab in present])
-    var = np.column_stack([results[lab]["hrf_var_"] for lab in present])
-    par = hrf_parameters(hrfs, time, variance=var, random_state=0)
-    hp = par.to_frame(names)
 
-    maps: dict[str, np.ndarray] = {}
+def _voxel_maps(problem: _Problem, results: dict[int, dict], par, time: np.ndarray
+                ) -> tuple[dict[str, np.ndarray], np.ndarray, pd.DataFrame]:
+    """NRL, PPM, label-probability, contrast, HRF and HRF-parameter maps; the PPMs (for the
+    parcel table) and the convergence table."""
+    conditions, contrasts, n_vox = problem.conditions, problem.contrasts, problem.n_voxels
     M = len(conditions)
     eff = np.zeros((M, n_vox))
     vvar = np.full((M, n_vox), np.nan)
@@ -199,8 +253,8 @@ def estimate_jde_vem(
                 for k in contrasts}
     pmaps = {k: np.full(n_vox, np.nan) for k in ("ttp", "fwhm", "height")}
     rows = []
-    for p, lab in enumerate(present):
-        res, sel = results[lab], idx[lab]
+    for p, lab in enumerate(problem.present):
+        res, sel = results[lab], problem.idx[lab]
         # map the parcel's conditions (a subset when runs share none) onto the global list
         cidx = [conditions.index(c) for c in res["conditions_"]]
         eff[np.ix_(cidx, sel)] = res["nrls_"]
@@ -219,29 +273,10 @@ def estimate_jde_vem(
         pmaps["fwhm"][sel] = par.fwhm[p]
         pmaps["height"][sel] = par.height[p]
         fe = res["free_energy_"]
-        rows.append(pd.DataFrame({"parcel": names[p], "iteration": np.arange(1, fe.size + 1),
+        rows.append(pd.DataFrame({"parcel": problem.names[p],
+                                  "iteration": np.arange(1, fe.size + 1),
                                   "free_energy": fe, "converged": res["converged_"]}))
-    # evidence that the HRF is data-driven: a calibrated test that the parcel responds to
-    # the paradigm (JDEVEM.response_pvalue_), FDR-controlled over the parcels. The max PPM
-    # and the class separation are descriptive only: a degenerate mixture gives PPMs near 1
-    # to noise voxels, and at low SNR the classes of an active parcel overlap.
-    max_ppm, separation = np.zeros(total), np.zeros(total)
-    for p, lab in enumerate(present):
-        res = results[lab]
-        cidx = [conditions.index(c) for c in res["conditions_"]]
-        mix = res["mixture_"]
-        sep = np.abs(mix["mean"][:, 1]) / np.sqrt(np.maximum(mix["var"].sum(1), 1e-300))
-        top = ppm[np.ix_(cidx, idx[lab])].max(1) if cidx else np.zeros(0)
-        max_ppm[p] = top.max() if top.size else 0.0
-        separation[p] = sep.max() if sep.size else 0.0
-    hp["max_ppm"] = max_ppm
-    hp["class_separation"] = separation
-    hp["response_p"] = [results[lab]["response_pvalue_"] for lab in present]
-    hp["response_q"] = fdr_bh(hp["response_p"].to_numpy())
-    hp["silent"] = hp["response_q"] > SILENT_FDR
-    hp["hrf_tempering"] = [float(results[lab]["hrf_tempering_"]) for lab in present]
-    hp["n_iter"] = [int(results[lab]["n_iter_"]) for lab in present]
-    hp["converged"] = [bool(results[lab]["converged_"]) for lab in present]
+    maps: dict[str, np.ndarray] = {}
     for m, c in enumerate(conditions):
         tag = f"contrast-{condition_label(c)}_desc-jdevem_stat-"
         maps[tag + "effect_statmap"] = eff[m]
@@ -256,17 +291,36 @@ def estimate_jde_vem(
     maps["desc-jdevemHrf_bold"] = hrf_map
     for k, v in pmaps.items():
         maps[f"desc-jdevem_stat-{k}_statmap"] = v
+    return maps, ppm, pd.concat(rows, ignore_index=True)
 
-    parameters = probe.get_params()
-    parameters.update(tr=float(tr), dt=float(time[1] - time[0]), conditions=conditions,
-                      contrasts={k: np.asarray(w, float).tolist() for k, w in contrasts.items()},
-                      n_parcels=total)
-    return HRFEstimate(
-        time=time, hrfs=hrfs, labels=names, method="jde-vem", variance=var,
-        parameters=parameters, voxel_maps=maps,
-        parcel_tables={"convergence": pd.concat(rows, ignore_index=True), "hrfparams": hp},
-    )
 
+def _parcel_table(problem: _Problem, results: dict[int, dict], par,
+                  ppm: np.ndarray) -> pd.DataFrame:
+    """``hrfparams``: HRF parameters and the evidence that each parcel responds."""
+    present, conditions = problem.present, problem.conditions
+    hp = par.to_frame(problem.names)
+    # evidence that the HRF is data-driven: a calibrated test that the parcel responds to
+    # the paradigm (JDEVEM.response_pvalue_), FDR-controlled over the parcels. The max PPM
+    # and the class separation are descriptive only: a degenerate mixture gives PPMs near 1
+    # to noise voxels, and at low SNR the classes of an active parcel overlap.
+    max_ppm, separation = np.zeros(len(present)), np.zeros(len(present))
+    for p, lab in enumerate(present):
+        res = results[lab]
+        cidx = [conditions.index(c) for c in res["conditions_"]]
+        mix = res["mixture_"]
+        sep = np.abs(mix["mean"][:, 1]) / np.sqrt(np.maximum(mix["var"].sum(1), 1e-300))
+        top = ppm[np.ix_(cidx, problem.idx[lab])].max(1) if cidx else np.zeros(0)
+        max_ppm[p] = top.max() if top.size else 0.0
+        separation[p] = sep.max() if sep.size else 0.0
+    hp["max_ppm"] = max_ppm
+    hp["class_separation"] = separation
+    hp["response_p"] = [results[lab]["response_pvalue_"] for lab in present]
+    hp["response_q"] = fdr_bh(hp["response_p"].to_numpy())
+    hp["silent"] = hp["response_q"] > SILENT_FDR
+    hp["hrf_tempering"] = [float(results[lab]["hrf_tempering_"]) for lab in present]
+    hp["n_iter"] = [int(results[lab]["n_iter_"]) for lab in present]
+    hp["converged"] = [bool(results[lab]["converged_"]) for lab in present]
+    return hp
 
 _STAT_TEXT = {
     "effect": ("posterior mean of the neural response level (NRL)", "percent signal change "
