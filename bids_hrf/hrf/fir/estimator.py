@@ -194,6 +194,69 @@ def estimate_fir(
         raise ValueError(f"dt must be positive, got {dt}")
     if fir_duration < dt:
         raise ValueError(f"fir_duration ({fir_duration} s) must be at least dt ({dt} s)")
+    runs_y, runs_ev, runs_ft, runs_conf, names = _check_runs(
+        parcel_timeseries, events, frame_times, confounds, parcel_names)
+    n_runs = len(runs_y)
+    conditions = sorted(
+        {str(c) for ev in runs_ev for c in (ev["trial_type"] if "trial_type" in ev else ["dummy"])}
+    )
+    Y = np.vstack(runs_y)
+    knot_dt = dt
+    fitted = _fit_fir(Y, runs_ev, runs_ft, runs_conf, conditions, knot_dt, fir_duration,
+                      drift_model, high_pass, noise_model)
+    if fitted is None and dt < tr:
+        knot_dt = float(tr)
+        warnings.warn(
+            f"FIR knots every dt={dt} s are not identifiable (onsets locked to the scans): "
+            f"estimated every TR={tr} s and linearly interpolated to dt (exact for the "
+            "piecewise-linear FIR)", UserWarning, stacklevel=2,
+        )
+        fitted = _fit_fir(Y, runs_ev, runs_ft, runs_conf, conditions, knot_dt, fir_duration,
+                          drift_model, high_pass, noise_model)
+    if fitted is None:
+        raise ValueError(
+            f"FIR design is rank deficient with knots every {knot_dt} s over {fir_duration} s: "
+            "the onsets do not sample every lag or the FIR window is too long for the runs; "
+            "use a shorter fir_duration or more (jittered) events"
+        )
+    theta, cov, dof, n_knots = fitted
+    h, amplitudes, cov_h, singular, h_raw = _rank_one(theta, cov, len(names),
+                                                      len(conditions), n_knots)
+    knots = np.arange(n_knots) * knot_dt
+    time, h, variance, amplitudes = _on_time_grid(h, cov_h, amplitudes, h_raw, knots,
+                                                  knot_dt, dt)
+    energy = np.sum(singular**2, axis=1)
+    rank1 = np.divide(singular[:, 0] ** 2, energy, out=np.zeros(len(names)),
+                      where=energy > 0)
+    table = pd.DataFrame(amplitudes, columns=conditions)
+    table.insert(0, "parcel", names)
+    table["rank1_fraction"] = rank1
+    table["dof"] = dof
+    return HRFEstimate(
+        time=time,
+        hrfs=h.T,
+        labels=names,
+        method="fir",
+        variance=variance.T,
+        parameters={
+            "basis": "piecewise-linear (tent) FIR, rank-1 across conditions",
+            "dt": dt,
+            "knot_spacing": knot_dt,
+            "fir_duration": float(time[-1]),
+            "delays": knots.tolist(),
+            "n_runs": n_runs,
+            "conditions": conditions,
+            "noise_model": noise_model,
+            "drift_model": drift_model,
+            "high_pass": high_pass,
+            "normalisation": "unit Euclidean norm, largest-magnitude sample positive",
+        },
+        parcel_tables={"fir-amplitudes": table},
+    )
+
+
+def _check_runs(parcel_timeseries, events, frame_times, confounds, parcel_names):
+    """The runs' series (2-D, finite), events (checked), frame times, confounds and names."""
     runs_y = (
         [np.asarray(parcel_timeseries, dtype=float)]
         if isinstance(parcel_timeseries, np.ndarray)
@@ -221,32 +284,12 @@ def estimate_fir(
         if not np.all(np.isfinite(y)):
             raise ValueError(f"run {r}: parcel time series contain NaN or inf")
     runs_ev = [check_events(ev, np.asarray(ft)) for ev, ft in zip(runs_ev, runs_ft, strict=True)]
-    conditions = sorted(
-        {str(c) for ev in runs_ev for c in (ev["trial_type"] if "trial_type" in ev else ["dummy"])}
-    )
+    return runs_y, runs_ev, runs_ft, runs_conf, names
 
-    Y = np.vstack(runs_y)
-    knot_dt = dt
-    fitted = _fit_fir(Y, runs_ev, runs_ft, runs_conf, conditions, knot_dt, fir_duration,
-                      drift_model, high_pass, noise_model)
-    if fitted is None and dt < tr:
-        knot_dt = float(tr)
-        warnings.warn(
-            f"FIR knots every dt={dt} s are not identifiable (onsets locked to the scans): "
-            f"estimated every TR={tr} s and linearly interpolated to dt (exact for the "
-            "piecewise-linear FIR)", UserWarning, stacklevel=2,
-        )
-        fitted = _fit_fir(Y, runs_ev, runs_ft, runs_conf, conditions, knot_dt, fir_duration,
-                          drift_model, high_pass, noise_model)
-    if fitted is None:
-        raise ValueError(
-            f"FIR design is rank deficient with knots every {knot_dt} s over {fir_duration} s: "
-            "the onsets do not sample every lag or the FIR window is too long for the runs; "
-            "use a shorter fir_duration or more (jittered) events"
-        )
-    theta, cov, dof, n_knots = fitted
-    n_par = len(names)
-    n_cond = len(conditions)
+
+def _rank_one(theta, cov, n_par, n_cond, n_knots):
+    """The shared shape of each parcel's condition x lag FIR coefficients (first singular
+    vectors, largest sample positive), its amplitudes and the covariance of the shape."""
     n_fir = n_cond * n_knots
     B = theta[:n_fir].T.reshape(n_par, n_cond, n_knots).transpose(0, 2, 1)  # (P, K, M)
     U, S, Vt = np.linalg.svd(B, full_matrices=False)
@@ -261,42 +304,21 @@ def estimate_fir(
     w = sign[:, None] * v / s1[:, None]  # (P, M)
     cov4 = cov.reshape(n_par, n_cond, n_knots, n_cond, n_knots)
     cov_h = np.einsum("pm,pmknl,pn->pkl", w, cov4, w)  # (P, K, K)
-    knots = np.arange(n_knots) * knot_dt
+    return h, amplitudes, cov_h, S, U[:, :, 0]
+
+
+def _on_time_grid(h, cov_h, amplitudes, h_raw, knots, knot_dt, dt):
+    """Shapes, variances and amplitudes on the ``dt`` grid (interpolated from the knots
+    when they had to be spaced by TR)."""
     if knot_dt != dt:
         time = np.arange(int(np.floor(knots[-1] / dt + 1e-9)) + 1) * dt
         J = np.clip(1.0 - np.abs(time[:, None] - knots[None, :]) / knot_dt, 0.0, None)
         h = h @ J.T
         h /= np.linalg.norm(h, axis=1, keepdims=True)
-        scale = np.linalg.norm(U[:, :, 0] @ J.T, axis=1)
+        scale = np.linalg.norm(h_raw @ J.T, axis=1)
         variance = np.einsum("fk,pkl,fl->pf", J, cov_h, J) / scale[:, None] ** 2
         amplitudes = amplitudes * scale[:, None]
     else:
         time = knots
         variance = np.diagonal(cov_h, axis1=1, axis2=2).copy()
-    energy = np.sum(S**2, axis=1)
-    rank1 = np.divide(S[:, 0] ** 2, energy, out=np.zeros(n_par), where=energy > 0)
-    table = pd.DataFrame(amplitudes, columns=conditions)
-    table.insert(0, "parcel", names)
-    table["rank1_fraction"] = rank1
-    table["dof"] = dof
-    return HRFEstimate(
-        time=time,
-        hrfs=h.T,
-        labels=names,
-        method="fir",
-        variance=variance.T,
-        parameters={
-            "basis": "piecewise-linear (tent) FIR, rank-1 across conditions",
-            "dt": dt,
-            "knot_spacing": knot_dt,
-            "fir_duration": float(time[-1]),
-            "delays": knots.tolist(),
-            "n_runs": n_runs,
-            "conditions": conditions,
-            "noise_model": noise_model,
-            "drift_model": drift_model,
-            "high_pass": high_pass,
-            "normalisation": "unit Euclidean norm, largest-magnitude sample positive",
-        },
-        parcel_tables={"fir-amplitudes": table},
-    )
+    return time, h, variance, amplitudes
