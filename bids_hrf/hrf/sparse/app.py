@@ -22,6 +22,46 @@ def hrf_parameter_table(time: np.ndarray, hrfs: np.ndarray, labels: list[str]) -
     return {"hrfparams": hrf_parameters(hrfs, time).to_frame(labels)}
 
 
+class _Deconvolver:
+    """Sparse deconvolution of chosen voxels of ``Y`` with a given HRF, filling whole-brain
+    maps (activity, fit, lambda, stability AUC) as parcels are done."""
+
+    def __init__(self, Y: np.ndarray, tr: float, criterion: str, group: float,
+                 block_model: bool, n_surrogates: int, n_jobs: int):
+        self.Y, self.tr, self.criterion, self.group = Y, tr, criterion, group
+        self.block_model, self.n_surrogates, self.n_jobs = block_model, n_surrogates, n_jobs
+        n_scans, n_vox = Y.shape
+        self.coef = np.zeros((n_scans, n_vox))
+        self.denoised = np.zeros((n_scans, n_vox))
+        self.lam = np.zeros(n_vox)
+        self.auc = np.zeros((n_scans, n_vox)) if n_surrogates > 0 else None
+
+    def run(self, mask: np.ndarray, h_model) -> None:
+        """Deconvolve the voxels of ``mask`` with HRF ``h_model`` (a name or samples)."""
+        model = SparseDeconvolution(
+            self.tr,
+            hrf_model=h_model,
+            block_model=self.block_model,
+            criterion=self.criterion,
+            group=self.group,
+            n_jobs=self.n_jobs,
+        ).fit(self.Y[:, mask])
+        self.coef[:, mask] = model.coef_
+        self.denoised[:, mask] = model.fitted_
+        self.lam[mask] = model.lambda_
+        if self.auc is not None:
+            self.auc[:, mask] = (
+                StabilitySelection(
+                    self.tr,
+                    hrf_model=h_model,
+                    n_surrogates=self.n_surrogates,
+                    block_model=self.block_model,
+                )
+                .fit(self.Y[:, mask])
+                .auc_
+            )
+
+
 def estimate_sparse(
     Y: np.ndarray,
     tr: float,
@@ -103,45 +143,17 @@ def estimate_sparse(
         raise ValueError(f"dt must be positive and below hrf_duration, got {dt}, {hrf_duration}")
 
     time = np.arange(0.0, hrf_duration + dt / 2, dt)
-    n_scans, n_vox = Y.shape
-    coef = np.zeros((n_scans, n_vox))
-    denoised = np.zeros((n_scans, n_vox))
-    lam = np.zeros(n_vox)
-    auc = np.zeros((n_scans, n_vox)) if n_surrogates > 0 else None
+    solver = _Deconvolver(Y, tr, criterion=criterion, group=group, block_model=block_model,
+                          n_surrogates=n_surrogates, n_jobs=n_jobs)
     hrfs = np.zeros((time.size, len(parcels)))
     blind_rows = []
-
-    def deconvolve(mask: np.ndarray, h_model) -> None:
-        model = SparseDeconvolution(
-            tr,
-            hrf_model=h_model,
-            block_model=block_model,
-            criterion=criterion,
-            group=group,
-            n_jobs=n_jobs,
-        ).fit(Y[:, mask])
-        coef[:, mask] = model.coef_
-        denoised[:, mask] = model.fitted_
-        lam[mask] = model.lambda_
-        if auc is not None:
-            auc[:, mask] = (
-                StabilitySelection(
-                    tr,
-                    hrf_model=h_model,
-                    n_surrogates=n_surrogates,
-                    block_model=block_model,
-                )
-                .fit(Y[:, mask])
-                .auc_
-            )
-
     canonical = canonical_hrf(time, hrf_model)
     background = labels_arr == 0
     n_steps = len(parcels) + int(background.any())
     done = 0
-    if not estimate_hrf and group == 0 and auc is None:
+    if not estimate_hrf and group == 0 and n_surrogates <= 0:
         # Same HRF everywhere and voxels independent: one batched call for all voxels.
-        deconvolve(np.ones(n_vox, dtype=bool), hrf_model)
+        solver.run(np.ones(Y.shape[1], dtype=bool), hrf_model)
         hrfs[:] = canonical[:, None]
         if progress is not None:
             progress(n_steps, n_steps)
@@ -154,17 +166,18 @@ def estimate_sparse(
                 hrfs[:, i] = fit.hrf_at(time)
                 blind_rows.append((fit.ttp_sd_, fit.fwhm_sd_, fit.n_events_,
                                    fit.identifiable_))
-                deconvolve(mask, fit.hrf_at(np.arange(0.0, hrf_duration + 1e-9, tr)))
+                solver.run(mask, fit.hrf_at(np.arange(0.0, hrf_duration + 1e-9, tr)))
             else:
                 hrfs[:, i] = canonical
-                deconvolve(mask, hrf_model)
+                solver.run(mask, hrf_model)
             done += 1
             if progress is not None:
                 progress(done, n_steps)
         if background.any():
-            deconvolve(background, hrf_model)
+            solver.run(background, hrf_model)
             if progress is not None:
                 progress(n_steps, n_steps)
+    coef, denoised, lam, auc = solver.coef, solver.denoised, solver.lam, solver.auc
 
     names = [parcel_names.get(p, str(p)) for p in parcels]
     kind = "innovation" if block_model else "activity"
