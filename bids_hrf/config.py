@@ -53,6 +53,7 @@ class Config:
     participant_label: tuple[str, ...] = ()
     task: tuple[str, ...] = ()
     space: str = DEFAULT_SPACE
+    den: str | None = None
     bids_filters: dict = field(default_factory=dict)
     atlas: str = DEFAULT_ATLAS
     atlas_labels: Path | None = None

@@ -124,8 +124,9 @@ def cifti_labels(path: str | Path, structure: np.ndarray, vertex: np.ndarray,
                         path=str(path))
     table = {int(k): v[0] for k, v in label_axis.label[0].items()}
     index = {}
+    on_surface = bm.surface_mask  # a property computed over all grayordinates: read once
     for i, (name, vert, vox) in enumerate(zip(bm.name, bm.vertex, bm.voxel, strict=True)):
-        key = (name, int(vert)) if bm.surface_mask[i] else (name, tuple(int(x) for x in vox))
+        key = (name, int(vert)) if on_surface[i] else (name, tuple(int(x) for x in vox))
         index[key] = i
     for name in set(structure) & set(bm.nvertices):
         data_n = int(vertex[structure == name].max()) + 1

@@ -83,7 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--participant-label", "--participant_label", nargs="+", default=None,
                    metavar="LABEL", help="participants to analyse (with or without 'sub-')")
     g.add_argument("--task", nargs="+", default=None, help="tasks to analyse (default: all)")
-    g.add_argument("--space", default=DEFAULT_SPACE, help="fMRIPrep output space")
+    g.add_argument("--space", default=DEFAULT_SPACE,
+                   help="fMRIPrep output space: a volume template (MNI152NLin2009cAsym, "
+                        "T1w...), fsaverage5|fsaverage6|fsaverage (GIFTI pairs, "
+                        "--output-spaces fsaverage5) or fsLR (CIFTI grayordinates, "
+                        "--cifti-output)")
+    g.add_argument("--den", default=None, metavar="DENSITY",
+                   help="with --space fsLR: grayordinate density of the CIFTI files "
+                        "(91k or 170k; default: whichever is found)")
     g.add_argument("--bids-filter-file", type=Path, default=None, metavar="FILE",
                    help="JSON of pybids filters, e.g. {\"bold\": {\"acquisition\": \"mb\"}}")
     g.add_argument("--bids-database-dir", type=Path, default=None, metavar="DIR",
@@ -238,7 +245,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     config = make_config(
         args.bids_dir, args.output_dir, args.analysis_level,
         derivatives=args.derivatives, participant_label=args.participant_label,
-        task=args.task, space=args.space, bids_filters=bids_filters,
+        task=args.task, space=args.space, den=args.den, bids_filters=bids_filters,
         atlas=args.atlas, atlas_labels=args.atlas_labels,
         min_parcel_voxels=args.min_parcel_voxels, confounds=args.confounds,
         fd_threshold=args.fd_threshold, dummy_scans=args.dummy_scans,

@@ -202,6 +202,8 @@ class VoxelRuns:
     frame_times: list[np.ndarray]
     parcels: np.ndarray  # (n_voxels,) parcel number (0: none)
     ijk: np.ndarray  # (n_voxels, 3) grid coordinates (neighbourhood graph)
+    #: neighbourhood graph of the samples (surface data: mesh edges), replacing ``ijk``'s
+    graph: object = None
 
 
 @dataclass(frozen=True)

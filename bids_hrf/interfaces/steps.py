@@ -291,6 +291,8 @@ class _SinkInputSpec(BaseInterfaceInputSpec):
     output_dir = traits.Str(mandatory=True)
     records = traits.List(mandatory=True)
     errors_dir = traits.Str("", usedefault=True, nohash=True)
+    prepared = traits.Dict({}, usedefault=True,
+                           desc="a prepared run of the group (surface runs: its geometry)")
 
 
 class _SinkOutputSpec(TraitedSpec):
@@ -308,7 +310,8 @@ class DerivativesSink(SimpleInterface):
         from bids_hrf.steps.sink import sink_step
 
         try:
-            self._results["written"] = sink_step(self.inputs.output_dir, self.inputs.records)
+            self._results["written"] = sink_step(self.inputs.output_dir, self.inputs.records,
+                                                 self.inputs.prepared.get("geometry"))
         except BaseException as exc:
             _report_error(self.inputs.errors_dir, runtime.cwd, exc)
             raise

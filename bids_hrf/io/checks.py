@@ -24,6 +24,8 @@ from bids_hrf.errors import (
 )
 from bids_hrf.glm.group_design import parse_group_model
 from bids_hrf.options import GLMOptions, GroupOptions, HRFOptions, PrepareOptions
+from bids_hrf.surface.meshes import surface_mesh
+from bids_hrf.surface.samples import surface_kind
 
 PLUGINS = ("Linear", "MultiProc", "SLURM", "SLURMGraph", "SGE", "PBS", "LSF", "Legacy",
            "IPython", "Debug")
@@ -127,6 +129,15 @@ def validate_config(config: Config, errors: list[BidsHrfError] | None = None) ->
 
 def _check_analysis_options(config: Config) -> list[BidsHrfError]:
     errors: list[BidsHrfError] = []
+    if surface_kind(config.space) and config.smoothing_fwhm \
+            and surface_mesh(config.space, "L") is None:
+        errors.append(UsageError(
+            f"--smoothing-fwhm on {config.space} needs the cortical mesh, which is not "
+            "available offline", fix="drop --smoothing-fwhm (fMRIPrep's surface data are "
+                                     "unsmoothed) or use --space fsaverage5"))
+    if config.den and surface_kind(config.space) != "cifti":
+        errors.append(UsageError(f"--den {config.den} applies to CIFTI data (--space fsLR), "
+                                 f"not to --space {config.space}", fix="drop --den"))
     atlas = config.atlas
     if atlas.startswith("data-driven"):
         n = atlas.split(":")[1] if ":" in atlas else ""

@@ -401,11 +401,13 @@ def _schema_pattern(pattern: str) -> bool:
     return pattern.startswith("*_") and pattern[2:].split(".")[0] in SCHEMA_SUFFIXES
 
 
-def ensure_bidsignore(output_dir: str | os.PathLike, suffixes: set[str]) -> None:
+def ensure_bidsignore(output_dir: str | os.PathLike, suffixes: set[str],
+                      patterns: list[str] | tuple[str, ...] = ()) -> None:
     """Add ``*_<suffix>.*`` to OUTPUT_DIR/.bidsignore for suffixes outside the BIDS schema.
 
     Called by the sink for every suffix it writes, so a new kind of output (a method's own
-    table) never makes the dataset invalid.
+    table) never makes the dataset invalid; ``patterns`` adds explicit ones (surface files
+    of suffixes whose NIfTI pattern is listed).
     """
     import fcntl
 
@@ -421,6 +423,7 @@ def ensure_bidsignore(output_dir: str | os.PathLike, suffixes: set[str]) -> None
             covered = {p[2:].split(".")[0] for p in existing if p.startswith("*_")}
             new = [f"*_{s}.*" for s in sorted(suffixes)
                    if s not in covered and s not in SCHEMA_SUFFIXES]
+            new += [p for p in dict.fromkeys(patterns) if p not in existing and p not in new]
             if new:
                 write_text(ignore, "\n".join(existing + new) + "\n")
         finally:

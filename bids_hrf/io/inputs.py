@@ -27,6 +27,8 @@ from bids_hrf.errors import (
 from bids_hrf.hrf.registry import get_method
 from bids_hrf.io.events import event_conditions, paradigm_ref, read_events
 from bids_hrf.io.paradigm import paradigm_sessions, read_paradigm_csv
+from bids_hrf.io.surface import load_surface_bold
+from bids_hrf.surface.samples import surface_kind
 
 LOGGER = logging.getLogger("bids_hrf")
 
@@ -208,7 +210,7 @@ def _tr_from(metadata: dict, bold: Path, img) -> tuple[float | None, list[str]]:
                         "seconds; fix its JSON sidecar")
         return None, problems
     if header_tr and header_tr > 0 and abs(header_tr - tr) > 1e-3 * max(tr, 1.0):
-        LOGGER.warning("TR in the JSON metadata (%g s) disagrees with the NIfTI header (%g s) "
+        LOGGER.warning("TR in the JSON metadata (%g s) disagrees with the file header (%g s) "
                        "of %s: using the JSON value", tr, header_tr, bold)
     return tr, problems
 
@@ -296,7 +298,8 @@ def _subject_bolds(layout, subject: str, filters: dict,
                    config: Config) -> tuple[list, Problem | None]:
     """The subject's preprocessed BOLD files, or why there are none."""
     query = {"subject": subject, "desc": "preproc", "suffix": "bold",
-             "extension": _NIFTI, "scope": "derivatives", **filters}
+             "extension": _NIFTI, "scope": "derivatives", **_surface_query(config),
+             **filters}
     if config.task:
         query["task"] = list(config.task)
     bolds = _get(layout, "bold", space=config.space, **query)
@@ -315,6 +318,20 @@ def _subject_bolds(layout, subject: str, filters: dict,
         f"{', '.join(str(p) for p in config.fmriprep_dirs)} "
         f"({len(raw)} raw BOLD file(s) found): run fMRIPrep for this subject"
         + (" or check --task" if config.task else ""))
+
+
+def _surface_query(config: Config) -> dict:
+    """What selects surface BOLD files (fMRIPrep names them without ``desc``): the
+    ``hemi-L`` file of a GIFTI pair (its twin is found by name) or a CIFTI dtseries."""
+    from bids.layout import Query
+
+    kind = surface_kind(config.space)
+    if kind == "gifti":
+        return {"desc": Query.NONE, "extension": ".func.gii", "hemi": "L"}
+    if kind == "cifti":
+        return {"desc": Query.NONE, "extension": ".dtseries.nii",
+                **({"den": config.den} if config.den else {})}
+    return {}
 
 
 def _raise_problems(skipped: dict[str, list[str]], config: Config) -> None:
@@ -415,8 +432,9 @@ def _run_inputs(layout, bold_file, config: Config, events_ref: Path | None | str
     if problems:
         return None, problems
     try:
-        img = nib.load(str(bold))
-        shape = img.shape
+        img, shape = _bold_shape(bold, config.space)
+    except BidsHrfError as exc:
+        return None, [Problem(exc.one_line(), type(exc))]
     except Exception as exc:  # nibabel raises several kinds for corrupted files
         return None, [f"{bold}: cannot be read as NIfTI ({type(exc).__name__}: {exc}): "
                       "restore the file from the fMRIPrep output"]
@@ -444,6 +462,35 @@ def _run_inputs(layout, bold_file, config: Config, events_ref: Path | None | str
                      n_volumes=int(shape[3]), acquisition=ents.get("acquisition"),
                      echo=str(ents["echo"]) if ents.get("echo") is not None else None,
                      conditions=conditions, metadata=metadata), problems
+
+
+def _bold_shape(bold: Path, space: str) -> tuple[object, tuple[int, ...]]:
+    """The image header and a 4-D-like shape (samples, 1, 1, volumes for surface data)."""
+    kind = surface_kind(space)
+    if kind is None:
+        img = nib.load(str(bold))
+        return img, img.shape
+    surface, _ = load_surface_bold(bold, space)
+    return _SurfaceHeader(surface.step, bold), (surface.data.shape[1], 1, 1,
+                                                surface.data.shape[0])
+
+
+class _SurfaceHeader:
+    """What :func:`_tr_from` reads of a surface run: the time step its file states."""
+
+    def __init__(self, step: float | None, path: Path):
+        self.step = step
+        if step is None and path.name.endswith(".func.gii"):
+            meta = nib.load(str(path)).darrays[0].meta
+            value = meta.get("TimeStep") if meta is not None else None
+            self.step = float(value) / 1000.0 if value else None  # GIFTI TimeStep: ms
+        self.header = self
+
+    def get_zooms(self) -> tuple[float, ...]:
+        return (1.0, 1.0, 1.0, self.step) if self.step else (1.0, 1.0, 1.0)
+
+    def get_xyzt_units(self) -> tuple[str, str]:
+        return ("mm", "sec")
 
 
 def _needs_events(config: Config) -> bool:
@@ -493,6 +540,8 @@ def _run_files(layout, bold_file, config: Config,
             **user["events"]}))
     filtered = {q: f" selected by --bids-filter-file {q!r} {config.bids_filters[q]}"
                 if (config.bids_filters or {}).get(q) else "" for q in FILTER_QUERIES}
+    if surface_kind(config.space):
+        mask = bold  # surface samples: valid samples are found when the run is read
     if mask is None:
         problems.append(_missing(
             f"{bold.name}: brain mask (*_space-{ents.get('space')}_desc-brain_mask.nii.gz)"

@@ -18,9 +18,7 @@ import nibabel as nib
 import numpy as np
 
 from bids_hrf.errors import DataError, NoInputError
-
-#: CIFTI structure names of the two cortical hemispheres
-CORTEX = {"L": "CIFTI_STRUCTURE_CORTEX_LEFT", "R": "CIFTI_STRUCTURE_CORTEX_RIGHT"}
+from bids_hrf.surface.samples import CORTEX, FSAVERAGE_VERTICES, SampleGeometry, surface_kind
 
 
 @dataclass
@@ -140,3 +138,40 @@ def _valid(data: np.ndarray, path: Path) -> np.ndarray:
         warnings.warn(f"{path.name}: {n_nan} sample(s) with NaN/inf values left out",
                       RuntimeWarning, stacklevel=3)
     return finite & varies
+
+
+def load_surface_bold(path: str | Path, space: str) -> tuple[SurfaceBold, SampleGeometry]:
+    """Read a run's surface BOLD (``hemi-L`` GIFTI of a pair, or a CIFTI dtseries)."""
+    kind = surface_kind(space)
+    if kind == "gifti":
+        bold = load_gifti_pair(path)
+        expected = FSAVERAGE_VERTICES[space]
+        sizes = sorted(set(bold.mesh_size.values()))
+        if sizes != [expected]:
+            raise DataError(f"{Path(path).name} has {sizes} vertices per hemisphere, "
+                            f"{space} has {expected}",
+                            fix="choose --space to match the file's density", path=str(path))
+        affine = shape = None
+    elif kind == "cifti":
+        bold = load_cifti_dtseries(path)
+        header_axes = nib.load(str(path)).header
+        model = [header_axes.get_axis(i) for i in range(2)
+                 if isinstance(header_axes.get_axis(i), nib.cifti2.BrainModelAxis)][0]
+        has_voxels = bool(model.volume_mask.any())
+        affine = model.affine if has_voxels else None
+        shape = tuple(int(s) for s in model.volume_shape) if has_voxels else None
+    else:
+        raise ValueError(f"{space} is not a surface space")
+    geometry = SampleGeometry(kind=kind, space=space, structure=bold.structure,
+                              vertex=bold.vertex, ijk=bold.ijk, mesh_size=bold.mesh_size,
+                              volume_affine=affine, volume_shape=shape,
+                              den=_entity(Path(path).name, "den"))
+    return bold, geometry
+
+
+def _entity(name: str, key: str) -> str | None:
+    """The value of a BIDS entity in a file name (None if absent)."""
+    for part in name.split(".")[0].split("_"):
+        if part.startswith(key + "-"):
+            return part[len(key) + 1:]
+    return None

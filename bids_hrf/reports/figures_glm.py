@@ -21,6 +21,7 @@ from bids_hrf.reports._common import (
     pyplot_figure,
     report_style,
 )
+from bids_hrf.reports.figures_surface import is_surface_map, plot_surface_map
 
 #: Confound columns preferred for the trace panel, in order.
 _PREFERRED_CONFOUNDS = (
@@ -188,6 +189,8 @@ def plot_atlas(atlas_img: Any, bg_img: Any = None, title: str = "") -> EmbeddedF
     """
     from nilearn import plotting
 
+    if is_surface_map(atlas_img):
+        return plot_surface_map(atlas_img, title=title, labels=True)
     img = load_img(atlas_img)
     labels = np.unique(np.asarray(img.dataobj))
     n_parcels = int((labels != 0).sum())
@@ -317,6 +320,8 @@ def plot_stat_map(
     """
     from nilearn import plotting
 
+    if is_surface_map(stat_img):
+        return plot_surface_map(stat_img, threshold=threshold, title=title, stat=stat, dpi=dpi)
     img = load_img(stat_img)
     if img.ndim == 4 and img.shape[3] == 1:
         from nilearn.image import index_img

@@ -25,6 +25,7 @@ from bids_hrf.reports._common import (
     short_names,
     time_to_peak,
 )
+from bids_hrf.reports.figures_surface import draw_surface_row, is_surface_map
 
 
 def _reference(reference: Any) -> tuple[np.ndarray, np.ndarray] | None:
@@ -224,6 +225,10 @@ def plot_hrf_overlay(
 
 def _slices_map(fig, img, rect, title, cmap, vmin, vmax, bg_img, threshold, kind="nearest"):
     from nilearn import plotting
+
+    if is_surface_map(img):
+        draw_surface_row(fig, img, rect, title, cmap, vmin, vmax, threshold)
+        return
 
     # Large maps are drawn from a reduced copy (see display_image): voxel values are kept
     # (``nearest``) for parameter maps, block maxima (``stat``) for probability maps.

@@ -41,6 +41,8 @@ from bids_hrf.steps.prepare import (
     read_labels_tsv,
     read_sample_mask,
 )
+from bids_hrf.steps.surface import read_geometry
+from bids_hrf.surface.meshes import smooth_on_mesh
 from bids_hrf.timeseries import masked_rows
 
 LOGGER = logging.getLogger("bids_hrf")
@@ -102,10 +104,14 @@ def first_level_step(run: dict, prepared: dict, hrf_tsv: str, options: GLMOption
         ``contrasts``: label -> {stat name -> NIfTI path, "type": "t"|"F"};
         ``design``: TSV path; ``design_parcel``: which design was saved; ``conditions``.
     """
-    bold, mask = run["bold"], run["mask"]
+    # surface runs: the samples their preparation wrote (see bids_hrf.steps.surface)
+    bold, mask = prepared.get("bold", run["bold"]), prepared.get("mask", run["mask"])
     out_dir = Path(out_dir)
     mask_img = load_img(mask, "brain mask")
-    Y = _bold_voxels(bold, mask, mask_img, options.smoothing_fwhm)
+    geometry = read_geometry(prepared)
+    Y = _bold_voxels(bold, mask, mask_img, None if geometry else options.smoothing_fwhm)
+    if geometry is not None and options.smoothing_fwhm:
+        Y = _smooth_samples(Y, mask_img, geometry, options.smoothing_fwhm)
     bad = _blank_unusable_voxels(Y, bold)
     ev = read_events(run["events"])
     if ev is None:
@@ -151,6 +157,15 @@ def _bold_voxels(bold: str, mask: str, mask_img: nib.Nifti1Image,
         raise DataError(f"brain mask {mask} is not on the grid of the BOLD {bold}",
                         fix="use the brain mask fMRIPrep wrote for this run")
     return masked_rows(bold_img, np.asarray(mask_img.dataobj) > 0, str(bold))
+
+
+def _smooth_samples(Y: np.ndarray, mask_img, geometry, fwhm: float) -> np.ndarray:
+    """Smooth surface samples along the cortical mesh (never along the array grid)."""
+    kept = np.flatnonzero(np.asarray(mask_img.dataobj).ravel() > 0)
+    full = np.zeros((Y.shape[0], geometry.n_samples))
+    full[:, kept] = np.nan_to_num(Y)
+    smoothed, _ = smooth_on_mesh(full, geometry, fwhm)
+    return smoothed[:, kept].astype(np.float32)
 
 
 def _blank_unusable_voxels(Y: np.ndarray, bold: str) -> np.ndarray:

@@ -29,6 +29,8 @@ from bids_hrf.steps.prepare import (
     read_labels_tsv,
     read_sample_mask,
 )
+from bids_hrf.steps.surface import read_geometry
+from bids_hrf.surface.meshes import sample_graph
 
 LOGGER = logging.getLogger("bids_hrf")
 
@@ -215,7 +217,16 @@ def _voxel_data(runs, atlas_bold, high_pass, contiguous_only: bool) -> tuple[Vox
     return VoxelRuns(Y=[d.Y for d in data], events=[d.events for d in data],
                      frame_times=[d.frame_times for d in data],
                      parcels=_voxel_parcels(atlas_bold, mask_img),
-                     ijk=_voxel_ijk(mask_img)), mask_img
+                     ijk=_voxel_ijk(mask_img), graph=_sample_graph(runs[0], mask_img)), mask_img
+
+
+def _sample_graph(run: dict, mask_img):
+    """Surface runs: the mesh graph between the samples kept (None for volume runs)."""
+    geometry = read_geometry(run)
+    if geometry is None:
+        return None
+    kept = np.flatnonzero(np.asarray(mask_img.dataobj).ravel() > 0)
+    return sample_graph(geometry)[kept][:, kept].tocsr()
 
 
 def _voxels_scrubbed(runs, atlas_bold, labels_map, high_pass):

@@ -24,6 +24,8 @@ from bids_hrf.confounds import ConfoundsResult, load_run_confounds
 from bids_hrf.errors import DataError
 from bids_hrf.options import PrepareOptions
 from bids_hrf.reports.figures_data import carpet_rows
+from bids_hrf.steps.surface import surface_atlas_step, surface_samples_step
+from bids_hrf.surface.samples import surface_kind
 from bids_hrf.timeseries import extract_parcel_timeseries, masked_voxel_data
 
 LOGGER = logging.getLogger("bids_hrf")
@@ -123,6 +125,8 @@ def resolve_atlas_step(atlas_spec: str, atlas_labels: str | None, space: str,
     """
     out_dir = Path(out_dir)
     bold, mask = reference["bold"], reference["mask"]
+    if surface_kind(space):
+        return surface_atlas_step(atlas_spec, atlas_labels, space, bold, out_dir)
     if atlas_spec.startswith("data-driven"):
         bold_img, mask_img = load_img(bold, "BOLD image"), load_img(mask, "brain mask")
     else:  # only the header (voxel size) is used to pick a TemplateFlow resolution
@@ -189,6 +193,11 @@ def _prepare_run(run: dict, atlas: dict, options: PrepareOptions, out_dir: Path)
         ``mean_bold`` (mean volume) and ``carpet`` (NPY of :func:`carpet_rows`) for the report;
         and ``n_dummy``, ``n_kept``, ``confounds_description``, ``dropped_parcels``.
     """
+    samples = {}
+    if surface_kind(options.space):
+        # surface data become samples of a surface NIfTI, read below like voxels
+        samples = surface_samples_step(run, options.space, out_dir)
+        run = {**run, "bold": samples["bold"], "mask": samples["mask"]}
     bold, tr = run["bold"], float(run["tr"])
     dummy: int | str = int(options.dummy_scans) if str(options.dummy_scans).isdigit() \
         else "auto"
@@ -219,7 +228,7 @@ def _prepare_run(run: dict, atlas: dict, options: PrepareOptions, out_dir: Path)
         "n_dummy": int(conf.n_dummy),
         "n_kept": int(len(conf.sample_mask) if conf.sample_mask is not None else n_vols),
         "confounds_description": conf.description,
-        "dropped_parcels": dropped,
+        "dropped_parcels": dropped, **samples,
     }
 
 

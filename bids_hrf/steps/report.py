@@ -310,9 +310,12 @@ def participant_report_step(subject: str, output_dir: str, config: dict,
         prepared, runs = group["prepared"], group["runs"]
         bg = _background(prepared, runs)
         asec = report.section("Parcellation", parent=gsec)
+        surface = bool(prepared[0].get("geometry"))
         report.add_figure(asec, F.plot_atlas, prepared[0]["atlas_bold"], bg_img=bg,
-                          caption=f"Atlas {atlas_description(config['atlas'])} resampled "
-                                  "to the BOLD grid, on the run's mean BOLD volume")
+                          caption=f"Atlas {atlas_description(config['atlas'])} "
+                                  + ("on the cortical surface (inflated mesh)" if surface
+                                     else "resampled to the BOLD grid, on the run's mean "
+                                          "BOLD volume"))
         coverage = pd.read_csv(prepared[0]["coverage"], sep="\t")
         report.add_figure(asec, F.plot_coverage, coverage, caption="Coverage of each parcel")
         dropped = sorted({d for p in prepared for d in p.get("dropped_parcels", [])})
@@ -337,11 +340,12 @@ def participant_report_step(subject: str, output_dir: str, config: dict,
                               fd_threshold=(config["fd_threshold"]
                                             if config["confounds"] == "scrubbing" else None),
                               caption="Framewise displacement and confounds")
-            report.add_figure(rsec, F.plot_carpet, _carpet_data(run, prep), run["mask"],
+            report.add_figure(rsec, F.plot_carpet, _carpet_data(run, prep),
+                              prep.get("mask", run["mask"]),
                               run["tr"], sample_mask=read_sample_mask(prep["sample_mask"]),
                               caption="Carpet plot of the preprocessed BOLD: evenly spaced "
                                       "brain voxels (rows), each standardised over time")
-            glm = _glm_for(group, run)
+            glm = _glm_for(group, run, prep)
             if glm:
                 report.add_figure(rsec, F.plot_design_matrix,
                                   pd.read_csv(glm["design"], sep="\t"),
@@ -384,8 +388,10 @@ def _hrfs_used(config: dict, glms: list[dict]) -> str:
     return hrfs_used_text(config, sorted(fallback))
 
 
-def _glm_for(group: dict, run: dict) -> dict | None:
+def _glm_for(group: dict, run: dict, prep: dict | None = None) -> dict | None:
+    """The GLM result of ``run`` (matched by its mask: surface runs' is their samples')."""
+    mask = (prep or {}).get("mask", run["mask"])
     for glm in group.get("glm") or []:
-        if glm and Path(glm.get("mask", "")) == Path(run["mask"]):
+        if glm and Path(glm.get("mask", "")) == Path(mask):
             return glm
     return None

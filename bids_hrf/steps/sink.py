@@ -16,6 +16,7 @@ import nibabel as nib
 
 from bids_hrf.hrf.registry import get_method
 from bids_hrf.io.derivatives import (
+    SCHEMA_SUFFIXES,
     atomic_path,
     bids_label,
     ensure_bidsignore,
@@ -24,6 +25,8 @@ from bids_hrf.io.derivatives import (
     parse_fragment,
     write_json,
 )
+from bids_hrf.io.surface_writers import surface_files
+from bids_hrf.surface.samples import SampleGeometry
 
 STAT_NAMES = {"effect": "effect", "variance": "variance", "z": "z", "p": "p"}
 
@@ -121,8 +124,13 @@ def hrf_records(hrf: dict, entities: dict, atlas_name: str, metadata: dict) -> l
     return out
 
 
-def sink_step(output_dir: str, records: list[Any]) -> list[str]:
-    """Write records into OUTPUT_DIR (atomic copies plus sidecars); return written paths."""
+def sink_step(output_dir: str, records: list[Any], geometry: str | None = None) -> list[str]:
+    """Write records into OUTPUT_DIR (atomic copies plus sidecars); return written paths.
+
+    ``geometry`` (surface runs: the ``.npz`` of :class:`~bids_hrf.surface.samples.
+    SampleGeometry`) turns every surface NIfTI into the input's format (GIFTI pair or
+    CIFTI, :mod:`bids_hrf.io.surface_writers`).
+    """
     flat: list[dict] = []
     for item in records:
         if isinstance(item, list):
@@ -130,27 +138,79 @@ def sink_step(output_dir: str, records: list[Any]) -> list[str]:
         elif item:
             flat.append(item)
     written: list[str] = []
-    ensure_bidsignore(output_dir, {rec["suffix"] for rec in flat})
+    samples = SampleGeometry.load(geometry) if geometry else None
+    ensure_bidsignore(output_dir, {rec["suffix"] for rec in flat},
+                      _surface_patterns(flat, samples))
     for rec in flat:
         src = Path(rec["src"])
         ext = ".nii.gz" if src.name.endswith(".nii.gz") else src.suffix
-        dest = output_path(output_dir, rec["entities"], rec["suffix"], ext, rec["datatype"])
         metadata = dict(rec["metadata"])
-        with atomic_path(dest) as tmp:
-            if ext in (".nii", ".nii.gz"):
-                _write_nifti_with_units(src, tmp, metadata.get("RepetitionTime"))
-            else:
-                shutil.copyfile(src, tmp)
-        written.append(str(dest))
-        if not rec.get("sidecar", True):
-            continue
-        if rec["suffix"] == "bold":
-            # every 4D series we write is unmasked from the brain mask: zero outside it
-            metadata.setdefault("SkullStripped", True)
-        sidecar = dest.with_name(dest.name[: -len(ext)] + ".json")
-        write_json(sidecar, metadata)
-        written.append(str(sidecar))
+        if samples is not None and ext in (".nii", ".nii.gz"):
+            files = _surface_outputs(rec, samples, output_dir)
+        else:
+            dest = output_path(output_dir, rec["entities"], rec["suffix"], ext,
+                               rec["datatype"])
+            with atomic_path(dest) as tmp:
+                if ext in (".nii", ".nii.gz"):
+                    _write_nifti_with_units(src, tmp, metadata.get("RepetitionTime"))
+                else:
+                    shutil.copyfile(src, tmp)
+            files = [(dest, ext)]
+        for dest, dest_ext in files:
+            written.append(str(dest))
+            if not rec.get("sidecar", True):
+                continue
+            if rec["suffix"] == "bold" and samples is None:
+                # every 4D series we write is unmasked from the brain mask: zero outside it
+                metadata.setdefault("SkullStripped", True)
+            sidecar = dest.with_name(dest.name[: -len(dest_ext)] + ".json")
+            write_json(sidecar, metadata)
+            written.append(str(sidecar))
     return written
+
+
+def _surface_entities(entities: dict, samples: SampleGeometry) -> dict:
+    return {**entities, **({"den": samples.den} if samples.den else {})}
+
+
+def _surface_outputs(rec: dict, samples: SampleGeometry,
+                     output_dir: str) -> list[tuple[Path, str]]:
+    """Write a record's surface NIfTI as GIFTI/CIFTI file(s); return (path, extension)s."""
+    src = Path(rec["src"])
+    labels = None
+    if rec["suffix"] == "dseg":
+        for name in ("labels_kept.tsv", "labels.tsv"):
+            if (src.parent / name).is_file():
+                labels = read_labels(src.parent / name)
+                break
+    out = []
+    for extra, ext, write in surface_files(src, samples, rec["suffix"], labels,
+                                           rec["metadata"].get("RepetitionTime")):
+        dest = output_path(output_dir, {**_surface_entities(rec["entities"], samples),
+                                        **extra}, rec["suffix"], ext, rec["datatype"])
+        with atomic_path(dest) as tmp:
+            write(tmp)
+        out.append((dest, ext))
+    return out
+
+
+def _surface_patterns(flat: list[dict], samples: SampleGeometry | None) -> list[str]:
+    """.bidsignore patterns of the surface files of suffixes outside the BIDS schema."""
+    if samples is None:
+        return []
+    exts = (".shape.gii", ".func.gii", ".label.gii") if samples.kind == "gifti" else (
+        ".dscalar.nii", ".dtseries.nii", ".dlabel.nii")
+    suffixes = {rec["suffix"] for rec in flat if rec["src"].endswith((".nii", ".nii.gz"))}
+    return [f"*_{suffix}{ext}" for suffix in sorted(suffixes - SCHEMA_SUFFIXES)
+            for ext in exts]
+
+
+def read_labels(path: Path) -> dict[int, str]:
+    """Parcel names of a labels TSV (``index``, ``name``)."""
+    import pandas as pd
+
+    table = pd.read_csv(path, sep="\t", dtype={"name": str})
+    return {int(i): str(n) for i, n in zip(table["index"], table["name"], strict=True)}
 
 
 def _write_nifti_with_units(src: Path, dest: Path, tr: float | None) -> None:

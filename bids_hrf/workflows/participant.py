@@ -151,9 +151,11 @@ def init_participant_wf(subject: str, runs: list[RunInputs], config: Config,
                     (prep_merge, hrf, [("out", "prepared")]),
                     (hrf, rec_merge, [("records", f"in{len(g_runs) + 1}")])])
         glm_merge = pe.Node(niu.Merge(max(1, len(glm_runs))), name=f"merge_glm_{tag}")
+        prepare_nodes = []
         for i, run in enumerate(g_runs):
             prepare, glm = add_run_nodes(wf, run, config, errors_dir, nprocs,
                                          f"run{i + 1}_{tag}")
+            prepare_nodes.append(prepare)
             wf.connect([
                 (atlas, prepare, [("result", "atlas")]),
                 (prepare, prep_merge, [("result", f"in{i + 1}")]),
@@ -198,6 +200,7 @@ def init_participant_wf(subject: str, runs: list[RunInputs], config: Config,
                                        output_names=["bundle"], function=_bundle),
                           name=f"summary_{tag}")
         wf.connect([(rec_merge, sink, [("out", "records")]),
+                    (prepare_nodes[0], sink, [("result", "prepared")]),
                     (sink, written_merge, [("written", f"in{g_index}")]),
                     (bundle, to_dict, [("runs", "runs"), ("prepared", "prepared"),
                                        ("hrf", "hrf"), ("glm", "glm"), ("ffx", "ffx"),

@@ -18,10 +18,11 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from scipy.stats import norm
 
 from bids_hrf.conditions import clean_label
@@ -54,11 +55,16 @@ def condition_label(name: str) -> str:
     return clean_label(name)
 
 
-def _fit_parcel(label, Ys, events, frame_times, ijk, tr, params):
+def _fit_parcel(label, Ys, events, frame_times, neighbours, tr, params):
+    """Fit one parcel; ``neighbours``: its voxels' grid coordinates or sample graph."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         est = JDEVEM(tr=tr, **params)
-        adj = design.grid_adjacency(ijk) if ijk.shape[0] > 1 else None
+        if sparse.issparse(neighbours):
+            adj = sparse.csr_matrix(neighbours, dtype=float) if neighbours.shape[0] > 1 \
+                else None
+        else:
+            adj = design.grid_adjacency(neighbours) if neighbours.shape[0] > 1 else None
         try:
             est.fit(Ys, events, frame_times, adj)
         except ValueError as exc:
@@ -86,6 +92,7 @@ def estimate_jde_vem(
     contrasts: dict[str, np.ndarray] | None = None,
     n_jobs: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    adjacency: sparse.spmatrix | None = None,
     **jde_params,
 ) -> HRFEstimate:
     """Fit JDE-VEM in every parcel.
@@ -110,6 +117,9 @@ def estimate_jde_vem(
     n_jobs : int
         Parcels fitted in parallel (joblib processes).
     progress : callable (done, total), optional
+    adjacency : scipy.sparse matrix (n_voxels, n_voxels), optional
+        Neighbourhood graph of the samples (mesh vertices of surface data); replaces the
+        6-connectivity of ``voxel_ijk``.
     **jde_params
         Passed to :class:`~bids_hrf.hrf.jde.vem.JDEVEM`.
 
@@ -120,6 +130,11 @@ def estimate_jde_vem(
     """
     problem = _check_inputs(runs, events, frame_times, parcel_labels, parcel_names,
                             voxel_ijk, contrasts)
+    if adjacency is not None:
+        if adjacency.shape != (problem.n_voxels, problem.n_voxels):
+            raise ValueError(f"adjacency must be ({problem.n_voxels}, {problem.n_voxels}), "
+                             f"got {adjacency.shape}")
+        problem = replace(problem, graph=sparse.csr_matrix(adjacency))
     jde_params.setdefault("random_state", 0)
     probe = JDEVEM(tr=tr, **jde_params)
     results = _fit_parcels(problem, events, frame_times, tr, jde_params, n_jobs, progress)
@@ -155,6 +170,7 @@ class _Problem:
     idx: dict  # parcel -> its voxel indices
     conditions: list[str]
     contrasts: dict  # label -> weights over ``conditions``
+    graph: sparse.csr_matrix | None = None  # sample graph replacing the grid's
 
     @property
     def n_voxels(self) -> int:
@@ -202,6 +218,13 @@ def _check_inputs(runs, events, frame_times, parcel_labels, parcel_names, voxel_
                     conditions=conditions, contrasts=contrasts)
 
 
+def _neighbours(problem: _Problem, members: np.ndarray):
+    """What defines a parcel's neighbourhoods: its sample graph, or its grid coordinates."""
+    if problem.graph is not None:
+        return problem.graph[members][:, members]
+    return problem.ijk[members]
+
+
 def _fit_parcels(problem: _Problem, events, frame_times, tr, jde_params, n_jobs,
                  progress) -> dict[int, dict]:
     """Fit every parcel (joblib processes); parcel -> the fitted attributes it keeps."""
@@ -210,7 +233,7 @@ def _fit_parcels(problem: _Problem, events, frame_times, tr, jde_params, n_jobs,
     idx = problem.idx
     tasks = (
         delayed(_fit_parcel)(lab, [r[:, idx[lab]] for r in problem.runs], events,
-                             frame_times, problem.ijk[idx[lab]], tr, jde_params)
+                             frame_times, _neighbours(problem, idx[lab]), tr, jde_params)
         for lab in problem.present
     )
     results: dict[int, dict] = {}

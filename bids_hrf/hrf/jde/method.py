@@ -80,7 +80,8 @@ def _estimate(data: VoxelRuns, context: HRFContext, options: JDEOptions) -> HRFE
     return estimate_jde_vem(
         data.Y, data.events, data.frame_times, context.tr, data.parcels, dict(context.labels),
         data.ijk, contrasts=dict(context.contrasts) or None, n_jobs=context.n_jobs,
-        progress=context.progress, dt=context.dt, hrf_duration=context.hrf_duration,
+        progress=context.progress, adjacency=data.graph, dt=context.dt,
+        hrf_duration=context.hrf_duration,
         beta=options.beta, sigma_h=options.sigma_h, hrf_hyperprior=options.hrf_hyperprior,
         hrf_model=context.hrf_model, n_iter_min=options.n_iter_min,
         n_iter_max=options.n_iter_max, zero_constraint=options.zero_constraint,

@@ -1,0 +1,139 @@
+"""Write surface samples back in the input's format: GIFTI pairs or CIFTI-2 files.
+
+The sink (:func:`bids_hrf.steps.sink.sink_step`) calls :func:`surface_files` for every
+surface NIfTI it writes (:mod:`bids_hrf.surface.samples`):
+
+* fsaverage (GIFTI): one file per hemisphere, ``hemi-L``/``hemi-R`` entities; maps are
+  ``.shape.gii`` (one data array), series ``.func.gii`` (one array per volume, as fMRIPrep
+  writes them), parcellations ``.label.gii`` with their label table; the medial wall and
+  samples left out are 0.
+* fsLR (CIFTI-2): maps ``.dscalar.nii`` (one named map), series ``.dtseries.nii`` (series
+  axis in seconds), parcellations ``.dlabel.nii``; the brain-model axis is the input's
+  (same structures, vertices, voxels, so Connectome Workbench shows them on its meshes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from bids_hrf.surface.samples import CORTEX, SampleGeometry, sample_values
+
+_GIFTI_INTENT = {"shape": "NIFTI_INTENT_SHAPE", "func": "NIFTI_INTENT_TIME_SERIES",
+                 "label": "NIFTI_INTENT_LABEL"}
+
+
+def surface_files(src: str | Path, geometry: SampleGeometry, suffix: str,
+                  labels: dict[int, str] | None = None, tr: float | None = None
+                  ) -> list[tuple[dict, str, Callable[[Path], None]]]:
+    """The files a surface NIfTI becomes: (extra entities, extension, writer) per file.
+
+    Parameters
+    ----------
+    src : path
+        A surface NIfTI (n_samples, 1, 1[, n_volumes]).
+    geometry : SampleGeometry
+    suffix : str
+        BIDS suffix of the output (``dseg`` outputs become label files).
+    labels : dict, optional
+        Label names of a parcellation.
+    tr : float, optional
+        Step of a time series (s).
+
+    Returns
+    -------
+    list of (dict, str, callable)
+        The entities to add (``hemi``), the extension, and ``write(path)``.
+    """
+    values = sample_values(nib.load(str(src)))
+    if values.shape[0] != geometry.n_samples:
+        raise ValueError(f"{Path(src).name} has {values.shape[0]} samples, the geometry "
+                         f"{geometry.n_samples}")
+    is_label = suffix == "dseg"
+    is_series = values.ndim == 2 and values.shape[1] > 1 and not is_label
+    if geometry.kind == "gifti":
+        kind = "label" if is_label else ("func" if is_series else "shape")
+        out = []
+        for hemi in ("L", "R"):
+            idx = geometry.hemisphere(hemi)
+            full = np.zeros((geometry.mesh_size[CORTEX[hemi]],) + values.shape[1:],
+                            dtype=values.dtype)
+            full[geometry.vertex[idx]] = values[idx]
+            out.append(({"hemi": hemi}, f".{kind}.gii",
+                        _gifti_writer(full, kind, hemi, labels)))
+        return out
+    if is_label:
+        return [({}, ".dlabel.nii", _cifti_writer(values, geometry, "label", labels, tr))]
+    kind = "series" if is_series else "scalar"
+    ext = ".dtseries.nii" if is_series else ".dscalar.nii"
+    return [({}, ext, _cifti_writer(values, geometry, kind, {0: suffix}, tr))]
+
+
+def _gifti_writer(values: np.ndarray, kind: str, hemi: str,
+                  labels: dict[int, str] | None) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        structure = "CortexLeft" if hemi == "L" else "CortexRight"
+        meta = nib.gifti.GiftiMetaData({"AnatomicalStructurePrimary": structure})
+        img = nib.gifti.GiftiImage(meta=meta)
+        if kind == "label":
+            table = nib.gifti.GiftiLabelTable()
+            names = {0: "???", **(labels or {})}
+            rng = np.random.default_rng(0)
+            for key, name in names.items():
+                label = nib.gifti.GiftiLabel(key=int(key), red=float(rng.random()),
+                                             green=float(rng.random()),
+                                             blue=float(rng.random()), alpha=1.0)
+                label.label = str(name)
+                table.labels.append(label)
+            img.labeltable = table
+            arrays = [values.astype(np.int32).ravel()]
+        elif kind == "func":
+            arrays = [values[:, t].astype(np.float32) for t in range(values.shape[1])]
+        else:
+            arrays = [values.astype(np.float32).ravel()]
+        for data in arrays:
+            img.add_gifti_data_array(nib.gifti.GiftiDataArray(
+                data, intent=_GIFTI_INTENT[kind], datatype=data.dtype))
+        nib.save(img, str(path))
+
+    return write
+
+
+def brain_model_axis(geometry: SampleGeometry) -> nib.cifti2.BrainModelAxis:
+    """The CIFTI brain-model axis of the samples (vertices then voxels, by structure)."""
+    surface = geometry.vertex >= 0
+    voxel = np.where(surface[:, None], 0, geometry.ijk)
+    nvertices = {name: int(n) for name, n in geometry.mesh_size.items()}
+    affine = geometry.volume_affine if geometry.volume_affine is not None else None
+    kwargs = {}
+    if (~surface).any():
+        kwargs = {"affine": affine, "volume_shape": tuple(geometry.volume_shape)}
+    return nib.cifti2.BrainModelAxis(name=geometry.structure.astype(str),
+                                     vertex=np.where(surface, geometry.vertex, -1),
+                                     voxel=voxel, nvertices=nvertices, **kwargs)
+
+
+def _cifti_writer(values: np.ndarray, geometry: SampleGeometry, kind: str,
+                  labels: dict[int, str] | None, tr: float | None) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        models = brain_model_axis(geometry)
+        data = values.reshape(values.shape[0], -1).T.astype(np.float32)
+        if kind == "series":
+            axis = nib.cifti2.SeriesAxis(start=0.0, step=float(tr or 1.0), size=data.shape[0],
+                                         unit="SECOND")
+        elif kind == "label":
+            rng = np.random.default_rng(0)
+            table = {0: ("???", (0.0, 0.0, 0.0, 0.0))}
+            table.update({int(k): (str(v), (*rng.random(3), 1.0))
+                          for k, v in (labels or {}).items()})
+            axis = nib.cifti2.LabelAxis(["parcellation"], [table])
+            data = data[:1]
+        else:
+            axis = nib.cifti2.ScalarAxis([str(next(iter((labels or {0: "map"}).values())))])
+            data = data[:1]
+        nib.save(nib.cifti2.Cifti2Image(data, header=(axis, models)), str(path))
+
+    return write

@@ -1,0 +1,185 @@
+"""Surface data end to end (issue 12): fsaverage5 GIFTI pairs and fsLR-like CIFTI.
+
+Datasets come from :mod:`bids_hrf.datasets.surface_sim` (known truth per vertex, an atlas
+drawn independently of the truth); meshes from nilearn's offline fsaverage5.
+"""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from bids_hrf.cli.run import main
+from bids_hrf.datasets.surface_sim import make_surface_dataset
+from bids_hrf.io.surface import load_cifti_dtseries
+from bids_hrf.io.surface_writers import surface_files
+from bids_hrf.surface.meshes import sample_graph, smooth_on_mesh, surface_mesh
+from bids_hrf.surface.samples import SampleGeometry, sample_image, sample_values
+
+
+@pytest.fixture(scope="module")
+def fs5(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fs5")
+    return make_surface_dataset(root / "bids", space="fsaverage5", n_subjects=1, n_runs=2,
+                                n_scans=90, seed=3)
+
+
+@pytest.fixture(scope="module")
+def fslr(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fslr")
+    return make_surface_dataset(root / "bids", space="fsLR", n_subjects=1, n_runs=2,
+                                n_scans=90, seed=4)
+
+
+def _run(ds, out, *extra) -> int:
+    args = [str(ds.bids_dir), str(out), "participant", "--space", ds.space,
+            "--atlas", str(ds.atlas), "-w", str(out.parent / f"work_{out.name}"),
+            "--nprocs", "1", *extra]
+    return main(args)
+
+
+def _gifti_pair(folder, pattern: str) -> np.ndarray:
+    left = sorted(folder.glob(pattern.replace("HEMI", "L")))
+    assert len(left) == 1, (pattern, left)
+    right = left[0].with_name(left[0].name.replace("hemi-L", "hemi-R"))
+    return np.concatenate([np.asarray(nib.load(str(p)).darrays[0].data)
+                           for p in (left[0], right)])
+
+
+def _auc(truth: pd.DataFrame, values: np.ndarray, condition: str) -> float:
+    return roc_auc_score(truth["condition"].to_numpy() == condition, values)
+
+
+def test_fsaverage5_end_to_end_gifti_outputs_recover_truth(fs5, tmp_path):
+    out = tmp_path / "out"
+    assert _run(fs5, out) == 0
+    func = out / "sub-01" / "func"
+    for cond in ("A", "B"):
+        z = _gifti_pair(func, f"*task-loc_hemi-HEMI_space-fsaverage5_contrast-{cond.lower()}"
+                              "_stat-z_statmap.shape.gii")
+        assert z.shape == (2 * 10242,)
+        assert _auc(fs5.truth, z, cond) > 0.95
+    # the parcellation is a .label.gii pair with the atlas's names, medial wall unlabelled
+    dseg = nib.load(str(next(func.glob("*hemi-L_space-fsaverage5_seg-*_dseg.label.gii"))))
+    names = dseg.labeltable.get_labels_as_dict()
+    assert names[0] == "???" and any(v.startswith("L_parcel") for v in names.values())
+    medial = fs5.truth.query("structure == 'CIFTI_STRUCTURE_CORTEX_LEFT' and region < 0")
+    assert (np.asarray(dseg.darrays[0].data)[medial["vertex"]] == 0).all()
+    sidecar = json.loads(next(func.glob("*hemi-R*contrast-a_stat-z_statmap.json")).read_text())
+    assert sidecar["Statistic"] == "z"
+    ignore = (out / ".bidsignore").read_text().split()
+    assert "*_statmap.shape.gii" in ignore and "*_bold.func.gii" not in ignore
+    html = (out / "sub-01.html").read_text()
+    assert "could not be made" not in html and "on the cortical surface" in html
+    assert html.count("data:image/png") >= 6
+
+
+def test_fsaverage5_jde_uses_the_mesh_graph(fs5, tmp_path):
+    out = tmp_path / "out"
+    assert _run(fs5, out, "--hrf-method", "jde-vem", "--participant-label", "01") == 0
+    func = out / "sub-01" / "func"
+    ppm = _gifti_pair(func, "*hemi-HEMI_space-fsaverage5_contrast-a_stat-ppm_desc-jdevem"
+                            "_statmap.shape.gii")
+    assert _auc(fs5.truth, ppm, "A") > 0.95
+
+
+def test_fslr_cifti_end_to_end(fslr, tmp_path):
+    out = tmp_path / "out"
+    assert _run(fslr, out) == 0
+    func = out / "sub-01" / "func"
+    zpath = next(func.glob("*task-loc_space-fsLR_den-91k_contrast-a_stat-z_statmap"
+                           ".dscalar.nii"))
+    img = nib.load(str(zpath))
+    models = img.header.get_axis(1)
+    source = nib.load(str(next(fslr.fmriprep_dir.rglob("*run-1*dtseries.nii"))))
+    assert models == source.header.get_axis(1)  # same grayordinates, structures, voxels
+    assert isinstance(img.header.get_axis(0), nib.cifti2.ScalarAxis)
+    assert _auc(fslr.truth, np.asarray(img.get_fdata())[0], "A") > 0.95
+    dlabel = nib.load(str(next(func.glob("*space-fsLR_den-91k_seg-*_dseg.dlabel.nii"))))
+    assert isinstance(dlabel.header.get_axis(0), nib.cifti2.LabelAxis)
+    assert "thalamus" in " ".join(v[0] for v in dlabel.header.get_axis(0).label[0].values())
+
+
+def test_missing_hemisphere_is_one_clear_error(fs5, tmp_path, capsys):
+    right = next(fs5.fmriprep_dir.rglob("*run-2_hemi-R_space-fsaverage5_bold.func.gii"))
+    moved = tmp_path / right.name
+    right.rename(moved)
+    try:
+        code = _run(fs5, tmp_path / "out")
+    finally:
+        moved.rename(right)
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err
+    assert "right hemisphere" in err and right.name in err
+
+
+def test_smoothing_without_an_offline_mesh_is_refused(fslr, tmp_path, capsys):
+    code = _run(fslr, tmp_path / "out", "--smoothing-fwhm", "6")
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err and "mesh" in err
+
+
+def test_mesh_smoothing_reaches_the_requested_fwhm():
+    """A point smoothed on the fsaverage5 midthickness spreads with the stated FWHM."""
+    coords, faces = surface_mesh("fsaverage5", "L")
+    n = coords.shape[0]
+    geometry = SampleGeometry(kind="gifti", space="fsaverage5",
+                              structure=np.array(["CIFTI_STRUCTURE_CORTEX_LEFT"] * n),
+                              vertex=np.arange(n), ijk=np.full((n, 3), -1),
+                              mesh_size={"CIFTI_STRUCTURE_CORTEX_LEFT": n})
+    for fwhm in (6.0, 12.0):
+        spreads = []
+        for source in (100, 2000, 5000):
+            delta = np.zeros((1, n))
+            delta[0, source] = 1.0
+            out, meta = smooth_on_mesh(delta, geometry, fwhm)
+            w = out[0] / out[0].sum()
+            r2 = np.sum((coords - coords[source]) ** 2, axis=1)
+            spreads.append(np.sqrt(np.sum(w * r2) / 2.0) * np.sqrt(8 * np.log(2)))
+        assert 0.75 * fwhm < np.median(spreads) < 1.3 * fwhm, (fwhm, spreads)
+        assert meta["SmoothingIterations"]["L"] >= 1
+
+
+def test_sample_graph_of_fsaverage5_is_the_mesh():
+    coords, faces = surface_mesh("fsaverage5", "L")
+    n = coords.shape[0]
+    geometry = SampleGeometry(
+        kind="gifti", space="fsaverage5",
+        structure=np.array(["CIFTI_STRUCTURE_CORTEX_LEFT"] * n + ["CIFTI_STRUCTURE_CORTEX_RIGHT"]
+                           * n), vertex=np.r_[np.arange(n), np.arange(n)],
+        ijk=np.full((2 * n, 3), -1),
+        mesh_size={"CIFTI_STRUCTURE_CORTEX_LEFT": n, "CIFTI_STRUCTURE_CORTEX_RIGHT": n})
+    graph = sample_graph(geometry)
+    degree = np.asarray(graph.sum(axis=1)).ravel()
+    assert graph.shape == (2 * n, 2 * n) and set(np.unique(degree)) == {5, 6}
+    assert graph[:n, n:].nnz == 0  # no edge across hemispheres
+
+
+def test_cifti_writer_round_trip(fslr, tmp_path):
+    source = next(fslr.fmriprep_dir.rglob("*run-1*dtseries.nii"))
+    bold = load_cifti_dtseries(source)
+    from bids_hrf.io.surface import load_surface_bold
+
+    _, geometry = load_surface_bold(source, "fsLR")
+    assert geometry.den == "91k"
+    values = np.arange(geometry.n_samples, dtype=float)
+    src = tmp_path / "map.nii.gz"
+    nib.save(sample_image(values), str(src))
+    [(extra, ext, write)] = surface_files(src, geometry, "statmap")
+    assert extra == {} and ext == ".dscalar.nii"
+    write(tmp_path / "map.dscalar.nii")
+    back = nib.load(str(tmp_path / "map.dscalar.nii"))
+    np.testing.assert_allclose(np.asarray(back.get_fdata())[0], values)
+    series = sample_image(bold.data[:5])
+    nib.save(series, str(tmp_path / "s.nii.gz"))
+    assert sample_values(nib.load(str(tmp_path / "s.nii.gz"))).shape == (geometry.n_samples, 5)
+    [(_, ext, write)] = surface_files(tmp_path / "s.nii.gz", geometry, "bold", tr=2.0)
+    write(tmp_path / "s.dtseries.nii")
+    back = nib.load(str(tmp_path / "s.dtseries.nii"))
+    assert ext == ".dtseries.nii" and back.header.get_axis(0).step == 2.0
+    np.testing.assert_allclose(back.get_fdata(), bold.data[:5], rtol=1e-5)
