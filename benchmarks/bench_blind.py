@@ -10,7 +10,8 @@ Methods, all on the same cleaned data of one participant (16 parcels x 20 voxels
 300 scans, TR 2 s):
 
 * ``canonical``: SPM's canonical HRF, not estimated;
-* ``parcel``: :class:`bids_hrf.hrf.blind.parcel.ParcelBlindHRF` (both runs, all voxels);
+* ``parcel``: :class:`bids_hrf.hrf.blind.parcel.ParcelBlindHRF` (both runs, all voxels; all
+  parcels of the participant in one batch, ``fit_parcels``);
 * ``previous``: :func:`bids_hrf.hrf.blind.estimator.estimate_blind_hrf` per run on the voxels,
   runs averaged (what ``--estimate-hrf`` did before; slow, ``--previous`` to include it);
 * ``rshrf-canon2dd``, ``rshrf-gamma``: rsHRF 1.8.0 (its own defaults: 0.01-0.08 Hz band-pass,
@@ -125,9 +126,9 @@ def one_dataset(seed: int, snr: float, rate: float, family: str, rshrf: str | No
     times = {}
     t0 = time.perf_counter()
     cols, sd_t, sd_f, ident = [], [], [], []
+    fits = ParcelBlindHRF(sim.tr).fit_parcels(clean, sim.labels)  # all parcels in one batch
     for p in parcels:
-        m = sim.labels == p
-        fit = ParcelBlindHRF(sim.tr).fit([c[:, m] for c in clean])
+        fit = fits[int(p)]
         cols.append(_on_grid(fit.time_, fit.hrf_))
         sd_t.append(fit.ttp_sd_)
         sd_f.append(fit.fwhm_sd_)

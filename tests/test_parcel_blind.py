@@ -7,7 +7,8 @@ import pytest
 
 from bids_hrf.datasets.rest_sim import clean_runs, gamma_hrf, logit_hrf, simulate_rest
 from bids_hrf.hrf._hrf_matrix import canonical_hrf
-from bids_hrf.hrf.blind.parcel import ParcelBlindHRF, _drift_basis, double_gamma
+from bids_hrf.hrf.blind._deconv import nonneg_sparse_fit
+from bids_hrf.hrf.blind.parcel import ParcelBlindHRF, _drift_basis, double_gamma, pooled_series
 from bids_hrf.hrf.params import hrf_parameters
 
 T = np.arange(0.0, 32.0, 0.05)
@@ -95,3 +96,60 @@ def test_parcel_hrf_on_simulated_rest():
     # ... and every parcel reports its uncertainty.
     assert np.all(np.isfinite(sds)) and np.all(np.array(sds) > 0)
     assert np.mean(ident) > 0.8
+
+
+def _dense_operator(k: np.ndarray, u: int, lead: int, n: int, q: np.ndarray) -> np.ndarray:
+    """``P A`` as a dense matrix, built by direct convolution (independent of the FFTs)."""
+    m = (n + lead) * u
+    full = np.zeros((m + k.size, m))
+    for j in range(m):
+        full[j: j + k.size, j] = k
+    a = full[(np.arange(n) + lead) * u]
+    return a - q @ (q.T @ a)
+
+
+@pytest.mark.parametrize("u", [1, 2, 3])
+def test_batched_solver_matches_a_dense_solution(u):
+    """The FFT operators (spectrum folding for the scans) equal direct convolution, and the
+    solver reaches the optimum of the dense problem (checked by its optimality conditions)."""
+    rng = np.random.default_rng(u)
+    n, tr = 60, 2.0
+    q = _drift_basis(n, tr, 0.01)
+    k = double_gamma(np.arange(0, 20.01, tr / u), [4.0, 6.5], [4.0, 5.5]).T
+    lead = int(np.ceil(k.shape[1] / u))
+    y = rng.standard_normal((2, n))
+    lam = np.array([0.5, 0.8])
+    s, res, n_iter = nonneg_sparse_fit(y, k, lam, u, lead, q, tol=1e-7, max_iter=20000)
+    for r in range(2):
+        a = _dense_operator(k[r], u, lead, n, q)
+        np.testing.assert_allclose(res[r], y[r] - a @ s[r], atol=2e-4)
+        grad = a.T @ (a @ s[r] - y[r]) + lam[r]  # KKT: >= 0, and 0 where s > 0
+        assert grad.min() > -2e-3
+        assert np.abs(grad[s[r] > 1e-3]).max() < 2e-3
+    assert np.all(n_iter < 20000)
+
+
+def test_fit_parcels_equals_fitting_each_parcel():
+    sim = simulate_rest(n_parcels=3, n_voxels=6, n_runs=2, n_scans=120, seed=4)
+    clean = clean_runs(sim)
+    fits = ParcelBlindHRF(sim.tr).fit_parcels(clean, sim.labels)
+    assert sorted(fits) == [1, 2, 3]
+    for label, fit in fits.items():
+        alone = ParcelBlindHRF(sim.tr).fit([c[:, sim.labels == label] for c in clean])
+        assert fit.ttp_ == pytest.approx(alone.ttp_, abs=1e-6)
+        np.testing.assert_allclose(fit.hrf_, alone.hrf_, atol=1e-6)
+
+
+@pytest.mark.parametrize("n_voxels", [4, 700])
+def test_pooled_series_weights_are_the_leading_singular_vector(n_voxels):
+    """More or fewer voxels than scans: the weights are the leading right singular vector and
+    recover the voxels' amplitudes of a rank-one signal."""
+    rng = np.random.default_rng(n_voxels)
+    amp = rng.uniform(0.5, 1.5, n_voxels)
+    runs = [np.outer(rng.standard_normal(300), amp) + 0.1 * rng.standard_normal((300, n_voxels))
+            for _ in range(2)]
+    series, w = pooled_series(runs)
+    vt = np.linalg.svd(np.vstack([r - r.mean(axis=0) for r in runs]), full_matrices=False)[2][0]
+    np.testing.assert_allclose(w, vt * np.sign(vt.sum()), atol=1e-10)
+    assert np.corrcoef(w, amp)[0, 1] > 0.99
+    assert len(series) == 2 and series[0].shape == (300,)

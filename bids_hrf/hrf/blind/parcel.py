@@ -21,11 +21,14 @@ voxel-specific amplitudes (rank one). The estimator
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import fft as sfft
+from scipy.linalg import eigh
+from threadpoolctl import threadpool_limits
 
+from bids_hrf.hrf.blind._deconv import nonneg_sparse_fit
 from bids_hrf.hrf.sparse._fista import noise_sigma
 
 __all__ = ["ParcelBlindHRF", "double_gamma", "pooled_series"]
@@ -118,11 +121,15 @@ def pooled_series(runs: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]
     """
     cent = [r - r.mean(axis=0) for r in runs]
     stacked = np.vstack(cent)
-    if stacked.shape[1] == 1:
+    n, v = stacked.shape
+    if v == 1:
         w = np.ones(1)
     else:
-        _, _, vt = np.linalg.svd(stacked, full_matrices=False)
-        w = vt[0]
+        # leading eigenvector of the smaller Gram matrix (a full SVD costs far more)
+        gram = stacked.T @ stacked if v <= n else stacked @ stacked.T
+        _, vec = eigh(gram, subset_by_index=[gram.shape[0] - 1, gram.shape[0] - 1])
+        w = vec[:, 0] if v <= n else stacked.T @ vec[:, 0]
+        w = w / (np.linalg.norm(w) or 1.0)
         if w.sum() < 0:
             w = -w
     return [c @ w for c in cent], w
@@ -156,6 +163,10 @@ class _Grid:
         return _Grid(*(np.concatenate([getattr(self, f), getattr(other, f)])
                        for f in ("ttp", "fwhm", "undershoot", "lag")))
 
+    def take(self, index) -> _Grid:
+        return _Grid(*(np.atleast_1d(getattr(self, f)[index])
+                       for f in ("ttp", "fwhm", "undershoot", "lag")))
+
     def curves(self, t: np.ndarray) -> np.ndarray:
         return double_gamma(t, self.ttp, self.fwhm, self.undershoot, self.lag)
 
@@ -164,49 +175,28 @@ def _kernels(grid: _Grid, step: float, duration: float) -> np.ndarray:
     return grid.curves(np.arange(0.0, duration + step / 2, step)).T  # (C, K)
 
 
-def _nonneg_sparse_fit(y: np.ndarray, k: np.ndarray, u: int, lead: int, q: np.ndarray,
-                       lam: float, n_iter: int) -> tuple[np.ndarray, np.ndarray]:
-    """``min_{s >= 0} ||y - P A_c s||^2 / 2 + lam sum(s)`` for every kernel ``c`` (FISTA).
+@dataclass
+class _Parcel:
+    """One parcel's pooled series, noise level and candidates scored so far."""
 
-    ``A_c`` convolves events on a grid of ``TR / u`` (starting ``lead`` scans before the run)
-    with kernel ``k[c]`` (samples every ``TR / u``) and samples the result at the scans; ``P``
-    removes the span of ``q`` (the drifts removed by cleaning). All kernels in one batch.
+    series: list[np.ndarray]
+    weights: np.ndarray
+    sigma: float
+    grid: _Grid | None = None
+    score: np.ndarray | None = None
+    n_events: np.ndarray | None = None
+    rss: np.ndarray | None = None
+    #: events (one array per run) of the best candidate so far: warm start of later stages
+    events: list[np.ndarray] | None = None
 
-    Returns
-    -------
-    s : ndarray (n_kernels, (n_scans + lead) u)
-    residual : ndarray (n_kernels, n_scans)
-    """
-    n_c, n_k = k.shape
-    n = y.size
-    m = (n + lead) * u
-    p = sfft.next_fast_len(m + n_k + 1, real=True)
-    kf = sfft.rfft(k.astype(np.float32), p, axis=1)
-    kf_conj = np.conj(kf)
-    lip = np.max(np.abs(kf) ** 2, axis=1, keepdims=True) / u + 1e-12
-    obs = (np.arange(n) + lead) * u
-    y = y.astype(np.float32)
-    q = q.astype(np.float32)
-
-    def forward(x):
-        full = sfft.irfft(sfft.rfft(x, p, axis=1) * kf, p, axis=1)[:, obs]
-        return full - (full @ q) @ q.T  # the cleaning's high-pass applies to the model
-
-    def adjoint(r):
-        up = np.zeros((n_c, p), dtype=np.float32)
-        up[:, obs] = r - (r @ q) @ q.T
-        return sfft.irfft(sfft.rfft(up, axis=1) * kf_conj, p, axis=1)[:, :m]
-
-    s = np.zeros((n_c, m), dtype=np.float32)
-    z = s.copy()
-    tk = 1.0
-    for _ in range(n_iter):
-        grad = adjoint(forward(z) - y[None, :])
-        s_new = np.maximum(z - (grad + lam) / lip, 0.0)
-        tk_new = 0.5 * (1 + np.sqrt(1 + 4 * tk * tk))
-        z = s_new + ((tk - 1) / tk_new) * (s_new - s)
-        s, tk = s_new, tk_new
-    return s, y[None, :] - forward(s)
+    def add(self, grid: _Grid, score, n_events, rss) -> None:
+        if self.grid is None:
+            self.grid, self.score, self.n_events, self.rss = grid, score, n_events, rss
+            return
+        self.grid = self.grid + grid
+        self.score, self.n_events, self.rss = (
+            np.concatenate(v) for v in ((self.score, score), (self.n_events, n_events),
+                                        (self.rss, rss)))
 
 
 class ParcelBlindHRF:
@@ -233,7 +223,9 @@ class ParcelBlindHRF:
     max_ttp_sd : float
         Parcels whose time-to-peak SD exceeds this (s) are flagged not identifiable.
     n_iter : int
-        FISTA iterations per candidate.
+        Maximum FISTA iterations per candidate (each stops earlier once converged).
+    tol : float
+        FISTA stops a candidate when its events change by less than this fraction.
     high_pass : float
         Cut-off (Hz) of the high-pass filter applied when the data were cleaned: the same
         projection (with the constant and linear trend) is applied to every model fit, so that
@@ -264,8 +256,9 @@ class ParcelBlindHRF:
                  fwhm_range: tuple[float, float] = (2.5, 8.0),
                  upsample: int = 2, penalty: float = 3.0, temperature: float = 1.0,
                  prior_ttp: float = 5.5, prior_fwhm: float = 5.0, prior_sd: float = 1.0,
-                 min_events: int = 8, max_ttp_sd: float = 1.0, n_iter: int = 60,
-                 high_pass: float = 0.01, dt: float = 0.1, hrf_duration: float = 32.0):
+                 min_events: int = 8, max_ttp_sd: float = 1.0, n_iter: int = 300,
+                 tol: float = 2e-3, high_pass: float = 0.01, dt: float = 0.1,
+                 hrf_duration: float = 32.0):
         self.tr = tr
         self.ttp_range = ttp_range
         self.fwhm_range = fwhm_range
@@ -278,31 +271,94 @@ class ParcelBlindHRF:
         self.min_events = min_events
         self.max_ttp_sd = max_ttp_sd
         self.n_iter = n_iter
+        self.tol = tol
         self.high_pass = high_pass
         self.dt = dt
         self.hrf_duration = hrf_duration
 
     # -- core -----------------------------------------------------------------------------
-    def _scores(self, series: list[np.ndarray], sigma: float, grid: _Grid):
+    def _score(self, parcels: list[_Parcel], grids: list[_Grid]) -> None:
+        """Score ``grids[i]`` for ``parcels[i]``, all parcels and candidates in one batch per
+        run, and add them to the parcels' candidates."""
         u = int(self.upsample)
         step = self.tr / u
-        k = _kernels(grid, step, max(_KERNEL_DURATION, self.hrf_duration))
-        # unit-norm columns: average over the u phases of the squared samples at TR
-        k = k / np.sqrt(np.sum(k**2, axis=1, keepdims=True) / u)
-        n_c, n_k = k.shape
-        lead = int(np.ceil(n_k / u))  # scans of events before the run that reach it
-        total = np.zeros(n_c)
-        rss = np.zeros(n_c)
-        n_events = np.zeros(n_c)
+        duration = max(_KERNEL_DURATION, self.hrf_duration)
+        ks = []
+        for g in grids:
+            k = _kernels(g, step, duration)
+            # unit-norm columns: average over the u phases of the squared samples at TR
+            ks.append(k / np.sqrt(np.sum(k**2, axis=1, keepdims=True) / u))
+        k = np.vstack(ks)
+        lead = int(np.ceil(k.shape[1] / u))  # scans of events before the run that reach it
+        owner = np.repeat(np.arange(len(parcels)), [g.ttp.size for g in grids])
+        sigma = np.array([p.sigma for p in parcels])[owner]
         lam = self.penalty * sigma
-        for y in series:
-            q = _drift_basis(y.size, self.tr, self.high_pass)
-            s, res = _nonneg_sparse_fit(y, k, u, lead, q, lam, self.n_iter)
-            r2 = np.sum(res**2, axis=1)
+        total, rss, n_events = (np.zeros(owner.size) for _ in range(3))
+        bounds = np.cumsum([0] + [g.ttp.size for g in grids])
+        events = []
+        for r in range(len(parcels[0].series)):
+            y = np.vstack([p.series[r] for p in parcels])
+            q = _drift_basis(y.shape[1], self.tr, self.high_pass)
+            init = (None if parcels[0].events is None
+                    else np.vstack([p.events[r] for p in parcels])[owner])
+            s, res, _ = nonneg_sparse_fit(y[owner], k, lam, u, lead, q, self.tol, self.n_iter,
+                                          init)
+            r2 = np.sum(res.astype(float) ** 2, axis=1)
             rss += r2
-            total += 0.5 * r2 / sigma**2 + lam * s.sum(axis=1) / sigma**2
-            n_events += np.count_nonzero(s[:, lead * u:] > 1e-3 * sigma, axis=1)
-        return total, n_events, rss
+            total += 0.5 * r2 / sigma**2 + lam * s.sum(axis=1, dtype=float) / sigma**2
+            n_events += np.count_nonzero(s[:, lead * u:] > 1e-3 * sigma[:, None], axis=1)
+            events.append(s)
+        for i, (p, g) in enumerate(zip(parcels, grids, strict=True)):
+            sl = slice(bounds[i], bounds[i + 1])
+            p.add(g, total[sl], n_events[sl], rss[sl])
+            best = int(np.argmax(self._log_post(p))) - (p.score.size - g.ttp.size)
+            if best >= 0:  # the best candidate is a new one: its events start later stages
+                p.events = [e[bounds[i] + best][None] for e in events]
+
+    def _log_post(self, p: _Parcel) -> np.ndarray:
+        # misfit beyond the noise level (model error) widens the posterior
+        n_total = sum(s.size for s in p.series)
+        temp = self.temperature * max(1.0, p.rss[np.argmin(p.score)] / (p.sigma**2 * n_total))
+        out = -(p.score - p.score.min()) / temp
+        if self.prior_sd > 0:
+            out = out - 0.5 * (((p.grid.ttp - self.prior_ttp) / self.prior_sd) ** 2
+                               + ((p.grid.fwhm - self.prior_fwhm) / self.prior_sd) ** 2)
+        return out
+
+    def _prepare(self, runs) -> _Parcel:
+        if isinstance(runs, np.ndarray):
+            runs = [runs]
+        runs = [np.asarray(r, dtype=float).reshape(r.shape[0], -1) for r in runs]
+        if not runs or len({r.shape[1] for r in runs}) != 1:
+            raise ValueError("runs must hold the same voxels (columns) in every run")
+        series, w = pooled_series(runs)
+        sigma = float(np.median([noise_sigma(s[:, None])[0] for s in series]))
+        sigma = sigma if sigma > 0 else float(np.std(np.concatenate(series))) or 1.0
+        return _Parcel(series, w, sigma)
+
+    def fit_parcels(self, runs: list[np.ndarray], labels: np.ndarray) -> dict:
+        """Estimate the HRF of every parcel of ``labels`` at once (one batch per run).
+
+        Parameters
+        ----------
+        runs : list of ndarray, each (n_scans, n_voxels)
+            Confound-cleaned voxel series, same voxels in every run.
+        labels : ndarray of int, shape (n_voxels,)
+            Parcel of each voxel; 0 is background (not fitted).
+
+        Returns
+        -------
+        dict of int to ParcelBlindHRF
+            One fitted estimator per parcel label (same parameters as this one).
+        """
+        labels = np.asarray(labels)
+        if isinstance(runs, np.ndarray):
+            runs = [runs]
+        names = [int(v) for v in np.unique(labels) if v != 0]
+        with threadpool_limits(limits=1, user_api="blas"):  # small problems: no threads
+            parcels = [self._prepare([r[:, labels == v] for r in runs]) for v in names]
+            fits = self._search(parcels)
+        return dict(zip(names, fits, strict=True))
 
     def fit(self, runs: list[np.ndarray], y=None) -> ParcelBlindHRF:
         """Estimate the parcel's HRF from its voxels.
@@ -316,58 +372,48 @@ class ParcelBlindHRF:
         -------
         self
         """
+        with threadpool_limits(limits=1, user_api="blas"):  # small problems: no threads
+            self._search([self._prepare(runs)], into=[self])
+        return self
+
+    def _search(self, parcels: list[_Parcel], into: list | None = None) -> list:
         if self.tr <= 0:
             raise ValueError(f"tr must be positive, got {self.tr}")
         if int(self.upsample) < 1:
             raise ValueError(f"upsample must be >= 1, got {self.upsample}")
-        if isinstance(runs, np.ndarray):
-            runs = [runs]
-        runs = [np.asarray(r, dtype=float).reshape(r.shape[0], -1) for r in runs]
-        if not runs or len({r.shape[1] for r in runs}) != 1:
-            raise ValueError("runs must hold the same voxels (columns) in every run")
-        series, w = pooled_series(runs)
-        sigma = float(np.median([noise_sigma(s[:, None])[0] for s in series]))
-        sigma = sigma if sigma > 0 else float(np.std(np.concatenate(series))) or 1.0
-        n_total = sum(s.size for s in series)
         t_lo, t_hi = self.ttp_range
         f_lo, f_hi = self.fwhm_range
-        grid = _Grid.product(np.arange(t_lo, t_hi + 1e-9, 0.75),
-                             np.arange(f_lo, f_hi + 1e-9, 1.5), 0.15, 9.0)
-        score, n_ev, rss = self._scores(series, sigma, grid)
+        # coarse (time to peak, FWHM) grid, then the undershoot at the best, then a finer
+        # grid around the best; later stages start from the best candidate's events
+        coarse = _Grid.product(np.arange(t_lo, t_hi + 1e-9, 1.0),
+                               np.linspace(f_lo + 0.5, f_hi - 1.0, 3), 0.15, 9.0)
+        self._score(parcels, [coarse] * len(parcels))
+        best = [p.grid.take(np.argmax(self._log_post(p))) for p in parcels]
+        self._score(parcels, [_Grid(np.repeat(b.ttp, 3), np.repeat(b.fwhm, 3),
+                                    np.array([0.0, 0.3, 0.15]), np.array([9.0, 9.0, 12.0]))
+                              for b in best])
+        best = [p.grid.take(np.argmax(self._log_post(p))) for p in parcels]
+        self._score(parcels, [_Grid.product(b.ttp + np.arange(-1.0, 1.01, 0.5),
+                                            np.clip(b.fwhm + np.array([-1.0, 0.0, 1.0]), 1.5,
+                                                    None), b.undershoot, b.lag)
+                              for b in best])
+        if into is None:
+            into = [copy.copy(self) for _ in parcels]
+        for fit, p in zip(into, parcels, strict=True):
+            fit._finish(p)
+        return into
 
-        def log_post() -> np.ndarray:
-            # misfit beyond the noise level (model error) widens the posterior
-            temp = self.temperature * max(1.0, rss[np.argmin(score)] / (sigma**2 * n_total))
-            out = -(score - score.min()) / temp
-            if self.prior_sd > 0:
-                out = out - 0.5 * (((grid.ttp - self.prior_ttp) / self.prior_sd) ** 2
-                                   + ((grid.fwhm - self.prior_fwhm) / self.prior_sd) ** 2)
-            return out
-
-        def refine(new: _Grid) -> None:
-            nonlocal grid, score, n_ev, rss
-            sc, ne, rs = self._scores(series, sigma, new)
-            grid = grid + new
-            score, n_ev, rss = (np.concatenate(v) for v in ((score, sc), (n_ev, ne), (rss, rs)))
-
-        # undershoot (ratio x lag) at the best (time to peak, FWHM), then a finer
-        # (time to peak, FWHM) grid with the best undershoot
-        b = np.argmax(log_post())
-        refine(_Grid.product(grid.ttp[b], grid.fwhm[b], np.array([0.0, 0.1, 0.2, 0.35]),
-                             np.array([6.0, 9.0, 12.0])))
-        b = np.argmax(log_post())
-        refine(_Grid.product(grid.ttp[b] + np.arange(-0.5, 0.51, 0.25),
-                             np.clip(grid.fwhm[b] + np.arange(-1.0, 1.01, 0.5), 1.5, None),
-                             grid.undershoot[b], grid.lag[b]))
+    def _finish(self, p: _Parcel) -> None:
         # drop duplicated candidates before weighting
-        keys = np.round(np.column_stack([grid.ttp, grid.fwhm, grid.undershoot, grid.lag]), 6)
+        g = p.grid
+        keys = np.round(np.column_stack([g.ttp, g.fwhm, g.undershoot, g.lag]), 6)
         _, first = np.unique(keys, axis=0, return_index=True)
-        grid = _Grid(*(getattr(grid, f)[first] for f in ("ttp", "fwhm", "undershoot", "lag")))
-        score, n_ev, rss = score[first], n_ev[first], rss[first]
-        lp = log_post()
+        p.grid = g.take(first)
+        p.score, p.n_events, p.rss = p.score[first], p.n_events[first], p.rss[first]
+        lp = self._log_post(p)
         wts = np.exp(lp - lp.max())
         wts /= wts.sum()
-        fine = grid
+        fine = p.grid
         ttp = float(np.sum(wts * fine.ttp))
         fwhm = float(np.sum(wts * fine.fwhm))
         self.time_ = np.arange(0.0, self.hrf_duration + self.dt / 2, self.dt)
@@ -378,14 +424,13 @@ class ParcelBlindHRF:
         self.fwhm_ = fwhm
         self.ttp_sd_ = float(np.sqrt(np.sum(wts * (fine.ttp - ttp) ** 2)))
         self.fwhm_sd_ = float(np.sqrt(np.sum(wts * (fine.fwhm - fwhm) ** 2)))
-        self.n_events_ = int(n_ev[np.argmax(lp)])
+        self.n_events_ = int(p.n_events[np.argmax(lp)])
         self.identifiable_ = bool(self.n_events_ >= self.min_events
                                   and self.ttp_sd_ <= self.max_ttp_sd)
-        self.weights_ = w
-        self.scores_ = score
+        self.weights_ = p.weights
+        self.scores_ = p.score
         self.undershoot_ = float(np.sum(wts * fine.undershoot))
-        self.sigma_ = sigma
-        return self
+        self.sigma_ = p.sigma
 
     def hrf_at(self, t: np.ndarray) -> np.ndarray:
         """The fitted HRF (candidate curves averaged with their weights) at times ``t`` (s),

@@ -158,11 +158,13 @@ def estimate_sparse(
         if progress is not None:
             progress(n_steps, n_steps)
     else:
+        if estimate_hrf:  # all parcels in one batch
+            fits = ParcelBlindHRF(tr, high_pass=high_pass, dt=dt,
+                                  hrf_duration=hrf_duration).fit_parcels(Y, labels_arr)
         for i, label in enumerate(parcels):
             mask = labels_arr == label
             if estimate_hrf:
-                fit = ParcelBlindHRF(tr, high_pass=high_pass, dt=dt,
-                                     hrf_duration=hrf_duration).fit(Y[:, mask])
+                fit = fits[label]
                 hrfs[:, i] = fit.hrf_at(time)
                 blind_rows.append((fit.ttp_sd_, fit.fwhm_sd_, fit.n_events_,
                                    fit.identifiable_))
