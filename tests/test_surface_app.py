@@ -183,3 +183,44 @@ def test_cifti_writer_round_trip(fslr, tmp_path):
     back = nib.load(str(tmp_path / "s.dtseries.nii"))
     assert ext == ".dtseries.nii" and back.header.get_axis(0).step == 2.0
     np.testing.assert_allclose(back.get_fdata(), bold.data[:5], rtol=1e-5)
+
+
+def test_group_level_on_vertices_clusters_on_the_mesh(tmp_path):
+    ds = make_surface_dataset(tmp_path / "bids", space="fsaverage5", n_subjects=3, n_runs=1,
+                              n_scans=80, seed=5)
+    out = tmp_path / "out"
+    assert _run(ds, out) == 0
+    assert main([str(ds.bids_dir), str(out), "group", "--space", "fsaverage5",
+                 "--group-model", "one-sample", "--group-alpha", "0.05",
+                 "--cluster-threshold", "5", "-w", str(tmp_path / "work_group")]) == 0
+    group = out / "group"
+    z = _gifti_pair(group, "task-loc_hemi-HEMI_space-fsaverage5_model-mean_contrast-a"
+                           "_stat-z_statmap.shape.gii")
+    assert _auc(ds.truth, z, "A") > 0.9
+    clusters = pd.read_csv(next(group.glob("*model-mean_contrast-a_clusters.tsv")), sep="\t")
+    largest = clusters.iloc[0]
+    assert largest["Size (samples)"] > 100  # measured on the mesh, not along the array
+    assert (clusters["Size (samples)"] >= 5).all()  # --cluster-threshold in samples
+    hemi = "L" if largest["Structure"].endswith("LEFT") else "R"
+    peak_truth = ds.truth[(ds.truth["structure"] == largest["Structure"])
+                          & (ds.truth["vertex"] == largest["Vertex"])]
+    assert peak_truth["condition"].iloc[0] == "A", hemi
+    assert "could not be made" not in (out / "group.html").read_text()
+
+
+def test_graph_clusters_follow_the_graph():
+    from scipy import sparse
+
+    from bids_hrf.surface.clusters import graph_clusters
+
+    # a path 0-1-2-3-4-5 and an isolated 6: values beyond 2 at 0,1 and 3,4,5 and 6
+    edges = np.array([[0, 1], [1, 2], [2, 3], [3, 4], [4, 5]])
+    adj = sparse.coo_matrix((np.ones(5), (edges[:, 0], edges[:, 1])), shape=(7, 7))
+    adj = (adj + adj.T).tocsr()
+    values = np.array([3.0, 2.5, 0.0, 4.0, 3.0, 2.2, -5.0])
+    thr, table = graph_clusters(values, adj, 2.0, min_size=2)
+    assert table["Size (samples)"].tolist() == [3, 2]  # the lone -5 is below min_size
+    assert table["Peak sample"].tolist() == [3, 0]
+    np.testing.assert_array_equal(thr, [3.0, 2.5, 0.0, 4.0, 3.0, 2.2, 0.0])
+    _, table = graph_clusters(values, adj, 2.0)
+    assert table["Sign"].tolist().count("-") == 1

@@ -158,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["fpr", "fdr", "bonferroni"],
                    help="how --group-alpha is corrected when thresholding group maps")
     g.add_argument("--cluster-threshold", type=int, default=0, metavar="VOXELS",
-                   help="minimum cluster size of thresholded group maps")
+                   help="minimum cluster size of thresholded group maps (voxels; mesh "
+                        "vertices or grayordinates for surface data, connected on the mesh)")
     g.add_argument("--group-fdr", type=float, default=0.05,
                    help="FDR level of per-parcel HRF and per-edge connectivity comparisons")
     g.add_argument("--connectivity", default="correlation,partial-correlation,tangent",

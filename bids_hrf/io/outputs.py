@@ -14,7 +14,7 @@ import pandas as pd
 from bids_hrf.errors import NoInputError
 
 _NAME_RE = re.compile(r"^(?P<stem>(?:[a-zA-Z]+-[a-zA-Z0-9]+_)*)(?P<suffix>[a-zA-Z0-9]+)"
-                      r"(?P<ext>\.nii\.gz|\.nii|\.tsv)$")
+                      r"(?P<ext>\.nii\.gz|\.dscalar\.nii|\.nii|\.tsv|\.shape\.gii)$")
 ENTITY_COLUMNS = ("sub", "ses", "task", "acq", "run", "echo", "space", "seg", "contrast",
                   "stat", "desc")
 

@@ -175,3 +175,45 @@ def _entity(name: str, key: str) -> str | None:
         if part.startswith(key + "-"):
             return part[len(key) + 1:]
     return None
+
+
+def load_surface_map(path: str | Path) -> tuple[nib.Nifti1Image, SampleGeometry]:
+    """A map written for surface data (``hemi-L`` ``.shape.gii`` of a pair, or a
+    ``.dscalar.nii``) as a surface NIfTI of samples, with its geometry."""
+    from bids_hrf.surface.samples import sample_image
+
+    path = Path(path)
+    space = _entity(path.name, "space") or ""
+    if path.name.endswith(".gii"):
+        left, right = gifti_pair(path)
+        parts = []
+        for p in (left, right):
+            try:
+                parts.append(np.asarray(nib.load(str(p)).darrays[0].data, dtype=float))
+            except Exception as exc:
+                raise DataError(f"{p} cannot be read as GIFTI ({exc})", path=str(p)) from exc
+        sizes = [part.size for part in parts]
+        geometry = SampleGeometry(
+            kind="gifti", space=space,
+            structure=np.array([CORTEX["L"]] * sizes[0] + [CORTEX["R"]] * sizes[1]),
+            vertex=np.concatenate([np.arange(n) for n in sizes]),
+            ijk=np.full((sum(sizes), 3), -1),
+            mesh_size={CORTEX["L"]: sizes[0], CORTEX["R"]: sizes[1]})
+        return sample_image(np.concatenate(parts)), geometry
+    try:
+        img = nib.load(str(path))
+        model = img.header.get_axis(1)
+        values = np.asarray(img.get_fdata(dtype=np.float64))[0]
+    except Exception as exc:
+        raise DataError(f"{path} cannot be read as a CIFTI dscalar ({exc})",
+                        path=str(path)) from exc
+    has_voxels = bool(model.volume_mask.any())
+    geometry = SampleGeometry(
+        kind="cifti", space=space, structure=np.asarray(model.name),
+        vertex=np.where(model.surface_mask, model.vertex, -1),
+        ijk=np.where(model.volume_mask[:, None], model.voxel, -1),
+        mesh_size={name: int(n) for name, n in model.nvertices.items()},
+        volume_affine=model.affine if has_voxels else None,
+        volume_shape=tuple(int(s) for s in model.volume_shape) if has_voxels else None,
+        den=_entity(path.name, "den"))
+    return sample_image(values), geometry

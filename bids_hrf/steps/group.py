@@ -21,8 +21,12 @@ import pandas as pd
 
 from bids_hrf.errors import UsageError
 from bids_hrf.io.derivatives import bids_label
+from bids_hrf.io.surface import load_surface_map
 from bids_hrf.options import GroupOptions
 from bids_hrf.steps.sink import output
+from bids_hrf.surface.clusters import graph_clusters
+from bids_hrf.surface.meshes import sample_graph
+from bids_hrf.surface.samples import SampleGeometry, sample_image, sample_values
 
 LOGGER = logging.getLogger("bids_hrf")
 GROUP_STATS = ("effect", "variance", "stat", "z", "p")
@@ -93,6 +97,8 @@ def subject_maps(inv: pd.DataFrame, space: str) -> dict[tuple, dict[str, dict]]:
     """
     sel = inv[(inv["suffix"] == "statmap") & inv["run"].isna() & (inv["space"] == space)
               & inv["stat"].isin(["effect", "variance"])]
+    if "hemi" in sel.columns:  # GIFTI pairs: the hemi-L file stands for the pair
+        sel = sel[sel["hemi"].isna() | (sel["hemi"] == "L")]
     out: dict[tuple, dict[str, dict]] = {}
     if sel.empty:
         return out
@@ -110,13 +116,29 @@ def subject_maps(inv: pd.DataFrame, space: str) -> dict[tuple, dict[str, dict]]:
     return out
 
 
+def load_map(path: str):
+    """A subject-level map: NIfTI as it is; surface maps (GIFTI pair, dscalar) as surface
+    NIfTI of samples (:mod:`bids_hrf.surface.samples`)."""
+    if str(path).endswith((".gii", ".dscalar.nii")):
+        return load_surface_map(path)[0]
+    return nib.load(path)
+
+
+def map_geometry(subjects: dict) -> SampleGeometry | None:
+    """The sample geometry of surface maps (None for volume maps)."""
+    first = next(iter(subjects.values()))["effect"][0]
+    if str(first).endswith((".gii", ".dscalar.nii")):
+        return load_surface_map(first)[1]
+    return None
+
+
 def _combine_sessions(entry: dict):
     from bids_hrf.glm.second_level import combine_sessions
 
     if len(entry["effect"]) == 1:
-        return nib.load(entry["effect"][0]), nib.load(entry["variance"][0])
-    effects = [nib.load(p) for p in entry["effect"]]
-    variances = [nib.load(p) for p in entry["variance"]]
+        return load_map(entry["effect"][0]), load_map(entry["variance"][0])
+    effects = [load_map(p) for p in entry["effect"]]
+    variances = [load_map(p) for p in entry["variance"]]
     return combine_sessions(effects, variances)
 
 
@@ -129,7 +151,7 @@ def _inputs(subjects: dict[str, dict], paired: bool) -> tuple[list, dict, dict]:
             for eff, ses in zip(entry["effect"], entry["sessions"], strict=True):
                 key = f"{sub}:{ses}"
                 labels.append(key)
-                maps[key] = nib.load(eff)
+                maps[key] = load_map(eff)
                 n_sessions[key] = 1
         else:
             labels.append(sub)
@@ -175,7 +197,11 @@ def group_glm_step(inv_records: list[dict], options: GroupOptions, out_dir: str 
     analyses = []
     records: list[dict] = []
     all_subjects = sorted({s_ for s_ in inv["sub"].dropna()})
+    geometry_path = ""
     for (task, desc, contrast), subjects in sorted(subject_maps(inv, space).items()):
+        geometry = map_geometry(subjects)
+        if geometry is not None and not geometry_path:
+            geometry_path = str(geometry.save(out_dir / "geometry.npz"))
         missing = [x for x in all_subjects if x not in subjects]
         if missing:
             LOGGER.warning("group: contrast %s of task %s missing for %s: they are left out",
@@ -193,12 +219,12 @@ def group_glm_step(inv_records: list[dict], options: GroupOptions, out_dir: str 
         analysis, recs = _analyse(_GroupFit(
             spec=spec, design=design, used=[str(u) for u in used], dropped=dropped,
             maps=[maps_in[str(u)] for u in used], n_sessions=n_sessions, base=base,
-            space=space, out_dir=out_dir, settings=s))
+            space=space, out_dir=out_dir, settings=s, geometry=geometry))
         analyses.append(analysis)
         records.extend(recs)
     (out_dir / "group_glm.json").write_text(json.dumps(analyses, default=str))
     return {"kind": "glm", "analyses": analyses, "model": spec.kind,
-            "settings": s}, records
+            "settings": s, "geometry": geometry_path}, records
 
 
 @dataclass(frozen=True)
@@ -215,6 +241,7 @@ class _GroupFit:
     space: str
     out_dir: Path
     settings: dict  # alpha, height_control, cluster_threshold, n_perm, fdr, nprocs
+    geometry: SampleGeometry | None = None  # surface maps: where each sample is
 
 
 @dataclass(frozen=True)
@@ -292,11 +319,14 @@ def _threshold(fit: _GroupFit, res, naming: _MapNaming) -> tuple[list[dict], dic
             + (f", clusters >= {s['cluster_threshold']} voxels" if s["cluster_threshold"]
                else ""))
     try:
-        with warnings.catch_warnings():  # "threshold exceeds the maximum": nothing survives
-            warnings.filterwarnings("ignore", message=r".*must not exceed.*")
-            thr_img, clusters = threshold_and_clusters(
-                res.z, alpha=s["alpha"], height_control=s["height_control"],
-                cluster_threshold=int(s["cluster_threshold"]), two_sided=two_sided)
+        if fit.geometry is not None:
+            thr_img, clusters = _surface_threshold(res.z, fit, two_sided)
+        else:
+            with warnings.catch_warnings():  # "threshold exceeds the maximum": none survive
+                warnings.filterwarnings("ignore", message=r".*must not exceed.*")
+                thr_img, clusters = threshold_and_clusters(
+                    res.z, alpha=s["alpha"], height_control=s["height_control"],
+                    cluster_threshold=int(s["cluster_threshold"]), two_sided=two_sided)
     except Exception as exc:  # a thresholded map is a summary, not a result
         LOGGER.warning("group: no thresholded map for %s: %s", tag, exc)
         return [], {}
@@ -320,17 +350,41 @@ def _threshold(fit: _GroupFit, res, naming: _MapNaming) -> tuple[list[dict], dic
                      "threshold": what, "n_clusters": int(len(clusters))}
 
 
+def _surface_threshold(z_img, fit: _GroupFit, two_sided: bool):
+    """Height threshold over the samples with data, clusters measured on the mesh graph."""
+    from bids_hrf.glm.second_level import threshold_and_clusters
+
+    s = fit.settings
+    z = sample_values(z_img).astype(float)
+    inside = np.flatnonzero(np.isfinite(z) & (z != 0))
+    _, heights = threshold_and_clusters(z[inside], alpha=s["alpha"],
+                                        height_control=s["height_control"],
+                                        two_sided=two_sided)
+    thr = float(heights.attrs["threshold"])
+    values, clusters = graph_clusters(z, sample_graph(fit.geometry), thr,
+                                      int(s["cluster_threshold"]), two_sided)
+    peak = clusters["Peak sample"].to_numpy(dtype=int)
+    clusters["Structure"] = fit.geometry.structure[peak]
+    clusters["Vertex"] = fit.geometry.vertex[peak]
+    clusters.attrs["threshold"] = thr
+    return sample_image(values), clusters
+
+
 def _permutations(fit: _GroupFit, res, mask, naming: _MapNaming) -> tuple[list[dict], dict]:
     from bids_hrf.glm.second_level import permutation_inference
 
     maps, design, s, out_dir = fit.maps, fit.design, fit.settings, fit.out_dir
     tag, glabel, ents, meta = naming.tag, naming.glabel, naming.ents, naming.meta
 
+    # surface samples: nilearn's cluster statistics would join neighbours of the array
+    # grid, not of the mesh; only the max-statistic (per-sample) correction is made there
+    threshold = None if fit.geometry is not None else (
+        s["alpha"] if s["height_control"] == "fpr" else 0.001)
     try:
         perm = permutation_inference(maps, design, np.asarray(res.weights), mask_img=mask,
                                      n_perm=int(s["n_perm"]), two_sided=True,
-                                     threshold=s["alpha"] if s["height_control"] == "fpr"
-                                     else 0.001, random_state=0, n_jobs=int(s["nprocs"]))
+                                     threshold=threshold, random_state=0,
+                                     n_jobs=int(s["nprocs"]))
     except Exception as exc:  # noqa: BLE001 - inference must not stop the other outputs
         LOGGER.warning("group: permutation inference of %s failed: %s", tag, exc)
         return [], {}

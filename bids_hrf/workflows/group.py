@@ -27,7 +27,8 @@ def init_group_wf(config: Config, inventory: list[dict], errors_dir: str) -> pe.
     for k, node in enumerate((glm, hrf, conn), start=1):
         wf.connect([(node, merge, [("records", f"in{k}")]),
                     (node, results, [("result", f"in{k}")])])
-    wf.connect([(merge, sink, [("out", "records")])])
+    wf.connect([(merge, sink, [("out", "records")]),
+                (glm, sink, [("result", "prepared")])])  # surface maps: their geometry
     if config.write_report:
         report = pe.Node(GroupReport(output_dir=str(config.output_dir),
                                      config=config.to_dict(), errors_dir=errors_dir),
