@@ -8,7 +8,13 @@ import pytest
 from bids_hrf.datasets.rest_sim import clean_runs, gamma_hrf, logit_hrf, simulate_rest
 from bids_hrf.hrf._hrf_matrix import canonical_hrf
 from bids_hrf.hrf.blind._deconv import nonneg_sparse_fit
-from bids_hrf.hrf.blind.parcel import ParcelBlindHRF, _drift_basis, double_gamma, pooled_series
+from bids_hrf.hrf.blind.parcel import (
+    ParcelBlindHRF,
+    _drift_basis,
+    double_gamma,
+    pooled_series,
+    profile_sd,
+)
 from bids_hrf.hrf.params import hrf_parameters
 
 T = np.arange(0.0, 32.0, 0.05)
@@ -95,7 +101,6 @@ def test_parcel_hrf_on_simulated_rest():
     assert np.median(corr) >= np.median(corr_can) - 0.01
     # ... and every parcel reports its uncertainty.
     assert np.all(np.isfinite(sds)) and np.all(np.array(sds) > 0)
-    assert np.mean(ident) > 0.8
 
 
 def _dense_operator(k: np.ndarray, u: int, lead: int, n: int, q: np.ndarray) -> np.ndarray:
@@ -153,3 +158,43 @@ def test_pooled_series_weights_are_the_leading_singular_vector(n_voxels):
     np.testing.assert_allclose(w, vt * np.sign(vt.sum()), atol=1e-10)
     assert np.corrcoef(w, amp)[0, 1] > 0.99
     assert len(series) == 2 and series[0].shape == (300,)
+
+
+def test_profile_sd_is_that_of_the_profile_whatever_the_sampling():
+    """A Gaussian log-posterior of SD 0.8: recovered from a uniform grid and from one sampled
+    densely near the mode (a plain weighted SD over such candidates is too small)."""
+    uniform = np.arange(0.0, 10.01, 0.5)
+    dense = np.concatenate([uniform, np.arange(4.0, 6.01, 0.1)])
+    for x in (uniform, dense):
+        lp = -0.5 * ((x - 5.0) / 0.8) ** 2
+        assert profile_sd(x, lp) == pytest.approx(0.8, rel=0.03)
+    lp = -0.5 * ((dense - 5.0) / 0.8) ** 2
+    w = np.exp(lp) / np.exp(lp).sum()
+    assert np.sqrt(np.sum(w * (dense - np.sum(w * dense)) ** 2)) < 0.7
+    # the profile keeps the best candidate of each value (other parameters profiled out)
+    x2 = np.concatenate([uniform, uniform])
+    lp2 = np.concatenate([-0.5 * ((uniform - 5.0) / 0.8) ** 2, np.full(uniform.size, -50.0)])
+    assert profile_sd(x2, lp2) == pytest.approx(0.8, rel=0.03)
+    assert profile_sd(np.array([5.0]), np.array([0.0])) == 0.0
+
+
+@pytest.mark.slow
+def test_time_to_peak_sd_is_calibrated_on_held_out_simulations():
+    """sd_inflation was set on seeds 100-105 (SNR 1); on other seeds the true time to peak
+    lies within +-2 SD in most parcels (measured 0.94 over 80 parcels on seeds 0-4,
+    benchmarks/bench_blind_identifiability.py), and the SD is of the order of the prior's:
+    the blind time to peak is mostly not identifiable at this SNR, and the flag says so."""
+    covered, sds, ident = [], [], []
+    for seed in (20, 21):
+        sim = simulate_rest(n_parcels=16, seed=seed)
+        fits = ParcelBlindHRF(sim.tr).fit_parcels(clean_runs(sim), sim.labels)
+        for i, (_, fit) in enumerate(sorted(fits.items())):
+            est = hrf_parameters(fit.hrf_, fit.time_).time_to_peak[0]
+            covered.append(abs(est - sim.ttp[i]) <= 2 * fit.ttp_sd_)
+            sds.append(fit.ttp_sd_)
+            ident.append(fit.identifiable_)
+            assert fit.identifiable_ == (fit.ttp_sd_ <= fit.max_ttp_sd
+                                         and fit.n_events_ >= fit.min_events)
+    assert np.mean(covered) >= 0.85
+    assert 0.6 < np.median(sds) < 1.6
+    assert np.mean(ident) < 0.5
