@@ -7,6 +7,7 @@ drawn independently of the truth); meshes from nilearn's offline fsaverage5.
 from __future__ import annotations
 
 import json
+import subprocess
 
 import nibabel as nib
 import numpy as np
@@ -20,6 +21,7 @@ from bids_hrf.io.surface import load_cifti_dtseries
 from bids_hrf.io.surface_writers import surface_files
 from bids_hrf.surface.meshes import sample_graph, smooth_on_mesh, surface_mesh
 from bids_hrf.surface.samples import SampleGeometry, sample_image, sample_values
+from tests.conftest import validator_executable
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +43,15 @@ def _run(ds, out, *extra) -> int:
             "--atlas", str(ds.atlas), "-w", str(out.parent / f"work_{out.name}"),
             "--nprocs", "1", *extra]
     return main(args)
+
+
+def _validator_errors(out) -> list[str]:
+    """bids-validator errors on OUTPUT_DIR (surface files outside the schema are listed in
+    .bidsignore: the schema has no rule for surface derivatives)."""
+    proc = subprocess.run([validator_executable(), str(out), "--format", "json"],
+                          capture_output=True, text=True, timeout=600)
+    issues = json.loads(proc.stdout)["issues"]["issues"]
+    return [f"{i['code']} {i.get('location')}" for i in issues if i["severity"] == "error"]
 
 
 def _gifti_pair(folder, pattern: str) -> np.ndarray:
@@ -70,10 +81,10 @@ def test_fsaverage5_end_to_end_gifti_outputs_recover_truth(fs5, tmp_path):
     assert names[0] == "???" and any(v.startswith("L_parcel") for v in names.values())
     medial = fs5.truth.query("structure == 'CIFTI_STRUCTURE_CORTEX_LEFT' and region < 0")
     assert (np.asarray(dseg.darrays[0].data)[medial["vertex"]] == 0).all()
-    sidecar = json.loads(next(func.glob("*hemi-R*contrast-a_stat-z_statmap.json")).read_text())
+    sidecar = json.loads(next(func.glob("*task-loc_space-fsaverage5_contrast-a_stat-z_statmap"
+                                        ".json")).read_text())  # one for the pair
     assert sidecar["Statistic"] == "z"
-    ignore = (out / ".bidsignore").read_text().split()
-    assert "*_statmap.shape.gii" in ignore and "*_bold.func.gii" not in ignore
+    assert "*_statmap.shape.gii" in (out / ".bidsignore").read_text().split()
     html = (out / "sub-01.html").read_text()
     assert "could not be made" not in html and "on the cortical surface" in html
     assert html.count("data:image/png") >= 6
@@ -86,6 +97,11 @@ def test_fsaverage5_jde_uses_the_mesh_graph(fs5, tmp_path):
     ppm = _gifti_pair(func, "*hemi-HEMI_space-fsaverage5_contrast-a_stat-ppm_desc-jdevem"
                             "_statmap.shape.gii")
     assert _auc(fs5.truth, ppm, "A") > 0.95
+    hrf_sidecar = json.loads(next(func.glob("*space-fsaverage5_desc-jdevemHrf_bold.json"))
+                             .read_text())  # one sidecar for the pair (BIDS inheritance)
+    assert hrf_sidecar["SpatialReference"]["CIFTI_STRUCTURE_CORTEX_LEFT"].endswith(
+        "tpl-fsaverage_hemi-L_den-10k_sphere.surf.gii")
+    assert _validator_errors(out) == []
 
 
 def test_fslr_cifti_end_to_end(fslr, tmp_path):
@@ -100,9 +116,12 @@ def test_fslr_cifti_end_to_end(fslr, tmp_path):
     assert models == source.header.get_axis(1)  # same grayordinates, structures, voxels
     assert isinstance(img.header.get_axis(0), nib.cifti2.ScalarAxis)
     assert _auc(fslr.truth, np.asarray(img.get_fdata())[0], "A") > 0.95
-    dlabel = nib.load(str(next(func.glob("*space-fsLR_den-91k_seg-*_dseg.dlabel.nii"))))
+    dlabel = nib.load(str(next(func.glob("*space-fsLR_seg-*_den-91k_dseg.dlabel.nii"))))
     assert isinstance(dlabel.header.get_axis(0), nib.cifti2.LabelAxis)
     assert "thalamus" in " ".join(v[0] for v in dlabel.header.get_axis(0).label[0].values())
+    assert json.loads(next(func.glob("*run-1_space-fsLR_den-91k_contrast-a_stat-z_statmap"
+                                     ".json")).read_text())["Density"].startswith("91,282")
+    assert _validator_errors(out) == []
 
 
 def test_missing_hemisphere_is_one_clear_error(fs5, tmp_path, capsys):

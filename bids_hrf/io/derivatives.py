@@ -32,7 +32,7 @@ CODE_URL = "https://github.com/bids-hrf/bids_hrf"
 ENTITY_ORDER = (
     "sub", "ses", "sample", "task", "tracksys", "acq", "nuc", "voi", "ce", "trc", "stain",
     "rec", "dir", "run", "mod", "echo", "flip", "inv", "mt", "part", "proc", "hemi",
-    "space", "res", "den", "label", "seg", "atlas", "roi", "model", "subset", "contrast",
+    "space", "seg", "res", "den", "label", "atlas", "roi", "model", "subset", "contrast",
     "stat", "desc",
 )
 

@@ -16,7 +16,6 @@ import nibabel as nib
 
 from bids_hrf.hrf.registry import get_method
 from bids_hrf.io.derivatives import (
-    SCHEMA_SUFFIXES,
     atomic_path,
     bids_label,
     ensure_bidsignore,
@@ -145,6 +144,8 @@ def sink_step(output_dir: str, records: list[Any], geometry: str | None = None) 
         src = Path(rec["src"])
         ext = ".nii.gz" if src.name.endswith(".nii.gz") else src.suffix
         metadata = dict(rec["metadata"])
+        if samples is not None:
+            metadata.update(spatial_reference(samples))
         if samples is not None and ext in (".nii", ".nii.gz"):
             files = _surface_outputs(rec, samples, output_dir)
         else:
@@ -156,16 +157,21 @@ def sink_step(output_dir: str, records: list[Any], geometry: str | None = None) 
                 else:
                     shutil.copyfile(src, tmp)
             files = [(dest, ext)]
-        for dest, dest_ext in files:
-            written.append(str(dest))
-            if not rec.get("sidecar", True):
-                continue
-            if rec["suffix"] == "bold" and samples is None:
-                # every 4D series we write is unmasked from the brain mask: zero outside it
-                metadata.setdefault("SkullStripped", True)
-            sidecar = dest.with_name(dest.name[: -len(dest_ext)] + ".json")
-            write_json(sidecar, metadata)
-            written.append(str(sidecar))
+        written += [str(dest) for dest, _ in files]
+        if not rec.get("sidecar", True) and not (samples is not None
+                                                 and rec["suffix"] == "dseg"):
+            continue  # a parcellation's .tsv shares the NIfTI's sidecar (not on surfaces)
+        if rec["suffix"] == "bold" and samples is None:
+            # every 4D series we write is unmasked from the brain mask: zero outside it
+            metadata.setdefault("SkullStripped", True)
+        dest, dest_ext = files[0]
+        if samples is not None and samples.kind == "gifti":
+            # one sidecar for the pair, without 'hemi' (BIDS inheritance applies it to both)
+            dest = output_path(output_dir, _surface_entities(rec["entities"], samples),
+                               rec["suffix"], dest_ext, rec["datatype"])
+        sidecar = dest.with_name(dest.name[: -len(dest_ext)] + ".json")
+        write_json(sidecar, metadata)
+        written.append(str(sidecar))
     return written
 
 
@@ -195,14 +201,51 @@ def _surface_outputs(rec: dict, samples: SampleGeometry,
 
 
 def _surface_patterns(flat: list[dict], samples: SampleGeometry | None) -> list[str]:
-    """.bidsignore patterns of the surface files of suffixes outside the BIDS schema."""
+    """.bidsignore patterns of surface files: the BIDS schema (bids-validator 2.x) has no
+    rule for surface or CIFTI derivatives, not even fMRIPrep's own
+    ``hemi-L_space-fsaverage5_bold.func.gii`` (tests/test_surface_app.py)."""
     if samples is None:
         return []
     exts = (".shape.gii", ".func.gii", ".label.gii") if samples.kind == "gifti" else (
         ".dscalar.nii", ".dtseries.nii", ".dlabel.nii")
     suffixes = {rec["suffix"] for rec in flat if rec["src"].endswith((".nii", ".nii.gz"))}
-    return [f"*_{suffix}{ext}" for suffix in sorted(suffixes - SCHEMA_SUFFIXES)
-            for ext in exts]
+    patterns = [f"*_{suffix}{ext}" for suffix in sorted(suffixes) for ext in exts]
+    # their sidecars and the parcellation's label table, named without the extension
+    # (one space per OUTPUT_DIR: the space is part of the configuration hash, so these
+    # patterns hide no volume file; bids-validator does not apply patterns with two
+    # wildcards to sidecars of schema suffixes)
+    patterns += [f"*_{suffix}.json" for suffix in sorted(suffixes)]
+    return patterns + (["*_dseg.tsv"] if "dseg" in suffixes else [])
+
+
+_TEMPLATEFLOW = "https://templateflow.s3.amazonaws.com"
+
+
+def spatial_reference(samples: SampleGeometry, hemi: str | None = None) -> dict:
+    """``SpatialReference`` (and ``Density``) of a surface output's sidecar."""
+    if samples.kind == "gifti":
+        den = {642: "1k", 2562: "3k", 10242: "10k", 40962: "41k", 163842: "164k"}.get(
+            max(samples.mesh_size.values()), "")
+        sphere = "tpl-fsaverage/tpl-fsaverage_hemi-{}_den-" + den + "_sphere.surf.gii"
+        if hemi:
+            return {"SpatialReference": f"{_TEMPLATEFLOW}/{sphere.format(hemi)}"}
+        return {"SpatialReference": {f"CIFTI_STRUCTURE_CORTEX_{side}": f"{_TEMPLATEFLOW}/"
+                                     + sphere.format(h) for h, side in (("L", "LEFT"),
+                                                                        ("R", "RIGHT"))}}
+    sphere = "tpl-fsLR/tpl-fsLR_hemi-{}_den-32k_sphere.surf.gii"
+    ref = {f"CIFTI_STRUCTURE_CORTEX_{side}": f"{_TEMPLATEFLOW}/{sphere.format(h)}"
+           for h, side in (("L", "LEFT"), ("R", "RIGHT"))}
+    if (samples.vertex < 0).any():
+        ref["VolumeReference"] = (f"{_TEMPLATEFLOW}/tpl-MNI152NLin6Asym/"
+                                  "tpl-MNI152NLin6Asym_res-02_T1w.nii.gz")
+    density = {"91k": "91,282 grayordinates: 32k vertices per hemisphere (medial wall "
+                      "excluded) and 2 mm subcortical voxels",
+               "170k": "170,494 grayordinates: 59k vertices per hemisphere and 1.6 mm "
+                       "subcortical voxels"}
+    out = {"SpatialReference": ref}
+    if samples.den:
+        out["Density"] = density.get(samples.den, f"{samples.n_samples} grayordinates")
+    return out
 
 
 def read_labels(path: Path) -> dict[int, str]:
