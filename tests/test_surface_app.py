@@ -243,3 +243,14 @@ def test_graph_clusters_follow_the_graph():
     np.testing.assert_array_equal(thr, [3.0, 2.5, 0.0, 4.0, 3.0, 2.2, 0.0])
     _, table = graph_clusters(values, adj, 2.0)
     assert table["Sign"].tolist().count("-") == 1
+
+
+def test_den_selects_cifti_density_and_is_refused_elsewhere(fs5, fslr, tmp_path, capsys):
+    code = _run(fs5, tmp_path / "out", "--den", "91k")
+    err = capsys.readouterr().err
+    assert code != 0 and "--den 91k applies to CIFTI data" in err and "Traceback" not in err
+    code = _run(fslr, tmp_path / "out170", "--den", "170k")
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err
+    assert "no CIFTI (.dtseries.nii) preprocessed BOLD in space-fsLR den-170k (found: " \
+           "space-fsLR den-91k)" in err

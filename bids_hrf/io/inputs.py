@@ -305,6 +305,8 @@ def _subject_bolds(layout, subject: str, filters: dict,
     bolds = _get(layout, "bold", space=config.space, **query)
     if bolds:
         return bolds, None
+    if surface_kind(config.space):
+        return [], _missing_surface(layout, subject, query, config)
     any_space = _get(layout, "bold", **query)
     if any_space:
         spaces = sorted({f.entities.get("space", "(none)") for f in any_space})
@@ -318,6 +320,21 @@ def _subject_bolds(layout, subject: str, filters: dict,
         f"{', '.join(str(p) for p in config.fmriprep_dirs)} "
         f"({len(raw)} raw BOLD file(s) found): run fMRIPrep for this subject"
         + (" or check --task" if config.task else ""))
+
+
+def _missing_surface(layout, subject: str, query: dict, config: Config) -> Problem:
+    """Why no surface BOLD of ``--space``/``--den`` was found, naming what there is."""
+    found = _get(layout, "bold", **{k: v for k, v in query.items() if k != "den"})
+    have = sorted({f"space-{f.entities.get('space')}"
+                   + (f" den-{f.entities['den']}" if f.entities.get("den") else "")
+                   for f in found})
+    kind = "GIFTI (hemi-L .func.gii)" if surface_kind(config.space) == "gifti" else \
+        "CIFTI (.dtseries.nii)"
+    wanted = f"space-{config.space}" + (f" den-{config.den}" if config.den else "")
+    return _missing(f"sub-{subject}: no {kind} preprocessed BOLD in {wanted} "
+                    f"(found: {', '.join(have) or 'none of that kind'}): use --space/--den "
+                    "matching the files, or rerun fMRIPrep with --output-spaces fsaverage5 "
+                    "or --cifti-output")
 
 
 def _surface_query(config: Config) -> dict:
