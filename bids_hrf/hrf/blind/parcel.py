@@ -203,6 +203,16 @@ def profile_sd(values: np.ndarray, log_post: np.ndarray, step: float = 0.05) -> 
     return float(np.sqrt(np.sum(dens * (axis - mean) ** 2)))
 
 
+def _keys(grid: _Grid) -> np.ndarray:
+    return np.round(np.column_stack([grid.ttp, grid.fwhm, grid.undershoot, grid.lag]), 6)
+
+
+def _in_grid(new: _Grid, old: _Grid) -> np.ndarray:
+    """Which candidates of ``new`` are already in ``old``."""
+    seen = {tuple(row) for row in _keys(old)}
+    return np.array([tuple(row) in seen for row in _keys(new)], dtype=bool)
+
+
 @dataclass
 class _Parcel:
     """One parcel's pooled series, noise level and candidates scored so far."""
@@ -318,7 +328,11 @@ class ParcelBlindHRF:
     # -- core -----------------------------------------------------------------------------
     def _score(self, parcels: list[_Parcel], grids: list[_Grid]) -> None:
         """Score ``grids[i]`` for ``parcels[i]``, all parcels and candidates in one batch per
-        run, and add them to the parcels' candidates."""
+        run, and add them to the parcels' candidates (those already scored are skipped)."""
+        grids = [g if p.grid is None else g.take(~_in_grid(g, p.grid))
+                 for p, g in zip(parcels, grids, strict=True)]
+        if not any(g.ttp.size for g in grids):
+            return
         u = int(self.upsample)
         step = self.tr / u
         duration = max(_KERNEL_DURATION, self.hrf_duration)
@@ -444,8 +458,7 @@ class ParcelBlindHRF:
     def _finish(self, p: _Parcel) -> None:
         # drop duplicated candidates before weighting
         g = p.grid
-        keys = np.round(np.column_stack([g.ttp, g.fwhm, g.undershoot, g.lag]), 6)
-        _, first = np.unique(keys, axis=0, return_index=True)
+        _, first = np.unique(_keys(g), axis=0, return_index=True)
         p.grid = g.take(first)
         p.score, p.n_events, p.rss = p.score[first], p.n_events[first], p.rss[first]
         lp = self._log_post(p)
