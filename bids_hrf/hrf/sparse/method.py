@@ -34,7 +34,7 @@ class SparseOptions(MethodOptions):
 
     # The app keeps the canonical HRF unless asked (estimate_sparse's own default is True):
     # without a paradigm the time to peak is weakly identifiable (docs/sparse.md, "What is
-    # and is not identifiable without a paradigm").
+    # identifiable without a paradigm").
     estimate_hrf: bool = option(
         False, flag="estimate-hrf",
         help="estimate each parcel's HRF blindly, without the paradigm; kept canonical by "
@@ -139,10 +139,14 @@ def _describe(options: SparseOptions, context: Mapping[str, str]) -> str:
         parts.append("Stability selection (Meinshausen & Bühlmann, 2010) was performed "
                      f"with {int(options.n_surrogates)} surrogate data sets.")
     if options.estimate_hrf:
-        parts.append("The HRF of each parcel was estimated blindly by alternating the "
-                     "sparse estimation of the activity of the parcel's voxels with a "
-                     "regularised least-squares estimate of the shared HRF "
-                     f"(sampled {context['step']} over {context['duration']} s, unit norm).")
+        parts.append("The HRF of each parcel was estimated without the paradigm: the "
+                     "parcel's voxels were pooled by their leading singular vector (rank one) "
+                     "and deconvolved with non-negative sparse events for a grid of "
+                     "double-gamma HRFs, whose penalised likelihoods, with a Gaussian prior on "
+                     "time to peak and width, weighted the candidates; the weighted-mean HRF "
+                     f"was sampled {context['step']} over {context['duration']} s (unit norm), "
+                     "and the time to peak and FWHM were reported with calibrated standard "
+                     "deviations and an identifiability flag.")
     else:
         parts.append("The HRF was the canonical SPM HRF.")
     return " ".join(parts)
