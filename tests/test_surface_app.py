@@ -121,6 +121,11 @@ def test_fslr_cifti_end_to_end(fslr, tmp_path):
     assert "thalamus" in " ".join(v[0] for v in dlabel.header.get_axis(0).label[0].values())
     assert json.loads(next(func.glob("*run-1_space-fsLR_den-91k_contrast-a_stat-z_statmap"
                                      ".json")).read_text())["Density"].startswith("91,282")
+    tsv = next(func.glob("*run-1_space-fsLR_seg-*_den-91k_stat-mean_timeseries.tsv"))
+    series = pd.read_csv(tsv, sep="\t")
+    ptseries = nib.load(str(tsv.with_name(tsv.name.replace(".tsv", ".ptseries.nii"))))
+    assert list(ptseries.header.get_axis(1).name) == list(series.columns)
+    np.testing.assert_allclose(ptseries.get_fdata(), series.to_numpy(), rtol=1e-5)
     assert _validator_errors(out) == []
 
 

@@ -310,8 +310,11 @@ class DerivativesSink(SimpleInterface):
         from bids_hrf.steps.sink import sink_step
 
         try:
+            prepared = self.inputs.prepared
+            parcels = ((prepared["atlas_bold"], prepared["labels"])
+                       if prepared.get("atlas_bold") and prepared.get("labels") else None)
             self._results["written"] = sink_step(self.inputs.output_dir, self.inputs.records,
-                                                 self.inputs.prepared.get("geometry"))
+                                                 prepared.get("geometry"), parcels)
         except BaseException as exc:
             _report_error(self.inputs.errors_dir, runtime.cwd, exc)
             raise

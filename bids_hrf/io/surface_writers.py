@@ -137,3 +137,36 @@ def _cifti_writer(values: np.ndarray, geometry: SampleGeometry, kind: str,
         nib.save(nib.cifti2.Cifti2Image(data, header=(axis, models)), str(path))
 
     return write
+
+
+def parcels_axis(geometry: SampleGeometry, sample_labels: np.ndarray,
+                 names: dict[int, str], wanted: list[str]) -> nib.cifti2.ParcelsAxis | None:
+    """CIFTI parcels axis of the parcels ``wanted`` (in that order), from the label of each
+    sample; None if one of them labels no sample."""
+    models = brain_model_axis(geometry)
+    index = {name: label for label, name in names.items()}
+    parts = []
+    for name in wanted:
+        members = np.flatnonzero(sample_labels == index.get(name, -1))
+        if not members.size:
+            return None
+        parts.append((name, models[members]))
+    return nib.cifti2.ParcelsAxis.from_brain_models(parts)
+
+
+def parcel_cifti(table, kind: str, axis: nib.cifti2.ParcelsAxis,
+                 tr: float | None = None) -> Callable[[Path], None]:
+    """Writer of a parcel table as ``.ptseries.nii`` (``kind="series"``: rows are volumes,
+    columns parcels) or ``.pscalar.nii`` (``kind="scalar"``: rows are parcels, numeric
+    columns the maps)."""
+    def write(path: Path) -> None:
+        if kind == "series":
+            data = table.to_numpy(dtype=np.float32)
+            first = nib.cifti2.SeriesAxis(0.0, float(tr or 1.0), data.shape[0], "SECOND")
+        else:
+            numeric = table.select_dtypes(include=[np.number])
+            data = numeric.to_numpy(dtype=np.float32).T
+            first = nib.cifti2.ScalarAxis([str(c) for c in numeric.columns])
+        nib.save(nib.cifti2.Cifti2Image(data, header=(first, axis)), str(path))
+
+    return write

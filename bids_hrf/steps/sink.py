@@ -24,8 +24,8 @@ from bids_hrf.io.derivatives import (
     parse_fragment,
     write_json,
 )
-from bids_hrf.io.surface_writers import surface_files
-from bids_hrf.surface.samples import SampleGeometry
+from bids_hrf.io.surface_writers import parcel_cifti, parcels_axis, surface_files
+from bids_hrf.surface.samples import SampleGeometry, sample_values
 
 STAT_NAMES = {"effect": "effect", "variance": "variance", "z": "z", "p": "p"}
 
@@ -123,12 +123,15 @@ def hrf_records(hrf: dict, entities: dict, atlas_name: str, metadata: dict) -> l
     return out
 
 
-def sink_step(output_dir: str, records: list[Any], geometry: str | None = None) -> list[str]:
+def sink_step(output_dir: str, records: list[Any], geometry: str | None = None,
+              parcels: tuple[str, str] | None = None) -> list[str]:
     """Write records into OUTPUT_DIR (atomic copies plus sidecars); return written paths.
 
     ``geometry`` (surface runs: the ``.npz`` of :class:`~bids_hrf.surface.samples.
     SampleGeometry`) turns every surface NIfTI into the input's format (GIFTI pair or
-    CIFTI, :mod:`bids_hrf.io.surface_writers`).
+    CIFTI, :mod:`bids_hrf.io.surface_writers`); with ``parcels`` (the label of each sample as
+    surface NIfTI, and the labels TSV), CIFTI runs' parcel time series and HRF parameter
+    tables also become ``.ptseries.nii`` and ``.pscalar.nii``.
     """
     flat: list[dict] = []
     for item in records:
@@ -149,8 +152,9 @@ def sink_step(output_dir: str, records: list[Any], geometry: str | None = None) 
         if samples is not None and ext in (".nii", ".nii.gz"):
             files = _surface_outputs(rec, samples, output_dir)
         else:
-            dest = output_path(output_dir, rec["entities"], rec["suffix"], ext,
-                               rec["datatype"])
+            ents = rec["entities"] if samples is None else _surface_entities(
+                rec["entities"], samples)
+            dest = output_path(output_dir, ents, rec["suffix"], ext, rec["datatype"])
             with atomic_path(dest) as tmp:
                 if ext in (".nii", ".nii.gz"):
                     _write_nifti_with_units(src, tmp, metadata.get("RepetitionTime"))
@@ -158,9 +162,10 @@ def sink_step(output_dir: str, records: list[Any], geometry: str | None = None) 
                     shutil.copyfile(src, tmp)
             files = [(dest, ext)]
         written += [str(dest) for dest, _ in files]
-        if not rec.get("sidecar", True) and not (samples is not None
-                                                 and rec["suffix"] == "dseg"):
-            continue  # a parcellation's .tsv shares the NIfTI's sidecar (not on surfaces)
+        if samples is not None and samples.kind == "cifti" and parcels and ext == ".tsv":
+            written += _parcel_cifti(rec, samples, parcels, output_dir)
+        if not rec.get("sidecar", True):
+            continue  # a parcellation's .tsv shares the image's sidecar (a pair's too)
         if rec["suffix"] == "bold" and samples is None:
             # every 4D series we write is unmasked from the brain mask: zero outside it
             metadata.setdefault("SkullStripped", True)
@@ -176,7 +181,9 @@ def sink_step(output_dir: str, records: list[Any], geometry: str | None = None) 
 
 
 def _surface_entities(entities: dict, samples: SampleGeometry) -> dict:
-    return {**entities, **({"den": samples.den} if samples.den else {})}
+    """A CIFTI run's outputs in a space carry its ``den``."""
+    add = samples.den and entities.get("space")
+    return {**entities, **({"den": samples.den} if add else {})}
 
 
 def _surface_outputs(rec: dict, samples: SampleGeometry,
@@ -200,6 +207,33 @@ def _surface_outputs(rec: dict, samples: SampleGeometry,
     return out
 
 
+#: Parcel tables that get a CIFTI twin: suffix -> (CIFTI kind, extension).
+_PARCEL_CIFTI = {"timeseries": ("series", ".ptseries.nii"),
+                 "hrfparams": ("scalar", ".pscalar.nii")}
+
+
+def _parcel_cifti(rec: dict, samples: SampleGeometry, parcels: tuple[str, str],
+                  output_dir: str) -> list[str]:
+    """Write the CIFTI twin of a parcel table of a CIFTI run (next to the TSV)."""
+    import pandas as pd
+
+    if rec["suffix"] not in _PARCEL_CIFTI:
+        return []
+    kind, ext = _PARCEL_CIFTI[rec["suffix"]]
+    table = pd.read_csv(rec["src"], sep="\t")
+    wanted = ([str(c) for c in table.columns] if kind == "series"
+              else [str(p) for p in table["parcel"]])
+    axis = parcels_axis(samples, sample_values(nib.load(parcels[0])).astype(int),
+                        read_labels(Path(parcels[1])), wanted)
+    if axis is None:
+        return []  # a parcel of the table has no sample in the first run's parcellation
+    dest = output_path(output_dir, _surface_entities(rec["entities"], samples), rec["suffix"],
+                       ext, rec["datatype"])
+    with atomic_path(dest) as tmp:
+        parcel_cifti(table, kind, axis, rec["metadata"].get("RepetitionTime"))(tmp)
+    return [str(dest)]
+
+
 def _surface_patterns(flat: list[dict], samples: SampleGeometry | None) -> list[str]:
     """.bidsignore patterns of surface files: the BIDS schema (bids-validator 2.x) has no
     rule for surface or CIFTI derivatives, not even fMRIPrep's own
@@ -214,6 +248,8 @@ def _surface_patterns(flat: list[dict], samples: SampleGeometry | None) -> list[
     # (one space per OUTPUT_DIR: the space is part of the configuration hash, so these
     # patterns hide no volume file; bids-validator does not apply patterns with two
     # wildcards to sidecars of schema suffixes)
+    if samples.kind == "cifti":
+        patterns += ["*_timeseries.ptseries.nii", "*_hrfparams.pscalar.nii"]
     patterns += [f"*_{suffix}.json" for suffix in sorted(suffixes)]
     return patterns + (["*_dseg.tsv"] if "dseg" in suffixes else [])
 
