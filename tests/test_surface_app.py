@@ -97,6 +97,27 @@ def test_fsaverage5_jde_uses_the_mesh_graph(fs5, tmp_path):
     ppm = _gifti_pair(func, "*hemi-HEMI_space-fsaverage5_contrast-a_stat-ppm_desc-jdevem"
                             "_statmap.shape.gii")
     assert _auc(fs5.truth, ppm, "A") > 0.95
+    # HRF time to peak of parcels lying (>= 80 %) in one truly active region
+    labels = _gifti_pair(func, "*hemi-HEMI_space-fsaverage5_seg-*_dseg.label.gii")
+    names = {}
+    for hemi in "LR":
+        path = next(func.glob(f"*hemi-{hemi}_space-fsaverage5_seg-*_dseg.label.gii"))
+        names.update(nib.load(str(path)).labeltable.get_labels_as_dict())
+    params = pd.read_csv(next(func.glob("*desc-jdevem_hrfparams.tsv")), sep="\t")
+    truth = fs5.truth.assign(ttp=pd.to_numeric(fs5.truth["ttp"], errors="coerce"))
+    pairs = []
+    for key, name in names.items():
+        regions = truth.loc[labels == key, "region"].value_counts()
+        if key == 0 or regions.empty or regions.iloc[0] < 0.8 * regions.sum():
+            continue
+        region = truth[truth["region"] == regions.index[0]].iloc[0]
+        if region["condition"] and name in set(params["parcel"]):
+            pairs.append((region["ttp"], float(params.loc[params["parcel"] == name,
+                                                          "time_to_peak"].iloc[0])))
+    true_ttp, est_ttp = np.array(pairs).T
+    assert len(pairs) >= 8
+    assert np.median(np.abs(est_ttp - true_ttp)) < 0.5
+    assert np.corrcoef(true_ttp, est_ttp)[0, 1] > 0.8
     hrf_sidecar = json.loads(next(func.glob("*space-fsaverage5_desc-jdevemHrf_bold.json"))
                              .read_text())  # one sidecar for the pair (BIDS inheritance)
     assert hrf_sidecar["SpatialReference"]["CIFTI_STRUCTURE_CORTEX_LEFT"].endswith(
@@ -259,3 +280,17 @@ def test_den_selects_cifti_density_and_is_refused_elsewhere(fs5, fslr, tmp_path,
     assert code != 0 and "Traceback" not in err
     assert "no CIFTI (.dtseries.nii) preprocessed BOLD in space-fsLR den-170k (found: " \
            "space-fsLR den-91k)" in err
+
+
+def test_cortical_atlas_on_grayordinates_gives_subcortex_its_parcels(fs5, fslr, tmp_path):
+    """A cortical label pair on CIFTI data: each subcortical structure is its own parcel."""
+    from bids_hrf.steps.surface import surface_atlas_step
+
+    bold = next(fslr.fmriprep_dir.rglob("*run-1*dtseries.nii"))
+    atlas = surface_atlas_step(str(fs5.atlas), None, "fsLR", str(bold), tmp_path)
+    table = pd.read_csv(atlas["labels"], sep="\t")
+    assert {"thalamus_left", "thalamus_right"} <= set(table["name"])
+    values = sample_values(nib.load(atlas["atlas"]))
+    geometry = SampleGeometry.load(tmp_path / "geometry.npz")
+    voxels = geometry.vertex < 0
+    assert (values[voxels] > 0).all() and len(np.unique(values[voxels])) == 2

@@ -73,6 +73,7 @@ def surface_atlas_step(atlas_spec: str, atlas_labels: str | None, space: str,
                                          data.valid)
         elif path.name.endswith((".label.gii", ".annot")):
             labels, names = surface_labels(path, data.structure, data.vertex, data.valid)
+            labels, names = _structure_parcels(labels, names, data)
         else:
             raise DataError(f"atlas {path.name} is not a surface atlas",
                             fix="give a .dlabel.nii, .label.gii or .annot file for "
@@ -88,6 +89,21 @@ def surface_atlas_step(atlas_spec: str, atlas_labels: str | None, space: str,
     geometry.save(out_dir / "geometry.npz")
     return {"atlas": str(atlas_path), "labels": str(labels_path), "name": name,
             "source": source}
+
+
+def _structure_parcels(labels: np.ndarray, names: dict[int, str], data
+                       ) -> tuple[np.ndarray, dict[int, str]]:
+    """CIFTI subcortical structures a cortical atlas does not label: one parcel each
+    (``thalamus_left``...), so that grayordinate data keep their subcortex."""
+    names = dict(names)
+    next_label = max(names, default=0) + 1
+    for structure in dict.fromkeys(data.structure[data.vertex < 0].tolist()):
+        members = (data.structure == structure) & data.valid & (labels == 0)
+        if members.any():
+            labels = np.where(members, next_label, labels)
+            names[next_label] = structure.replace("CIFTI_STRUCTURE_", "").lower()
+            next_label += 1
+    return labels, names
 
 
 def _n_parcels(spec: str) -> int:
