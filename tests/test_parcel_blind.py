@@ -7,6 +7,7 @@ import pytest
 
 from bids_hrf.datasets.rest_sim import clean_runs, gamma_hrf, logit_hrf, simulate_rest
 from bids_hrf.hrf._hrf_matrix import canonical_hrf
+from bids_hrf.hrf.blind import parcel as parcel_module
 from bids_hrf.hrf.blind._deconv import nonneg_sparse_fit
 from bids_hrf.hrf.blind.parcel import (
     ParcelBlindHRF,
@@ -134,9 +135,10 @@ def test_batched_solver_matches_a_dense_solution(u):
     assert np.all(n_iter < 20000)
 
 
-def test_fit_parcels_equals_fitting_each_parcel():
+def test_fit_parcels_equals_fitting_each_parcel(monkeypatch):
     sim = simulate_rest(n_parcels=3, n_voxels=6, n_runs=2, n_scans=120, seed=4)
     clean = clean_runs(sim)
+    monkeypatch.setattr(parcel_module, "_BATCH", 2)  # two batches
     fits = ParcelBlindHRF(sim.tr).fit_parcels(clean, sim.labels)
     assert sorted(fits) == [1, 2, 3]
     for label, fit in fits.items():

@@ -35,6 +35,8 @@ __all__ = ["ParcelBlindHRF", "double_gamma", "pooled_series"]
 
 #: Length (s) of the candidate kernels in the fit (covers a late peak and its undershoot).
 _KERNEL_DURATION = 32.0
+#: Parcels fitted together in one batch by :meth:`ParcelBlindHRF.fit_parcels`.
+_BATCH = 64
 
 
 def _width_table() -> tuple[np.ndarray, np.ndarray]:
@@ -407,9 +409,13 @@ class ParcelBlindHRF:
         if isinstance(runs, np.ndarray):
             runs = [runs]
         names = [int(v) for v in np.unique(labels) if v != 0]
+        fits = []
         with threadpool_limits(limits=1, user_api="blas"):  # small problems: no threads
-            parcels = [self._prepare([r[:, labels == v] for r in runs]) for v in names]
-            fits = self._search(parcels)
+            # batches of parcels bound the memory (~0.7 MB per parcel and run)
+            for start in range(0, len(names), _BATCH):
+                parcels = [self._prepare([r[:, labels == v] for r in runs])
+                           for v in names[start:start + _BATCH]]
+                fits += self._search(parcels)
         return dict(zip(names, fits, strict=True))
 
     def fit(self, runs: list[np.ndarray], y=None) -> ParcelBlindHRF:
