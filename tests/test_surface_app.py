@@ -294,3 +294,27 @@ def test_cortical_atlas_on_grayordinates_gives_subcortex_its_parcels(fs5, fslr, 
     geometry = SampleGeometry.load(tmp_path / "geometry.npz")
     voxels = geometry.vertex < 0
     assert (values[voxels] > 0).all() and len(np.unique(values[voxels])) == 2
+
+
+def test_templateflow_surface_atlas_offline(fs5, tmp_path, monkeypatch, capsys):
+    """A TemplateFlow surface atlas is read from the local folder, never downloaded; a
+    missing one is one error naming the template, density and how to fetch it."""
+    import shutil
+
+    home = tmp_path / "templateflow"
+    folder = home / "tpl-fsaverage"
+    folder.mkdir(parents=True)
+    for hemi in "LR":
+        src = fs5.atlas.with_name(fs5.atlas.name.replace("hemi-L", f"hemi-{hemi}"))
+        shutil.copy(src, folder / f"tpl-fsaverage_hemi-{hemi}_den-10k_atlas-Sim_desc-40Parcels"
+                                  "_dseg.label.gii")
+    monkeypatch.setenv("TEMPLATEFLOW_HOME", str(home))
+    args = [str(fs5.bids_dir), str(tmp_path / "out"), "participant", "--space", "fsaverage5",
+            "-w", str(tmp_path / "work"), "--participant-label", "01"]
+    assert main([*args, "--atlas", "Sim:40Parcels"]) == 0
+    table = pd.read_csv(next((tmp_path / "out").rglob("*_dseg.tsv")), sep="\t")
+    assert len(table) == 40
+    code = main([*args, "--atlas", "Schaefer2018:400Parcels7Networks"])
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err
+    assert "tpl-fsaverage, den-10k" in err and "density='10k'" in err

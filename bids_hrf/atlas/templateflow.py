@@ -213,3 +213,44 @@ def _closest(paths: list[Path], target_zoom: float | None) -> Path:
         return paths[int(np.argmin(zooms))]
     order = sorted(range(len(paths)), key=lambda i: (abs(zooms[i] - target_zoom), zooms[i]))
     return paths[order[0]]
+
+
+#: TemplateFlow template and density of each surface space's atlases.
+SURFACE_TEMPLATES = {"fsaverage5": ("fsaverage", "10k"), "fsaverage6": ("fsaverage", "41k"),
+                     "fsaverage": ("fsaverage", "164k"), "fsLR": ("fsLR", "32k")}
+
+
+def find_surface_templateflow_atlas(spec_text: str, space: str,
+                                    home: Path | None = None) -> Path:
+    """A TemplateFlow surface atlas in the local folder (never downloaded).
+
+    For ``--space fsaverage5`` the ``tpl-fsaverage`` atlas of density ``den-10k``, for
+    ``fsLR`` the ``tpl-fsLR`` ``den-32k`` one: a CIFTI ``.dlabel.nii`` or the ``hemi-L`` file
+    of a ``.label.gii``/``.annot`` pair (its twin is found by name when it is read).
+
+    Raises
+    ------
+    NoInputError
+        The atlas is not in the local TemplateFlow folder (the message says how to get it).
+    """
+    home = home or templateflow_home()
+    template, den = SURFACE_TEMPLATES[space]
+    parsed = parse_templateflow_spec(spec_text, template, home)
+    spec = TemplateFlowSpec(template, parsed.atlas, parsed.desc)
+    found = []
+    for ext in (".dlabel.nii", ".label.gii", ".annot"):
+        for path in _candidates(home, spec, ext):
+            ents = _entities(path.name)
+            if path.stat().st_size == 0 or ents.get("den", den) != den:
+                continue
+            if spec.desc and ents.get("desc") != spec.desc:
+                continue
+            if ext != ".dlabel.nii" and ents.get("hemi") != "L":
+                continue
+            found.append(path)
+    if not found:
+        raise NoInputError(
+            f"TemplateFlow surface atlas {spec_text} (tpl-{template}, den-{den}) is not in "
+            f"{home}", fix=_fetch_hint(spec, None).replace("suffix='dseg'",
+                                                          f"suffix='dseg', density='{den}'"))
+    return found[0]

@@ -49,6 +49,7 @@ def surface_atlas_step(atlas_spec: str, atlas_labels: str | None, space: str,
     as a surface NIfTI of labels (one per sample of the runs' geometry) and its labels TSV.
     """
     from bids_hrf.atlas.surface import cifti_labels, mesh_clusters, surface_labels
+    from bids_hrf.atlas.templateflow import find_surface_templateflow_atlas
     from bids_hrf.steps.prepare import write_labels_tsv
 
     out_dir = Path(out_dir)
@@ -64,10 +65,7 @@ def surface_atlas_step(atlas_spec: str, atlas_labels: str | None, space: str,
             if path.suffix or "/" in atlas_spec:
                 raise NoInputError(f"atlas {atlas_spec} not found", fix="check the path",
                                    path=atlas_spec)
-            raise UsageError(f"--atlas {atlas_spec}: TemplateFlow surface atlases need the "
-                             f"network, and {space} data need a surface atlas",
-                             fix="give a .dlabel.nii (fsLR), a hemi-L .label.gii or lh. .annot "
-                                 "file (its right twin is found by name), or data-driven:N")
+            path = find_surface_templateflow_atlas(atlas_spec, space)
         if path.name.endswith(".dlabel.nii"):
             labels, names = cifti_labels(path, data.structure, data.vertex, data.ijk,
                                          data.valid)
