@@ -318,3 +318,30 @@ def test_templateflow_surface_atlas_offline(fs5, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert code != 0 and "Traceback" not in err
     assert "tpl-fsaverage, den-10k" in err and "density='10k'" in err
+
+
+def test_fslr_mesh_from_templateflow_folder_enables_mesh_smoothing(fslr, tmp_path, monkeypatch):
+    """fMRIPrep users have tpl-fsLR surfaces in TEMPLATEFLOW_HOME: the mesh is read there
+    (here fsaverage5's midthickness standing for fsLR's), so smoothing runs on it."""
+    home = tmp_path / "templateflow"
+    (home / "tpl-fsLR").mkdir(parents=True)
+    for hemi in "LR":
+        coords, faces = surface_mesh("fsaverage5", hemi)
+        img = nib.gifti.GiftiImage()
+        img.add_gifti_data_array(nib.gifti.GiftiDataArray(
+            coords.astype(np.float32), intent="NIFTI_INTENT_POINTSET"))
+        img.add_gifti_data_array(nib.gifti.GiftiDataArray(
+            faces.astype(np.int32), intent="NIFTI_INTENT_TRIANGLE"))
+        nib.save(img, str(home / "tpl-fsLR" / f"tpl-fsLR_hemi-{hemi}_den-32k_midthickness"
+                                              ".surf.gii"))
+    monkeypatch.setenv("TEMPLATEFLOW_HOME", str(home))
+    assert surface_mesh("fsLR", "L")[0].shape == (10242, 3)
+    out = tmp_path / "out"
+    assert _run(fslr, out, "--smoothing-fwhm", "8") == 0
+    func = out / "sub-01" / "func"
+    zpath = next(func.glob("*task-loc_space-fsLR_den-91k_contrast-a_stat-z_statmap"
+                           ".dscalar.nii"))
+    smoothed = np.asarray(nib.load(str(zpath)).get_fdata())[0]
+    assert _auc(fslr.truth, smoothed, "A") > 0.95
+    run_sidecar = next(func.glob("*run-1_space-fsLR_den-91k_contrast-a_stat-z_statmap.json"))
+    assert json.loads(run_sidecar.read_text())["SmoothingFWHM"] == 8.0

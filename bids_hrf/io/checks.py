@@ -133,8 +133,9 @@ def _check_analysis_options(config: Config) -> list[BidsHrfError]:
             and surface_mesh(config.space, "L") is None:
         errors.append(UsageError(
             f"--smoothing-fwhm on {config.space} needs the cortical mesh, which is not "
-            "available offline", fix="drop --smoothing-fwhm (fMRIPrep's surface data are "
-                                     "unsmoothed) or use --space fsaverage5"))
+            "available offline", fix="drop --smoothing-fwhm, use --space fsaverage5, or set "
+                                     "TEMPLATEFLOW_HOME to a TemplateFlow folder holding its "
+                                     "midthickness surfaces (tpl-fsLR den-32k for fsLR)"))
     if config.den and surface_kind(config.space) != "cifti":
         errors.append(UsageError(f"--den {config.den} applies to CIFTI data (--space fsLR), "
                                  f"not to --space {config.space}", fix="drop --den"))

@@ -1,9 +1,10 @@
 """Meshes of surface spaces, the sample neighbourhood graph, and smoothing on the mesh.
 
 Meshes come from what is installed, never from the network: nilearn ships fsaverage5
-(pial, white, inflated, sphere). Other densities (fsaverage6, fsaverage, fsLR 32k) have no
-offline mesh: the graph is then the subcortical voxels' only, and what needs the mesh
-(smoothing, figures on the cortex) says so.
+(pial, white, inflated, sphere); other densities (fsaverage6, fsaverage, fsLR 32k) are read
+from the local TemplateFlow folder (``TEMPLATEFLOW_HOME``: ``tpl-fsLR_hemi-L_den-32k_
+midthickness.surf.gii``...) when it holds them. Without a mesh the graph is the subcortical
+voxels' only, and what needs the mesh (smoothing, figures on the cortex) says so.
 """
 
 from __future__ import annotations
@@ -25,9 +26,18 @@ _HEMI_PART = {"L": "left", "R": "right"}
 _NILEARN_MESHES = {"fsaverage5"}
 
 
-@lru_cache(maxsize=8)
 def surface_mesh(space: str, hemi: str, kind: str = "midthickness"
                  ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Coordinates (mm) and triangles of one hemisphere's mesh, or None if not offline
+    (see :func:`_surface_mesh`; cached per TemplateFlow folder)."""
+    import os
+
+    return _surface_mesh(space, hemi, kind, os.environ.get("TEMPLATEFLOW_HOME", ""))
+
+
+@lru_cache(maxsize=16)
+def _surface_mesh(space: str, hemi: str, kind: str, home: str
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
     """Coordinates (mm) and triangles of one hemisphere's mesh, or None if not offline.
 
     Parameters
@@ -39,7 +49,7 @@ def surface_mesh(space: str, hemi: str, kind: str = "midthickness"
         ``midthickness`` is the mean of pial and white.
     """
     if space not in _NILEARN_MESHES:
-        return None
+        return _templateflow_mesh(space, hemi, kind, home)
     from nilearn.datasets import load_fsaverage
 
     meshes = load_fsaverage(space)
@@ -50,6 +60,40 @@ def surface_mesh(space: str, hemi: str, kind: str = "midthickness"
         return coords, np.asarray(pial.faces)
     mesh = meshes[kind].parts[part]
     return np.asarray(mesh.coordinates), np.asarray(mesh.faces)
+
+
+#: TemplateFlow template and density of the meshes of each surface space.
+_TEMPLATEFLOW_MESHES = {"fsaverage6": ("fsaverage", "41k"), "fsaverage": ("fsaverage", "164k"),
+                        "fsLR": ("fsLR", "32k")}
+_TEMPLATEFLOW_KINDS = {"white_matter": "white"}
+
+
+def _templateflow_mesh(space: str, hemi: str, kind: str, home: str
+                       ) -> tuple[np.ndarray, np.ndarray] | None:
+    """A mesh from the local TemplateFlow folder (fMRIPrep's ``--cifti-output`` needs
+    ``tpl-fsLR`` there, so fMRIPrep users have it), never downloaded; None if absent."""
+    from pathlib import Path
+
+    import nibabel as nib
+
+    if space not in _TEMPLATEFLOW_MESHES:
+        return None
+    template, den = _TEMPLATEFLOW_MESHES[space]
+    if not home:
+        return None
+    name = _TEMPLATEFLOW_KINDS.get(kind, kind)
+    path = (Path(home) / f"tpl-{template}"
+            / f"tpl-{template}_hemi-{hemi}_den-{den}_{name}.surf.gii")
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    try:
+        img = nib.load(str(path))
+        coords = np.asarray(img.agg_data("NIFTI_INTENT_POINTSET"), dtype=float)
+        faces = np.asarray(img.agg_data("NIFTI_INTENT_TRIANGLE"), dtype=int)
+    except Exception as exc:  # a broken template file: no mesh, say why
+        LOGGER.warning("cannot read the mesh %s (%s): not used", path, exc)
+        return None
+    return coords, faces
 
 
 def _hemisphere_graph(geometry: SampleGeometry, hemi: str
@@ -135,8 +179,9 @@ def smooth_on_mesh(values: np.ndarray, geometry: SampleGeometry, fwhm: float
         if coords is None:
             raise UsageError(f"--smoothing-fwhm on {geometry.space} needs the cortical mesh, "
                              "which is not available offline",
-                             fix="drop --smoothing-fwhm (fMRIPrep's surface data are "
-                                 "unsmoothed) or use --space fsaverage5")
+                             fix="drop --smoothing-fwhm, use --space fsaverage5, or set "
+                                 "TEMPLATEFLOW_HOME to a folder holding the space's "
+                                 "midthickness surfaces")
         steps = _smoothing_steps(adjacency, coords, fwhm)
         degree = np.asarray(adjacency.sum(axis=1)).ravel()
         operator = sparse.diags(1.0 / (degree + 1.0)) @ (adjacency + sparse.eye(idx.size))
