@@ -345,3 +345,20 @@ def test_fslr_mesh_from_templateflow_folder_enables_mesh_smoothing(fslr, tmp_pat
     assert _auc(fslr.truth, smoothed, "A") > 0.95
     run_sidecar = next(func.glob("*run-1_space-fsLR_den-91k_contrast-a_stat-z_statmap.json"))
     assert json.loads(run_sidecar.read_text())["SmoothingFWHM"] == 8.0
+
+
+def test_tr_disagreeing_with_the_cifti_series_step_is_warned(fslr, tmp_path, caplog):
+    from bids_hrf.config import make_config
+    from bids_hrf.io.inputs import collect_runs
+
+    sidecar = next(fslr.fmriprep_dir.rglob("*run-1_space-fsLR_den-91k_bold.json"))
+    original = sidecar.read_text()
+    sidecar.write_text(json.dumps({"RepetitionTime": 2.5}))
+    try:
+        config = make_config(fslr.bids_dir, tmp_path / "out", "participant", space="fsLR")
+        with caplog.at_level("WARNING", logger="bids_hrf"):
+            runs, _ = collect_runs(config)
+    finally:
+        sidecar.write_text(original)
+    assert {r.tr for r in runs} == {2.0, 2.5}  # the sidecar wins, as for NIfTI
+    assert any("disagrees with the file header (2 s)" in r.message for r in caplog.records)
