@@ -204,6 +204,9 @@ class VoxelRuns:
     ijk: np.ndarray  # (n_voxels, 3) grid coordinates (neighbourhood graph)
     #: neighbourhood graph of the samples (surface data: mesh edges), replacing ``ijk``'s
     graph: object = None
+    #: multi-echo runs (``--multi-echo``): echo times (ms) of each run; ``Y[i]`` then stacks
+    #: the echoes along time (echo 1's scans, then echo 2's...), each cleaned like one run
+    echo_times: list[list[float]] | None = None
 
 
 @dataclass(frozen=True)

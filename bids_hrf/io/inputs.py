@@ -26,6 +26,7 @@ from bids_hrf.errors import (
 )
 from bids_hrf.hrf.registry import get_method
 from bids_hrf.io.events import event_conditions, paradigm_ref, read_events
+from bids_hrf.io.multiecho import attach_echoes, combined_bolds, multi_echo_wanted
 from bids_hrf.io.paradigm import paradigm_sessions, read_paradigm_csv
 from bids_hrf.io.surface import load_surface_bold
 from bids_hrf.surface.samples import surface_kind
@@ -106,6 +107,8 @@ class RunInputs:
     echo: str | None = None
     conditions: tuple[str, ...] = ()
     metadata: dict = field(default_factory=dict, compare=False, hash=False)
+    #: ``--multi-echo``: (per-echo BOLD, echo time in ms) of each echo
+    echoes: tuple[tuple[Path, float], ...] = ()
 
     @property
     def entities(self) -> dict[str, str]:
@@ -258,10 +261,13 @@ def collect_runs(config: Config) -> tuple[list[RunInputs], dict[str, list[str]]]
         if missing:
             problems[subject].append(missing)
             continue
+        bolds = combined_bolds(bolds)
         refs = (_paradigm_refs(bolds, config.events_csv, paradigm_sessions_)
                 if config.events_csv else {})
         for bold_file in bolds:
             run, msgs = _run_inputs(layout, bold_file, config, refs.get(bold_file.path, ""))
+            if run is not None and multi_echo_wanted(config):
+                run, msgs = attach_echoes(run, config.bids_dir, msgs)
             problems[subject].extend(msgs)
             if run is not None:
                 runs.append(run)

@@ -212,12 +212,31 @@ def _parcel_data(runs, atlas_bold, labels_map, high_pass) -> tuple[ParcelRuns, N
 def _voxel_data(runs, atlas_bold, high_pass, contiguous_only: bool) -> tuple[VoxelRuns, object]:
     """Voxels valid in every run (one grid for all runs), cleaned as the method needs."""
     _check_same_grid(runs)
-    data, masks = zip(*(load_run_data(r, high_pass, contiguous_only) for r in runs), strict=True)
+    multi_echo = contiguous_only and all(r.get("echoes") for r in runs)
+    loader = load_echoes_data if multi_echo else load_run_data
+    data, masks = zip(*(loader(r, high_pass, contiguous_only) for r in runs), strict=True)
     data, mask_img = _restrict(list(data), masks[0])
     return VoxelRuns(Y=[d.Y for d in data], events=[d.events for d in data],
                      frame_times=[d.frame_times for d in data],
                      parcels=_voxel_parcels(atlas_bold, mask_img),
-                     ijk=_voxel_ijk(mask_img), graph=_sample_graph(runs[0], mask_img)), mask_img
+                     ijk=_voxel_ijk(mask_img), graph=_sample_graph(runs[0], mask_img),
+                     echo_times=[[float(te) for _, te in r["echoes"]] for r in runs]
+                     if multi_echo else None), mask_img
+
+
+def load_echoes_data(run: dict, high_pass: float | None,
+                     contiguous_only: bool = True) -> tuple[RunData, object]:
+    """:func:`load_run_data` of each echo of a multi-echo run (``run["echoes"]``: per-echo
+    BOLD and TE), stacked along time: each echo is scaled to percent signal change and
+    cleaned with the run's confounds, dummy scans and high-pass exactly as a single-echo
+    run; the voxels kept are those valid in every echo."""
+    echoes = [load_run_data({**run, "bold": bold}, high_pass, contiguous_only)
+              for bold, _ in run["echoes"]]
+    first, mask_img = echoes[0]
+    valid = np.logical_and.reduce([d.valid for d, _ in echoes])
+    Y = np.vstack([np.where(valid, d.Y, 0.0) for d, _ in echoes])
+    return RunData(Y=Y, frame_times=first.frame_times, valid=valid, events=first.events,
+                   parcel_series=first.parcel_series), mask_img
 
 
 def _sample_graph(run: dict, mask_img):
@@ -315,14 +334,24 @@ def _sparse_fit_summaries(data: VoxelRuns, run_maps: dict[int, dict], mask_img,
     for index in list(run_maps)[:2]:
         maps = run_maps[index]["maps"]
         kind = "innovation" if "desc-innovation_bold" in maps else "activity"
+        Y, denoised = _report_echo(data, index, maps)
         summary = summarise_sparse_run(
-            data.Y[index], maps[f"desc-{kind}_bold"], maps["desc-denoised_bold"],
+            Y, maps[f"desc-{kind}_bold"], denoised,
             data.frame_times[index], data.events[index], data.parcels, dict(context.labels),
             context.tr, kind="innovation" if kind == "innovation" else "activity-inducing")
         report.append({"run": index,
                        **write_sparse_summary(summary, mask_img, out_dir,
                                               f"run{index}_report")})
     return {"sparse_report": report}
+
+
+def _report_echo(data: VoxelRuns, index: int, maps: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Data and fit the report draws: the run's, or of a multi-echo run its middle echo."""
+    if not data.echo_times:
+        return data.Y[index], maps["desc-denoised_bold"]
+    k = len(data.echo_times[index]) // 2
+    n = data.Y[index].shape[0] // len(data.echo_times[index])
+    return data.Y[index][k * n:(k + 1) * n], maps[f"echo-{k + 1}_desc-denoised_bold"]
 
 
 #: What a report panel (:attr:`MethodSpec.report_panels`) needs saved by the HRF step.

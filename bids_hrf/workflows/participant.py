@@ -36,14 +36,16 @@ def _safe(text: str) -> str:
 def run_record(run: RunInputs, config: Config) -> dict:
     """Plain, JSON-ready description of a run for the interfaces."""
     sources = []
-    for path in (run.bold, run.mask, run.confounds, run.events):
+    for path in (run.bold, run.mask, run.confounds, run.events,
+                 *(bold for bold, _ in run.echoes)):
         if path is None:
             continue
         sources.append(_source_uri(Path(path), config))
     return {"bold": str(run.bold), "mask": str(run.mask), "confounds": str(run.confounds),
             "events": str(run.events) if run.events else "", "tr": float(run.tr),
             "entities": run.entities, "name": run.name, "sources": sources,
-            "n_volumes": run.n_volumes}
+            "n_volumes": run.n_volumes,
+            "echoes": [[str(bold), float(te)] for bold, te in run.echoes]}
 
 
 def _source_uri(path: Path, config: Config) -> str:

@@ -27,14 +27,16 @@ class _Deconvolver:
     maps (activity, fit, lambda, stability AUC) as parcels are done."""
 
     def __init__(self, Y: np.ndarray, tr: float, criterion: str, group: float,
-                 block_model: bool, n_surrogates: int, n_jobs: int):
+                 block_model: bool, n_surrogates: int, n_jobs: int,
+                 te: list[float] | None = None):
         self.Y, self.tr, self.criterion, self.group = Y, tr, criterion, group
         self.block_model, self.n_surrogates, self.n_jobs = block_model, n_surrogates, n_jobs
-        n_scans, n_vox = Y.shape
-        self.coef = np.zeros((n_scans, n_vox))
-        self.denoised = np.zeros((n_scans, n_vox))
+        self.te = list(te) if te else None
+        n_rows, n_vox = Y.shape
+        self.coef = np.zeros((n_rows // len(self.te or [0]), n_vox))
+        self.denoised = np.zeros((n_rows, n_vox))
         self.lam = np.zeros(n_vox)
-        self.auc = np.zeros((n_scans, n_vox)) if n_surrogates > 0 else None
+        self.auc = np.zeros((n_rows, n_vox)) if n_surrogates > 0 else None
 
     def run(self, mask: np.ndarray, h_model) -> None:
         """Deconvolve the voxels of ``mask`` with HRF ``h_model`` (a name or samples)."""
@@ -45,8 +47,11 @@ class _Deconvolver:
             criterion=self.criterion,
             group=self.group,
             n_jobs=self.n_jobs,
+            te=self.te,
         ).fit(self.Y[:, mask])
-        self.coef[:, mask] = model.coef_
+        # multi-echo: the model's HRF is -TE_k h (coefficients ~ dR2*); the activity map
+        # keeps the single-echo sign (> 0: BOLD increase), in % change at the last echo
+        self.coef[:, mask] = -model.coef_ if self.te and len(self.te) > 1 else model.coef_
         self.denoised[:, mask] = model.fitted_
         self.lam[mask] = model.lambda_
         if self.auc is not None:
@@ -78,6 +83,7 @@ def estimate_sparse(
     high_pass: float = 0.01,
     n_jobs: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    te: list[float] | None = None,
 ) -> HRFEstimate:
     """Sparse paradigm-free deconvolution of one run, with an HRF per parcel.
 
@@ -114,6 +120,11 @@ def estimate_sparse(
         Processes for the voxel-wise solvers.
     progress : callable, optional
         Called as ``progress(done, total)`` after each parcel.
+    te : list of float, optional
+        Echo times (ms) of multi-echo data: ``Y`` stacks the echoes along time (all scans
+        of echo 1, then echo 2...), each in percent signal change; the echoes are
+        deconvolved jointly (one activity signal, the BOLD of echo k scaled by -TE_k, as in
+        pySPFM). Not with ``estimate_hrf`` nor ``n_surrogates``.
 
     Returns
     -------
@@ -121,9 +132,11 @@ def estimate_sparse(
         ``method="sparse"``; ``voxel_maps`` holds ``desc-activity_bold`` (or
         ``desc-innovation_bold``) and ``desc-denoised_bold`` (n_scans, n_voxels),
         ``desc-sparse_stat-lambda_statmap`` (n_voxels,) and, with surrogates,
-        ``desc-sparse_stat-auc_bold`` (n_scans, n_voxels).
+        ``desc-sparse_stat-auc_bold`` (n_scans, n_voxels). With ``te``, the denoised BOLD
+        is one map per echo, ``echo-<k>_desc-denoised_bold``.
     """
     Y = np.asarray(Y, dtype=float)
+    _check_echoes(te, Y.shape[0], estimate_hrf, n_surrogates)
     if Y.ndim != 2:
         raise ValueError(f"Y must be (n_scans, n_voxels), got shape {Y.shape}")
     labels_arr = np.asarray(parcel_labels)
@@ -144,7 +157,7 @@ def estimate_sparse(
 
     time = np.arange(0.0, hrf_duration + dt / 2, dt)
     solver = _Deconvolver(Y, tr, criterion=criterion, group=group, block_model=block_model,
-                          n_surrogates=n_surrogates, n_jobs=n_jobs)
+                          n_surrogates=n_surrogates, n_jobs=n_jobs, te=te)
     hrfs = np.zeros((time.size, len(parcels)))
     blind_rows = []
     canonical = canonical_hrf(time, hrf_model)
@@ -183,11 +196,8 @@ def estimate_sparse(
 
     names = [parcel_names.get(p, str(p)) for p in parcels]
     kind = "innovation" if block_model else "activity"
-    voxel_maps = {
-        f"desc-{kind}_bold": coef,
-        "desc-denoised_bold": denoised,
-        "desc-sparse_stat-lambda_statmap": lam,
-    }
+    voxel_maps = {f"desc-{kind}_bold": coef, **_denoised_maps(denoised, te),
+                  "desc-sparse_stat-lambda_statmap": lam}
     if auc is not None:
         voxel_maps["desc-sparse_stat-auc_bold"] = auc
     parameters = {
@@ -202,6 +212,8 @@ def estimate_sparse(
         "tr": tr,
         "time_convention": "coefficient i = event at scan i (HRF column i starts at scan i)",
     }
+    if te:
+        parameters["echo_times_ms"] = [float(t) for t in te]
     tables = hrf_parameter_table(time, hrfs, names)
     if blind_rows and "hrfparams" in tables:
         parameters["blind_estimator"] = "parcel double-gamma marginal likelihood (ParcelBlindHRF)"
@@ -220,6 +232,25 @@ def estimate_sparse(
         voxel_maps=voxel_maps,
         parcel_tables=tables,
     )
+
+
+def _check_echoes(te, n_rows: int, estimate_hrf: bool, n_surrogates: int) -> None:
+    if not te:
+        return
+    if estimate_hrf or n_surrogates > 0:
+        raise ValueError("multi-echo deconvolution (te) takes the canonical HRF and no "
+                         "stability selection: set estimate_hrf=False, n_surrogates=0")
+    if n_rows % len(te):
+        raise ValueError(f"Y has {n_rows} rows, not a multiple of the {len(te)} echoes in te")
+
+
+def _denoised_maps(denoised: np.ndarray, te: list[float] | None) -> dict[str, np.ndarray]:
+    """The denoised BOLD: one map, or one per echo (``echo-<k>_desc-denoised_bold``)."""
+    if not te:
+        return {"desc-denoised_bold": denoised}
+    n = denoised.shape[0] // len(te)
+    return {f"echo-{k + 1}_desc-denoised_bold": denoised[k * n:(k + 1) * n]
+            for k in range(len(te))}
 
 
 _MAP_TEXT = {
@@ -266,6 +297,12 @@ def map_metadata(fragment: str, parameters: dict) -> dict:
         meta["TimeConvention"] = parameters.get("time_convention")
     if key == "auc":
         meta["NumberOfSurrogates"] = parameters.get("n_surrogates")
+    if parameters.get("echo_times_ms"):
+        tes = [t / 1000.0 for t in parameters["echo_times_ms"]]  # s, as BIDS
+        meta["EchoTime"] = tes
+        if "echo" in ents and ents["echo"].isdigit() and 0 < int(ents["echo"]) <= len(tes):
+            meta["Description"] += f" (echo {ents['echo']})"
+            meta["EchoTime"] = tes[int(ents["echo"]) - 1]
     if key in ("activity", "innovation", "lambda") and parameters.get("group"):
         meta["GroupWeight"] = parameters.get("group")
     return meta

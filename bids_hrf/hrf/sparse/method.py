@@ -53,6 +53,11 @@ class SparseOptions(MethodOptions):
     n_surrogates: int = option(_default("n_surrogates"), flag="stability-surrogates",
                                metavar="N", help="stability selection with N surrogates "
                                                  "(e.g. 50; writes an AUC map); 0: off")
+    multi_echo: bool = option(
+        False, flag="multi-echo",
+        help="deconvolve the echoes of multi-echo runs jointly (fMRIPrep's "
+             "--me-output-echos files beside the combined BOLD, EchoTime from their "
+             "sidecars), as pySPFM; canonical HRF, no stability selection")
 
     def problems(self) -> list[BidsHrfError]:
         """Out-of-range values and the grouping/criterion rule, each with its fix."""
@@ -71,6 +76,11 @@ class SparseOptions(MethodOptions):
                 fix="add --sparse-criterion mad (or ut, lut, factor, pcg, eigval)"))
         if self.n_surrogates < 0:
             found.append(UsageError("--stability-surrogates must be >= 0"))
+        if self.multi_echo and (self.estimate_hrf or self.n_surrogates > 0):
+            found.append(UsageError(
+                "--multi-echo deconvolves with the canonical HRF and without stability "
+                "selection", fix="drop --estimate-hrf / --stability-surrogates, or "
+                                 "--multi-echo (the combined BOLD is then used)"))
         return found
 
 
@@ -89,7 +99,8 @@ def _estimate(data: VoxelRuns, context: HRFContext, options: SparseOptions) -> H
             n_surrogates=options.n_surrogates, estimate_hrf=options.estimate_hrf,
             hrf_model=context.hrf_model.split("+")[0].strip(), dt=context.dt,
             hrf_duration=context.hrf_duration, high_pass=context.high_pass or 0.0,
-            n_jobs=context.n_jobs)
+            n_jobs=context.n_jobs,
+            te=data.echo_times[index] if options.multi_echo and data.echo_times else None)
         estimates.append(est)
         voxel_maps.update({f"run{index}:{k}": v for k, v in est.voxel_maps.items()})
         tables.update({f"run{index}:{k}": v for k, v in est.parcel_tables.items()})
@@ -103,8 +114,17 @@ def _estimate(data: VoxelRuns, context: HRFContext, options: SparseOptions) -> H
         tables.update(hrf_parameter_table(first.time, hrfs, first.labels))
     return HRFEstimate(time=first.time, hrfs=hrfs, labels=first.labels, method="sparse",
                        variance=variance,
-                       parameters={**first.parameters, "n_runs_averaged": len(estimates)},
+                       parameters={**first.parameters, "n_runs_averaged": len(estimates),
+                                   **_echo_times_per_run(data, options)},
                        voxel_maps=voxel_maps, parcel_tables=tables)
+
+
+def _echo_times_per_run(data: VoxelRuns, options: SparseOptions) -> dict:
+    """Runs with different echo times: each run's (the sidecars give the first run's)."""
+    times = data.echo_times if options.multi_echo else None
+    if times and len({tuple(t) for t in times}) > 1:
+        return {"echo_times_ms_per_run": [list(t) for t in times]}
+    return {}
 
 
 def _describe(options: SparseOptions, context: Mapping[str, str]) -> str:
@@ -131,6 +151,11 @@ def _describe(options: SparseOptions, context: Mapping[str, str]) -> str:
                 "Karahanoğlu et al., 2013)," if options.block_model else
                 "activity-inducing signal")
              + " with the HRF.", solver]
+    if options.multi_echo:
+        parts.append("The echoes of each multi-echo run (fMRIPrep's per-echo outputs, each "
+                     "cleaned like a single-echo run) were deconvolved jointly: one "
+                     "activity signal per voxel, the HRF of echo k scaled by -TE_k "
+                     "(Caballero-Gaudes et al., 2019).")
     if float(options.group or 0.0) > 0:
         parts.append("A mixed L2,1 penalty (weight "
                      f"{float(options.group):g}) grouped the voxels of each "
