@@ -162,3 +162,24 @@ def test_missing_echo_time_is_one_line_naming_the_file(runs, tmp_path, capsys):
     err = capsys.readouterr().err
     line = next(t for t in err.splitlines() if "has no EchoTime" in t)
     assert sidecar.name in line and 'add "EchoTime" (seconds)' in line
+
+
+def test_bids_validator(runs):
+    import subprocess
+    import sys
+
+    validator = Path(sys.executable).parent / "bids-validator-deno"
+    if not validator.exists():
+        validator = shutil.which("bids-validator-deno")
+    if not validator:
+        raise AssertionError("bids-validator-deno missing: pip install '.[test]'")
+    root = runs[1]["joint"].parent.parent
+    proc = subprocess.run(
+        [str(validator), str(root), "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    report = json.loads(proc.stdout)
+    errors = [i for i in report["issues"]["issues"] if i.get("severity") == "error"]
+    assert not errors, errors[:5]
