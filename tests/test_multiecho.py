@@ -105,13 +105,17 @@ def test_multi_echo_flag_needs_the_sparse_method():
     assert not multi_echo_wanted(SimpleNamespace(method_options={}, hrf_method="canonical"))
 
 
-def test_options_reject_blind_hrf_and_stability_with_multi_echo():
-    from bids_hrf.hrf.sparse.method import SparseOptions
-
-    assert not SparseOptions(multi_echo=True).problems()
-    for kwargs in ({"estimate_hrf": True}, {"n_surrogates": 5}):
+def test_multi_echo_refuses_blind_hrf_and_stability():
+    for extra in ({"estimate_hrf": True}, {"stability_surrogates": 5}):
+        config = SimpleNamespace(method_options={"multi_echo": True, **extra}, hrf_method="sparse")
         with pytest.raises(UsageError, match="--multi-echo deconvolves with the canonical"):
-            SparseOptions(multi_echo=True, **kwargs)
+            multi_echo_wanted(config)
+    # other methods' resolved defaults (fir: estimate_hrf=True) are not sparse's
+    fir = SimpleNamespace(
+        method_options={"multi_echo": True, "estimate_hrf": True}, hrf_method="fir"
+    )
+    with pytest.raises(UsageError, match="an option of --hrf-method sparse"):
+        multi_echo_wanted(fir)
 
 
 def _events(n: int, n_vox: int, rng) -> np.ndarray:
@@ -184,3 +188,13 @@ def test_multiecho_generator_writes_echoes_with_known_truth(tmp_path):
     np.testing.assert_allclose(
         comb, optimal_combination(S, np.array([12.0, 28.0, 44.0]), t2star), rtol=0.02
     )
+
+
+def test_generator_command_line_writes_the_echo_times(tmp_path):
+    from bids_hrf.datasets.__main__ import main
+
+    out = tmp_path / "me"
+    args = [str(out), "--subjects", "1", "--runs", "1", "--scans", "20", "--no-groups"]
+    assert main([*args, "--echo-times", "12,30,48,66"]) == 0
+    combined = next((out / "derivatives" / "fmriprep").rglob("*run-1_space-*preproc_bold.nii.gz"))
+    assert [e.te_ms for e in run_echoes(combined)] == pytest.approx([12, 30, 48, 66])

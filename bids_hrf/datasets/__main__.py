@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from functools import partial
 
+from .multiecho_sim import ECHO_TIMES_MS, make_multiecho_dataset
 from .synthetic import SIZES, make_synthetic_dataset
 
 
@@ -26,6 +28,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rest", action="store_true", help="also write a task-rest run")
     p.add_argument("--no-groups", action="store_true", help="no groups, no group effects")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--echo-times",
+        type=lambda text: tuple(float(t) for t in text.split(",")),
+        default=None,
+        metavar="TE1,TE2,...",
+        help="write a multi-echo dataset with these echo times (ms), e.g. "
+        + ",".join(f"{t:g}" for t in ECHO_TIMES_MS)
+        + " (fMRIPrep --me-output-echos files; datasets/multiecho_sim.py)",
+    )
     return p
 
 
@@ -34,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     start = time.perf_counter()
     try:
-        ds = make_synthetic_dataset(
+        make = make_synthetic_dataset
+        if args.echo_times:
+            make = partial(make_multiecho_dataset, echo_times=args.echo_times)
+        ds = make(
             args.out_dir,
             size=args.size,
             n_subjects=args.subjects,

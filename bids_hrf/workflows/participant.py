@@ -145,7 +145,8 @@ def init_participant_wf(subject: str, runs: list[RunInputs], config: Config,
         hrf = pe.Node(EstimateHRF(runs=records, entities=group_ents,
                                   hrf_options=group_options.to_dict(),
                                   errors_dir=errors_dir, nprocs=hrf_procs),
-                      name=f"hrf_{tag}", mem_gb=_mem(first, 6.0) * len(g_runs),
+                      name=f"hrf_{tag}",
+                      mem_gb=_mem(first, 6.0) * len(g_runs) * max(1, len(first.echoes)),
                       n_procs=hrf_procs)
         prep_merge = pe.Node(niu.Merge(len(g_runs)), name=f"merge_prepared_{tag}")
         rec_merge = pe.Node(niu.Merge(len(g_runs) + 2), name=f"merge_records_{tag}")

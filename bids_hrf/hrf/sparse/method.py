@@ -76,11 +76,6 @@ class SparseOptions(MethodOptions):
                 fix="add --sparse-criterion mad (or ut, lut, factor, pcg, eigval)"))
         if self.n_surrogates < 0:
             found.append(UsageError("--stability-surrogates must be >= 0"))
-        if self.multi_echo and (self.estimate_hrf or self.n_surrogates > 0):
-            found.append(UsageError(
-                "--multi-echo deconvolves with the canonical HRF and without stability "
-                "selection", fix="drop --estimate-hrf / --stability-surrogates, or "
-                                 "--multi-echo (the combined BOLD is then used)"))
         return found
 
 
