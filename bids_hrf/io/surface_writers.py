@@ -102,8 +102,17 @@ def _gifti_writer(values: np.ndarray, kind: str, hemi: str,
     return write
 
 
-def brain_model_axis(geometry: SampleGeometry) -> nib.cifti2.BrainModelAxis:
-    """The CIFTI brain-model axis of the samples (vertices then voxels, by structure)."""
+#: The last geometry's brain-model axis and its CIFTI mapping: nibabel builds both element
+#: by element (~1 s each for 91k grayordinates), and a sink writes dozens of files of one
+#: geometry (benchmarks/README.md, "Surface and CIFTI data vs volume").
+_LAST_MODELS: list = []
+
+
+def _brain_models(geometry: SampleGeometry) -> tuple[nib.cifti2.BrainModelAxis,
+                                                     nib.cifti2.Cifti2MatrixIndicesMap]:
+    """Brain-model axis of ``geometry`` and its mapping (dimension 1), cached per object."""
+    if _LAST_MODELS and _LAST_MODELS[0] is geometry:
+        return _LAST_MODELS[1], _LAST_MODELS[2]
     surface = geometry.vertex >= 0
     voxel = np.where(surface[:, None], 0, geometry.ijk)
     nvertices = {name: int(n) for name, n in geometry.mesh_size.items()}
@@ -111,15 +120,30 @@ def brain_model_axis(geometry: SampleGeometry) -> nib.cifti2.BrainModelAxis:
     kwargs = {}
     if (~surface).any():
         kwargs = {"affine": affine, "volume_shape": tuple(geometry.volume_shape)}
-    return nib.cifti2.BrainModelAxis(name=geometry.structure.astype(str),
-                                     vertex=np.where(surface, geometry.vertex, -1),
-                                     voxel=voxel, nvertices=nvertices, **kwargs)
+    models = nib.cifti2.BrainModelAxis(name=geometry.structure.astype(str),
+                                       vertex=np.where(surface, geometry.vertex, -1),
+                                       voxel=voxel, nvertices=nvertices, **kwargs)
+    _LAST_MODELS[:] = [geometry, models, models.to_mapping(1)]
+    return models, _LAST_MODELS[2]
+
+
+def brain_model_axis(geometry: SampleGeometry) -> nib.cifti2.BrainModelAxis:
+    """The CIFTI brain-model axis of the samples (vertices then voxels, by structure)."""
+    return _brain_models(geometry)[0]
+
+
+def _cifti_header(axis: nib.cifti2.Axis, geometry: SampleGeometry) -> nib.cifti2.Cifti2Header:
+    """Header of (``axis``, the brain models): as ``Cifti2Header.from_axes`` with the brain
+    models' mapping reused (it is not modified by writing)."""
+    matrix = nib.cifti2.Cifti2Matrix()
+    matrix.append(axis.to_mapping(0))
+    matrix.append(_brain_models(geometry)[1])
+    return nib.cifti2.Cifti2Header(matrix)
 
 
 def _cifti_writer(values: np.ndarray, geometry: SampleGeometry, kind: str,
                   labels: dict[int, str] | None, tr: float | None) -> Callable[[Path], None]:
     def write(path: Path) -> None:
-        models = brain_model_axis(geometry)
         data = values.reshape(values.shape[0], -1).T.astype(np.float32)
         if kind == "series":
             axis = nib.cifti2.SeriesAxis(start=0.0, step=float(tr or 1.0), size=data.shape[0],
@@ -134,7 +158,7 @@ def _cifti_writer(values: np.ndarray, geometry: SampleGeometry, kind: str,
         else:
             axis = nib.cifti2.ScalarAxis([str(next(iter((labels or {0: "map"}).values())))])
             data = data[:1]
-        nib.save(nib.cifti2.Cifti2Image(data, header=(axis, models)), str(path))
+        nib.save(nib.cifti2.Cifti2Image(data, header=_cifti_header(axis, geometry)), str(path))
 
     return write
 

@@ -1,0 +1,254 @@
+"""Participant level on surface and CIFTI data vs the volume, side by side (issue 12).
+
+One participant, 2 runs x 300 scans, TR 2 s, generated in three spaces:
+
+* ``volume``: ``make_synthetic_dataset(size="realistic")`` (MNI152 brain at 3 mm, 200
+  parcels; samples = voxels of the brain mask);
+* ``fsaverage5``: ``make_surface_dataset(space="fsaverage5")`` (GIFTI pair on nilearn's
+  mesh; samples = the 20484 vertices);
+* ``fsLR``: ``make_surface_dataset(space="fsLR", full_density=True)`` (true-size 91k CIFTI;
+  samples = the 91282 grayordinates).
+
+For each HRF method, the three spaces run one after the other (so they see the same load):
+``bids-hrf BIDS OUT participant --hrf-method M --nprocs 2 --no-report`` in a child process,
+whose process tree's resident memory (the CLI, nipype workers, joblib workers) is sampled
+every 0.1 s (psutil). Reported: wall time, time per 1,000 samples relative to the volume
+run, peak memory of the largest single process (the 2 GB target is per process) and of the
+whole tree, and the load average around each run.
+
+    python benchmarks/bench_surface.py --quick            # 2 x 100 scans, canonical + jde-vem
+    python benchmarks/bench_surface.py --out results.json # 2 x 300 scans, all four methods
+
+The figures are in benchmarks/README.md ("Surface and CIFTI data vs volume").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psutil
+
+METHODS = ("canonical", "fir", "jde-vem", "sparse")
+QUICK_METHODS = ("canonical", "jde-vem")
+SPACES = ("volume", "fsaverage5", "fsLR")
+MIB = 1024**2
+TARGET_MIB = 2048
+
+
+def tree_rss(proc: psutil.Process) -> tuple[int, int]:
+    """Summed RSS of ``proc`` and its descendants, and the largest single one (bytes)."""
+    total = largest = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            rss = p.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        total += rss
+        largest = max(largest, rss)
+    return total, largest
+
+
+def measure(cmd: list[str], env: dict, log: Path, interval: float = 0.1) -> dict:
+    """Run ``cmd`` (output to ``log``); exit code, wall time, peak memory (MiB), load."""
+    load0 = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    with log.open("w") as fh:
+        popen = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        proc = psutil.Process(popen.pid)
+        peak_total = peak_single = 0
+        while popen.poll() is None:
+            try:
+                total, single = tree_rss(proc)
+            except psutil.NoSuchProcess:
+                break
+            peak_total, peak_single = max(peak_total, total), max(peak_single, single)
+            time.sleep(interval)
+        popen.wait()
+    wall = time.perf_counter() - t0
+    return {
+        "exit_code": popen.returncode,
+        "wall_s": round(wall, 1),
+        "peak_process_mib": round(peak_single / MIB),
+        "peak_tree_mib": round(peak_total / MIB),
+        "load_before": round(load0, 1),
+        "load_after": round(os.getloadavg()[0], 1),
+        "log_tail": log.read_text(errors="replace").strip().splitlines()[-3:],
+    }
+
+
+def make_data(root: Path, n_scans: int) -> dict[str, dict]:
+    """Generate (or reuse) the three datasets; per space: bids dir, atlas, CLI args, samples."""
+    import nibabel as nib
+    import numpy as np
+
+    from bids_hrf.datasets import make_synthetic_dataset
+    from bids_hrf.datasets.surface_sim import make_surface_dataset
+
+    out = {}
+    for space in SPACES:
+        bids = root / f"{space}-{n_scans}" / "bids"
+        done = bids.parent / "generated.json"
+        if not done.exists():
+            shutil.rmtree(bids.parent, ignore_errors=True)
+            t0 = time.perf_counter()
+            if space == "volume":
+                make_synthetic_dataset(
+                    bids, size="realistic", n_subjects=1, n_runs=2, n_scans=n_scans, seed=0
+                )
+                atlas = next((bids / "derivatives" / "atlas").glob("*_dseg.nii.gz"))
+                mask = next((bids / "derivatives" / "fmriprep").rglob("*run-1*brain_mask.nii*"))
+                samples = int(np.count_nonzero(np.asanyarray(nib.load(str(mask)).dataobj)))
+            else:
+                ds = make_surface_dataset(
+                    bids,
+                    space=space,
+                    n_subjects=1,
+                    n_runs=2,
+                    n_scans=n_scans,
+                    n_parcels=200,
+                    seed=0,
+                    full_density=space == "fsLR",
+                )
+                atlas, samples = ds.atlas, len(ds.truth)
+            info = {
+                "atlas": str(atlas),
+                "samples": samples,
+                "generate_s": round(time.perf_counter() - t0, 1),
+            }
+            done.write_text(json.dumps(info))
+            print(f"generated {space}: {samples} samples in {info['generate_s']} s", flush=True)
+        info = json.loads(done.read_text())
+        args = {
+            "volume": [],
+            "fsaverage5": ["--space", "fsaverage5"],
+            "fsLR": ["--space", "fsLR", "--den", "91k"],
+        }[space]
+        out[space] = {
+            "bids": bids,
+            "atlas": info["atlas"],
+            "args": args,
+            "samples": info["samples"],
+        }
+    return out
+
+
+def table(results: dict) -> str:
+    """Markdown table of the runs measured so far."""
+    lines = [
+        "| method | space | samples | wall s | s per 1,000 samples | per sample vs volume "
+        "| peak process MiB | peak tree MiB | <= 2 GB per process | load |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for method, runs in results["runs"].items():
+        vol = runs.get("volume")
+        for space, r in runs.items():
+            per = 1000 * r["wall_s"] / r["samples"]
+            vper = 1000 * vol["wall_s"] / vol["samples"] if vol else float("nan")
+            ok = "yes" if r["peak_process_mib"] <= TARGET_MIB else "**no**"
+            bad = "" if r["exit_code"] == 0 else f" (exit {r['exit_code']})"
+            lines.append(
+                f"| {method} | {space}{bad} | {r['samples']} | {r['wall_s']:.0f} | {per:.2f} | "
+                f"{per / vper:.2f} | {r['peak_process_mib']} | {r['peak_tree_mib']} | {ok} | "
+                f"{r['load_before']}-{r['load_after']} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="2 x 100 scans, canonical and jde-vem only"
+    )
+    parser.add_argument("--scans", type=int, default=None, help="scans per run (300)")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=None)
+    parser.add_argument("--spaces", nargs="+", choices=SPACES, default=list(SPACES))
+    parser.add_argument("--nprocs", type=int, default=2)
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "bids_hrf_bench_surface",
+        help="datasets folder (generated once, reused)",
+    )
+    parser.add_argument("--out", type=Path, default=None, help="JSON results (updated per run)")
+    args = parser.parse_args(argv)
+    n_scans = args.scans or (100 if args.quick else 300)
+    methods = args.methods or list(QUICK_METHODS if args.quick else METHODS)
+
+    data = make_data(args.data, n_scans)
+    env = {
+        **os.environ,
+        "NIPYPE_NO_ET": "1",
+        "MPLBACKEND": "Agg",
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "TEMPLATEFLOW_AUTOUPDATE": "0",
+    }
+    results = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "memory_gib": round(psutil.virtual_memory().total / 1024**3),
+        },
+        "scans_per_run": n_scans,
+        "bold_runs": 2,
+        "nprocs": args.nprocs,
+        "runs": {},
+    }
+    for method in methods:
+        results["runs"][method] = {}
+        for space in args.spaces:
+            d = data[space]
+            scratch = Path(tempfile.mkdtemp(prefix=f"bench_surf_{method}_{space}_"))
+            cmd = [
+                sys.executable,
+                "-m",
+                "bids_hrf",
+                str(d["bids"]),
+                str(scratch / "out"),
+                "participant",
+                "--atlas",
+                d["atlas"],
+                "--hrf-method",
+                method,
+                "--nprocs",
+                str(args.nprocs),
+                "--no-report",
+                "-w",
+                str(scratch / "work"),
+                *d["args"],
+            ]
+            res = measure(cmd, env, scratch / "log.txt")
+            res["samples"] = d["samples"]
+            results["runs"][method][space] = res
+            print(
+                f"{method:10s} {space:11s} exit {res['exit_code']} {res['wall_s']:7.1f} s "
+                f"process {res['peak_process_mib']:5d} MiB tree {res['peak_tree_mib']:5d} MiB "
+                f"load {res['load_before']}-{res['load_after']}",
+                flush=True,
+            )
+            if res["exit_code"]:
+                print("\n".join(res["log_tail"]), flush=True)
+            else:
+                shutil.rmtree(scratch, ignore_errors=True)
+            if args.out:
+                args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(table(results))
+    return (
+        0 if all(r["exit_code"] == 0 for m in results["runs"].values() for r in m.values()) else 1
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
