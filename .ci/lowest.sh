@@ -24,10 +24,11 @@ export NIPYPE_NO_ET=1 MPLBACKEND=Agg TEMPLATEFLOW_AUTOUPDATE=0 OMP_NUM_THREADS=1
 # A fast subset touching every runtime dependency: configuration and CLI parsing, confounds
 # (nilearn, pandas), atlases and time series (nibabel, nilearn, scikit-learn), HRF bases,
 # sparse deconvolution (scipy, PyWavelets), GLM (nilearn), group HRF statistics (SciPy's
-# permutation test), connectivity, pybids inputs, report figures (matplotlib, jinja2).
+# permutation test), connectivity, pybids inputs, report figures (matplotlib, jinja2),
+# surface data (nibabel GIFTI/CIFTI-2 axes, nilearn's fsaverage5 meshes).
 python -m pytest -q -x -p no:cacheprovider -m "not slow" \
     tests/test_cli_options.py tests/test_confounds.py tests/test_hrf_basis.py \
     tests/test_sparse_core.py tests/test_first_level.py tests/test_hrf_comparison.py \
     tests/test_connectivity.py tests/test_timeseries.py tests/test_inputs_filters.py \
     tests/test_second_level.py tests/test_contrasts.py \
-    tests/test_derivatives.py
+    tests/test_derivatives.py tests/test_surface_data.py tests/test_surface_atlas.py
