@@ -88,6 +88,15 @@ def test_too_few_echoes_says_how_to_get_them(tmp_path):
         run_echoes(tmp_path / COMBINED)
 
 
+def test_echoes_in_another_space_are_named_in_the_fix(tmp_path):
+    (tmp_path / COMBINED).touch()
+    for k in (1, 2):  # fMRIPrep writes the echoes in the BOLD's native grid
+        (tmp_path / f"sub-01_task-rest_run-1_echo-{k}_desc-preproc_bold.nii.gz").touch()
+    with pytest.raises(DataError) as info:
+        run_echoes(tmp_path / COMBINED)
+    assert "in space native (no space- entity) only" in info.value.one_line()
+
+
 def test_per_echo_files_are_not_runs_of_their_own(tmp_path):
     combined = SimpleNamespace(path=str(tmp_path / COMBINED))
     echoes = [SimpleNamespace(path=str(_echo(tmp_path, k, 0.01 * k))) for k in (1, 2)]

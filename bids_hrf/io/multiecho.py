@@ -151,13 +151,34 @@ def run_echoes(bold: str | Path, bids_dir: Path | None = None) -> list[Echo]:
     """
     files = echo_files(bold)
     if len(files) < 2:
+        elsewhere = _echo_spaces(Path(bold))
+        fix = "run fMRIPrep with --me-output-echos (or drop --multi-echo)"
+        if elsewhere:
+            fix = (
+                f"per-echo files are there in space {', '.join(elsewhere)} only: analyse "
+                "that space (--space), the echoes must be on the grid of the analysed BOLD"
+            )
         raise DataError(
             f"--multi-echo: {Path(bold).name} has {len(files)} per-echo file(s) "
             "beside it (..._echo-<k>_..._desc-preproc_bold), at least 2 are needed",
-            fix="run fMRIPrep with --me-output-echos (or drop --multi-echo)",
+            fix=fix,
             path=str(bold),
         )
     return [Echo(p, t) for p, t in zip(files, echo_times_ms(files, bids_dir), strict=True)]
+
+
+def _echo_spaces(bold: Path) -> list[str]:
+    """Other spaces (``native``: none) of this run's per-echo files beside ``bold``."""
+    ents, tail = _split(bold.name)
+    own = ents.pop("space", "native (no space- entity)")
+    spaces = set()
+    for path in bold.parent.glob("*_echo-*_" + tail):
+        other, other_tail = _split(path.name)
+        space = other.pop("space", "native (no space- entity)")
+        other.pop("echo", None)
+        if other_tail == tail and other == ents and space != own:
+            spaces.add(space)
+    return sorted(spaces)
 
 
 def multi_echo_wanted(config) -> bool:
