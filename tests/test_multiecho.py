@@ -114,11 +114,17 @@ def test_multi_echo_flag_needs_the_sparse_method():
     assert not multi_echo_wanted(SimpleNamespace(method_options={}, hrf_method="canonical"))
 
 
-def test_multi_echo_refuses_blind_hrf_and_stability():
-    for extra in ({"estimate_hrf": True}, {"stability_surrogates": 5}):
-        config = SimpleNamespace(method_options={"multi_echo": True, **extra}, hrf_method="sparse")
-        with pytest.raises(UsageError, match="--multi-echo deconvolves with the canonical"):
-            multi_echo_wanted(config)
+def test_multi_echo_refuses_the_blind_hrf():
+    config = SimpleNamespace(
+        method_options={"multi_echo": True, "estimate_hrf": True}, hrf_method="sparse"
+    )
+    with pytest.raises(UsageError, match="--multi-echo deconvolves with the canonical"):
+        multi_echo_wanted(config)
+    assert multi_echo_wanted(
+        SimpleNamespace(
+            method_options={"multi_echo": True, "stability_surrogates": 5}, hrf_method="sparse"
+        )
+    )
     # other methods' resolved defaults (fir: estimate_hrf=True) are not sparse's
     fir = SimpleNamespace(
         method_options={"multi_echo": True, "estimate_hrf": True}, hrf_method="fir"
@@ -164,6 +170,17 @@ def test_joint_echoes_recover_activity_better_than_one_echo():
     )
     with pytest.raises(ValueError, match="canonical HRF"):
         estimate_sparse(Y, tr, labels, {}, estimate_hrf=True, te=te)
+
+
+def test_stability_selection_over_the_echoes():
+    rng = np.random.default_rng(4)
+    n, n_vox, tr, te = 80, 6, 2.0, [14.0, 30.0, 46.0]
+    truth = _events(n, n_vox, rng)
+    Y = hrf_matrix(tr, n, "spm", False, te) @ -truth + rng.normal(0, 0.2, (3 * n, n_vox))
+    est = estimate_sparse(Y, tr, np.ones(n_vox, int), {}, estimate_hrf=False, te=te, n_surrogates=6)
+    auc = est.voxel_maps["desc-sparse_stat-auc_bold"]
+    assert auc.shape == (n, n_vox)
+    assert auc[truth > 0].mean() > 2 * auc[truth == 0].mean()
 
 
 def test_multiecho_generator_writes_echoes_with_known_truth(tmp_path):

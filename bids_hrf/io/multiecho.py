@@ -194,12 +194,11 @@ def multi_echo_wanted(config) -> bool:
             f"{config.hrf_method} (which uses the combined BOLD)",
             fix="drop --multi-echo or use --hrf-method sparse",
         )
-    options = config.method_options
-    if options.get("estimate_hrf") or int(options.get("stability_surrogates") or 0) > 0:
+    if config.method_options.get("estimate_hrf"):
         raise UsageError(
-            "--multi-echo deconvolves with the canonical HRF and without stability selection",
-            fix="drop --estimate-hrf / --stability-surrogates, or --multi-echo (the combined "
-            "BOLD is then used)",
+            "--multi-echo deconvolves with the canonical HRF (the blind HRF estimate is "
+            "single-echo)",
+            fix="drop --estimate-hrf, or --multi-echo (the combined BOLD is then used)",
         )
     return True
 

@@ -36,7 +36,7 @@ class _Deconvolver:
         self.coef = np.zeros((n_rows // len(self.te or [0]), n_vox))
         self.denoised = np.zeros((n_rows, n_vox))
         self.lam = np.zeros(n_vox)
-        self.auc = np.zeros((n_rows, n_vox)) if n_surrogates > 0 else None
+        self.auc = np.zeros(self.coef.shape) if n_surrogates > 0 else None
 
     def run(self, mask: np.ndarray, h_model) -> None:
         """Deconvolve the voxels of ``mask`` with HRF ``h_model`` (a name or samples)."""
@@ -61,6 +61,7 @@ class _Deconvolver:
                     hrf_model=h_model,
                     n_surrogates=self.n_surrogates,
                     block_model=self.block_model,
+                    te=self.te,
                 )
                 .fit(self.Y[:, mask])
                 .auc_
@@ -124,7 +125,8 @@ def estimate_sparse(
         Echo times (ms) of multi-echo data: ``Y`` stacks the echoes along time (all scans
         of echo 1, then echo 2...), each in percent signal change; the echoes are
         deconvolved jointly (one activity signal, the BOLD of echo k scaled by -TE_k, as in
-        pySPFM). Not with ``estimate_hrf`` nor ``n_surrogates``.
+        pySPFM), with stability selection over the echoes when ``n_surrogates > 0``.
+        Not with ``estimate_hrf``.
 
     Returns
     -------
@@ -136,7 +138,7 @@ def estimate_sparse(
         is one map per echo, ``echo-<k>_desc-denoised_bold``.
     """
     Y = np.asarray(Y, dtype=float)
-    _check_echoes(te, Y.shape[0], estimate_hrf, n_surrogates)
+    _check_echoes(te, Y.shape[0], estimate_hrf)
     if Y.ndim != 2:
         raise ValueError(f"Y must be (n_scans, n_voxels), got shape {Y.shape}")
     labels_arr = np.asarray(parcel_labels)
@@ -234,12 +236,12 @@ def estimate_sparse(
     )
 
 
-def _check_echoes(te, n_rows: int, estimate_hrf: bool, n_surrogates: int) -> None:
+def _check_echoes(te, n_rows: int, estimate_hrf: bool) -> None:
     if not te:
         return
-    if estimate_hrf or n_surrogates > 0:
-        raise ValueError("multi-echo deconvolution (te) takes the canonical HRF and no "
-                         "stability selection: set estimate_hrf=False, n_surrogates=0")
+    if estimate_hrf:
+        raise ValueError("multi-echo deconvolution (te) takes the canonical HRF: set "
+                         "estimate_hrf=False")
     if n_rows % len(te):
         raise ValueError(f"Y has {n_rows} rows, not a multiple of the {len(te)} echoes in te")
 

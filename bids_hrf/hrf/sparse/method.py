@@ -57,7 +57,7 @@ class SparseOptions(MethodOptions):
         False, flag="multi-echo",
         help="deconvolve the echoes of multi-echo runs jointly (fMRIPrep's "
              "--me-output-echos files beside the combined BOLD, EchoTime from their "
-             "sidecars), as pySPFM; canonical HRF, no stability selection")
+             "sidecars), as pySPFM; canonical HRF (not with --estimate-hrf)")
 
     def problems(self) -> list[BidsHrfError]:
         """Out-of-range values and the grouping/criterion rule, each with its fix."""
