@@ -345,6 +345,19 @@ def test_fslr_mesh_from_templateflow_folder_enables_mesh_smoothing(fslr, tmp_pat
     assert _auc(fslr.truth, smoothed, "A") > 0.95
     run_sidecar = next(func.glob("*run-1_space-fsLR_den-91k_contrast-a_stat-z_statmap.json"))
     assert json.loads(run_sidecar.read_text())["SmoothingFWHM"] == 8.0
+    # report maps of the grayordinates go on that mesh (not the flat fallback)
+    from bids_hrf.io.surface import load_surface_map
+    from bids_hrf.reports.figures_surface import _hemispheres, set_surface_geometry
+
+    img, geometry = load_surface_map(zpath)
+    set_surface_geometry(geometry)
+    try:
+        space, parts = _hemispheres(sample_values(img))
+    finally:
+        set_surface_geometry(None)
+    assert space == "fsLR" and parts["L"].shape == (10242,)
+    assert np.count_nonzero(parts["L"]) == np.count_nonzero(
+        sample_values(img)[geometry.hemisphere("L")])
 
 
 def test_tr_disagreeing_with_the_cifti_series_step_is_warned(fslr, tmp_path, caplog):

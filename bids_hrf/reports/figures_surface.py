@@ -17,7 +17,12 @@ import numpy as np
 
 from bids_hrf.reports._common import EmbeddedFigure, embed, load_img, pyplot_figure, report_style
 from bids_hrf.surface.meshes import surface_mesh
-from bids_hrf.surface.samples import FSAVERAGE_VERTICES, is_sample_image, sample_values
+from bids_hrf.surface.samples import (
+    FSAVERAGE_VERTICES,
+    SampleGeometry,
+    is_sample_image,
+    sample_values,
+)
 
 _VIEWS = (("L", "lateral"), ("L", "medial"), ("R", "lateral"), ("R", "medial"))
 
@@ -30,12 +35,42 @@ def is_surface_map(img: Any) -> bool:
         return False
 
 
-def _mesh_space(n_samples: int) -> str | None:
-    """The fsaverage space whose full pair has ``n_samples`` vertices, if its mesh is
-    offline."""
+#: Geometry of the surface samples drawn by this process's report (set by the report of a
+#: surface run; maps hold no geometry themselves).
+_GEOMETRY: list = [None]
+
+
+def set_surface_geometry(geometry: SampleGeometry | None) -> None:
+    """Tell the figures where the samples of the maps they draw lie (None: infer)."""
+    _GEOMETRY[0] = geometry
+
+
+def _display_mesh(space: str, hemi: str):
+    return surface_mesh(space, hemi, "inflated") or surface_mesh(space, hemi)
+
+
+def _hemispheres(values: np.ndarray) -> tuple[str, dict[str, np.ndarray]] | None:
+    """The values on each hemisphere's full mesh, or None without a mesh.
+
+    With a registered geometry (:func:`set_surface_geometry`) of as many samples, samples
+    go to their vertices (CIFTI: subcortical voxels are not drawn); otherwise a full
+    fsaverage GIFTI pair is recognised by its length."""
+    geometry = _GEOMETRY[0]
+    if geometry is not None and geometry.n_samples == values.size:
+        meshes = {h: _display_mesh(geometry.space, h) for h in "LR"}
+        if any(m is None for m in meshes.values()):
+            return None
+        parts = {}
+        for hemi in "LR":
+            idx = geometry.hemisphere(hemi)
+            full = np.zeros(meshes[hemi][0].shape[0])
+            keep = geometry.vertex[idx] < full.size
+            full[geometry.vertex[idx][keep]] = values[idx][keep]
+            parts[hemi] = full
+        return geometry.space, parts
     for space, n in FSAVERAGE_VERTICES.items():
-        if n_samples == 2 * n and surface_mesh(space, "L", "inflated") is not None:
-            return space
+        if values.size == 2 * n and _display_mesh(space, "L") is not None:
+            return space, {"L": values[:n], "R": values[n:]}
     return None
 
 
@@ -78,7 +113,7 @@ def plot_surface_map(img: Any, threshold: float | None = None, title: str = "",
     values = np.nan_to_num(sample_values(load_img(img)).astype(float))
     if values.ndim != 1:
         values = values[:, 0]
-    space = _mesh_space(values.size)
+    layout = _hemispheres(values)
     if labels:
         n = int((np.unique(values) != 0).sum())
         head = f"{title}  {n} parcels" if title else f"{n} parcels"
@@ -90,16 +125,15 @@ def plot_surface_map(img: Any, threshold: float | None = None, title: str = "",
                  if threshold is not None else f"peak |{stat}| {peak:.2f}")
         if vmax is None:
             vmax = max(peak, (threshold or 0.0) * 1.5, 1e-6)
-    if space is None:
+    if layout is None:
         return _flat_figure(values, head, threshold, labels, dpi)
-    return _mesh_figure(values, space, head, threshold, cmap, vmin, vmax, labels, dpi)
+    return _mesh_figure(layout, head, threshold, cmap, vmin, vmax, labels, dpi)
 
 
-def _mesh_figure(values, space, head, threshold, cmap, vmin, vmax, labels, dpi):
+def _mesh_figure(layout, head, threshold, cmap, vmin, vmax, labels, dpi):
     with report_style():
         fig = pyplot_figure(10, 2.9)
-        _mesh_row(fig, values, space, [0.0, 0.0, 0.95, 0.86], threshold, cmap, vmin, vmax,
-                  labels)
+        _mesh_row(fig, layout, [0.0, 0.0, 0.95, 0.86], threshold, cmap, vmin, vmax, labels)
         fig.suptitle(head, x=0.01, ha="left", fontsize=9)
         if not labels:
             from matplotlib import cm, colors
@@ -110,20 +144,21 @@ def _mesh_figure(values, space, head, threshold, cmap, vmin, vmax, labels, dpi):
     return embed(fig, fmt="png", dpi=dpi)
 
 
-def _mesh_row(fig, values, space, rect, threshold, cmap, vmin, vmax, labels) -> None:
-    """Four views (left/right, lateral/medial) of ``values`` in ``rect`` of ``fig``."""
+def _mesh_row(fig, layout, rect, threshold, cmap, vmin, vmax, labels) -> None:
+    """Four views (left/right, lateral/medial) of ``layout`` (:func:`_hemispheres`) in
+    ``rect`` of ``fig``."""
     from nilearn import plotting
 
-    n_hemi = FSAVERAGE_VERTICES[space]
+    space, parts = layout
     x0, y0, width, height = rect
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for k, (hemi, view) in enumerate(_VIEWS):
             ax = fig.add_axes([x0 + width * (0.01 + 0.245 * k), y0 + 0.02 * height,
                                width * 0.24, height * 0.9], projection="3d")
-            part = values[:n_hemi] if hemi == "L" else values[n_hemi:]
+            part = parts[hemi]
             side = "left" if hemi == "L" else "right"
-            common = {"surf_mesh": surface_mesh(space, hemi, "inflated"), "hemi": side,
+            common = {"surf_mesh": _display_mesh(space, hemi), "hemi": side,
                       "view": view, "axes": ax, "figure": fig,
                       "bg_map": _sulcal(space, hemi), "colorbar": False}
             if labels:
@@ -142,12 +177,12 @@ def draw_surface_row(fig, img: Any, rect: list[float], title: str, cmap: str,
     axial slices): mesh views when offline, else the flat view."""
     values = np.nan_to_num(sample_values(load_img(img)).astype(float))
     values = values if values.ndim == 1 else values[:, 0]
-    space = _mesh_space(values.size)
+    layout = _hemispheres(values)
     x0, y0, width, height = rect
     fig.text(x0 + 0.01 * width, y0 + 0.94 * height, title, fontsize=8)
-    if space is not None:
-        _mesh_row(fig, values, space, [x0, y0, width, 0.9 * height], threshold, cmap,
-                  vmin, vmax, False)
+    if layout is not None:
+        _mesh_row(fig, layout, [x0, y0, width, 0.9 * height], threshold, cmap, vmin, vmax,
+                  False)
         return
     ax = fig.add_axes([x0 + 0.07 * width, y0 + 0.15 * height, 0.9 * width, 0.7 * height])
     ax.scatter(np.arange(values.size), values, s=1, c=values, cmap=cmap, vmin=vmin,

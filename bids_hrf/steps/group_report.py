@@ -82,7 +82,11 @@ def group_report_step(output_dir: str, config: dict, results: list[dict]) -> Pat
         ``connectivity``).
     """
     from bids_hrf.reports import Report
+    from bids_hrf.reports.figures_surface import set_surface_geometry
+    from bids_hrf.surface.samples import SampleGeometry
 
+    geometry = next((r.get("geometry") for r in results if r and r.get("geometry")), None)
+    set_surface_geometry(SampleGeometry.load(geometry) if geometry else None)
     report = Report("group", subtitle="bids-hrf group report", logger=LOGGER,
                     n_procs=max(1, int(config.get("nprocs") or 1)))
     report.add_metadata("Derivatives", output_dir)

@@ -17,9 +17,11 @@ from bids_hrf.io.events import read_events
 from bids_hrf.reports import Report
 from bids_hrf.reports import figures as F
 from bids_hrf.reports import figures_voxelwise as FV
+from bids_hrf.reports.figures_surface import set_surface_geometry
 from bids_hrf.reports.methods import add_methods_section, hrfs_used_text
 from bids_hrf.reports.sparse_summary import read_sparse_summary
 from bids_hrf.steps.prepare import read_confounds, read_sample_mask
+from bids_hrf.steps.surface import read_geometry
 
 LOGGER = logging.getLogger("bids_hrf")
 
@@ -289,6 +291,8 @@ def participant_report_step(subject: str, output_dir: str, config: dict,
     report = Report(f"sub-{subject}", subtitle=f"bids-hrf participant report "
                                                f"({config['hrf_method']} HRFs)", logger=LOGGER,
                     n_procs=max(1, int(nprocs)))
+    first = groups[0]["prepared"][0] if groups and groups[0].get("prepared") else {}
+    set_surface_geometry(read_geometry(first))  # surface runs: where the samples lie
     report.add_metadata("Participant", f"sub-{subject}")
     report.add_metadata("BIDS dataset", config["bids_dir"])
     report.add_metadata("fMRIPrep derivatives",
