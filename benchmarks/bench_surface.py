@@ -75,15 +75,40 @@ def measure(cmd: list[str], env: dict, log: Path, interval: float = 0.1) -> dict
             time.sleep(interval)
         popen.wait()
     wall = time.perf_counter() - t0
+    text = log.read_text(errors="replace")
     return {
+        **log_times(text),
         "exit_code": popen.returncode,
         "wall_s": round(wall, 1),
         "peak_process_mib": round(peak_single / MIB),
         "peak_tree_mib": round(peak_total / MIB),
         "load_before": round(load0, 1),
         "load_after": round(os.getloadavg()[0], 1),
-        "log_tail": log.read_text(errors="replace").strip().splitlines()[-3:],
+        "log_tail": text.strip().splitlines()[-3:],
     }
+
+
+def log_times(text: str) -> dict:
+    """From the app's log: seconds of the workflow (first step started to last step done)
+    and of the sink step (done after every other step of the participant; from the step
+    done before it), from the ``HH:MM:SS`` stamps (1 s resolution)."""
+    import re
+
+    stamps = []
+    for line in text.splitlines():
+        m = re.match(r"(\d\d):(\d\d):(\d\d) \[bids-hrf\] \w+: (.*)", line)
+        if m:
+            sec = int(m[1]) * 3600 + int(m[2]) * 60 + int(m[3])
+            stamps.append((sec, m[4]))
+    start = next((t for t, msg in stamps if msg.startswith("running ")), None)
+    done = [(t, msg) for t, msg in stamps if re.match(r"\[\d+/\d+\] .* done", msg)]
+    if start is None or not done:
+        return {}
+    sink = [i for i, (_, msg) in enumerate(done) if ".sink_" in msg]
+    out = {"workflow_s": (done[-1][0] - start) % 86400}
+    if sink and sink[0] > 0:
+        out["sink_s"] = (done[sink[0]][0] - done[sink[0] - 1][0]) % 86400
+    return out
 
 
 def make_data(root: Path, n_scans: int) -> dict[str, dict]:
@@ -146,8 +171,9 @@ def table(results: dict) -> str:
     """Markdown table of the runs measured so far."""
     lines = [
         "| method | space | samples | wall s | s per 1,000 samples | per sample vs volume "
-        "| peak process MiB | peak tree MiB | <= 2 GB per process | load |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| workflow s | of which sink s | peak process MiB | peak tree MiB | <= 2 GB per process "
+        "| load |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for method, runs in results["runs"].items():
         vol = runs.get("volume")
@@ -158,7 +184,8 @@ def table(results: dict) -> str:
             bad = "" if r["exit_code"] == 0 else f" (exit {r['exit_code']})"
             lines.append(
                 f"| {method} | {space}{bad} | {r['samples']} | {r['wall_s']:.0f} | {per:.2f} | "
-                f"{per / vper:.2f} | {r['peak_process_mib']} | {r['peak_tree_mib']} | {ok} | "
+                f"{per / vper:.2f} | {r.get('workflow_s', '')} | {r.get('sink_s', '')} | "
+                f"{r['peak_process_mib']} | {r['peak_tree_mib']} | {ok} | "
                 f"{r['load_before']}-{r['load_after']} |"
             )
     return "\n".join(lines)
