@@ -237,7 +237,8 @@ def test_group_level_on_vertices_clusters_on_the_mesh(tmp_path):
     assert _run(ds, out) == 0
     assert main([str(ds.bids_dir), str(out), "group", "--space", "fsaverage5",
                  "--group-model", "one-sample", "--group-alpha", "0.05",
-                 "--cluster-threshold", "5", "-w", str(tmp_path / "work_group")]) == 0
+                 "--cluster-threshold", "5", "--group-permutations", "40",
+                 "-w", str(tmp_path / "work_group")]) == 0
     group = out / "group"
     z = _gifti_pair(group, "task-loc_hemi-HEMI_space-fsaverage5_model-mean_contrast-a"
                            "_stat-z_statmap.shape.gii")
@@ -251,6 +252,10 @@ def test_group_level_on_vertices_clusters_on_the_mesh(tmp_path):
                           & (ds.truth["vertex"] == largest["Vertex"])]
     assert peak_truth["condition"].iloc[0] == "A", hemi
     assert "could not be made" not in (out / "group.html").read_text()
+    # cluster-size FWE p values from permutations with clusters on the mesh
+    logp = _gifti_pair(group, "task-loc_hemi-HEMI_space-fsaverage5_model-mean_contrast-a"
+                              "_stat-logpFweClusterSize_statmap.shape.gii")
+    assert logp[int(largest["Peak sample"])] > 0 and logp.max() <= np.log10(41) + 1e-6
 
 
 def test_graph_clusters_follow_the_graph():

@@ -377,9 +377,10 @@ def _permutations(fit: _GroupFit, res, mask, naming: _MapNaming) -> tuple[list[d
     tag, glabel, ents, meta = naming.tag, naming.glabel, naming.ents, naming.meta
 
     # surface samples: nilearn's cluster statistics would join neighbours of the array
-    # grid, not of the mesh; only the max-statistic (per-sample) correction is made there
-    threshold = None if fit.geometry is not None else (
-        s["alpha"] if s["height_control"] == "fpr" else 0.001)
+    # grid; there nilearn gives the per-sample correction and clusters are tested on the
+    # mesh graph (_mesh_cluster_permutations)
+    cluster_alpha = s["alpha"] if s["height_control"] == "fpr" else 0.001
+    threshold = None if fit.geometry is not None else cluster_alpha
     try:
         perm = permutation_inference(maps, design, np.asarray(res.weights), mask_img=mask,
                                      n_perm=int(s["n_perm"]), two_sided=True,
@@ -404,7 +405,39 @@ def _permutations(fit: _GroupFit, res, mask, naming: _MapNaming) -> tuple[list[d
                            "permutation test, nilearn non_parametric_inference)"
                            + ("; cluster-forming p < " + f"{s['alpha']:g}"
                               if "Cluster" in name else "")}, datatype=None))
+    if fit.geometry is not None:
+        recs, extra = _mesh_cluster_permutations(fit, res, mask, naming, cluster_alpha)
+        records.extend(recs)
+        paths.update(extra)
     return records, paths
+
+
+def _mesh_cluster_permutations(fit: _GroupFit, res, mask, naming: _MapNaming,
+                               alpha: float) -> tuple[list[dict], dict]:
+    """Cluster-size FWE p values of surface maps, clusters measured on the mesh graph."""
+    from bids_hrf.glm.graph_permutation import graph_cluster_permutation
+
+    s, tag, glabel = fit.settings, naming.tag, naming.glabel
+    inside = sample_values(mask) > 0
+    Y = np.vstack([np.where(inside, np.nan_to_num(sample_values(m)), 0.0) for m in fit.maps])
+    try:
+        perm = graph_cluster_permutation(
+            Y, fit.design.to_numpy(dtype=float), np.asarray(res.weights, dtype=float).ravel(),
+            sample_graph(fit.geometry), alpha=alpha, n_perm=int(s["n_perm"]), random_state=0)
+    except ValueError as exc:
+        LOGGER.warning("group: mesh cluster permutations of %s failed: %s", tag, exc)
+        return [], {}
+    name = "logpFweClusterSize"
+    path = fit.out_dir / f"{tag}_{glabel}_{name}.nii.gz"
+    nib.save(sample_image(perm.logp_cluster), str(path))
+    meta = {**naming.meta, "Statistic": name, "Permutations": int(s["n_perm"]),
+            "ClusterFormingThreshold": {"p": alpha, "t": perm.t_threshold},
+            "Description": "-log10 family-wise-error-corrected p value of the size of each "
+                           "sample's cluster, clusters measured on the mesh graph (sign "
+                           "flips without nuisance regressors, Freedman-Lane permutations "
+                           "otherwise; bids_hrf.glm.graph_permutation)"}
+    return [output(path, "statmap", {**naming.ents, "model": glabel, "stat": name}, meta,
+                   datatype=None)], {name: str(path)}
 
 
 def _diagnostics(design: pd.DataFrame, maps, mask, used, n_sessions) -> pd.DataFrame:
