@@ -194,3 +194,22 @@ def test_splora_nuclear_norm_separates_global_signal():
     np.testing.assert_allclose(m.fitted_, H @ m.coef_ + m.low_rank_)
     with pytest.raises(ValueError, match="rho_factor"):
         SPLORA(2.0, rho_factor=-1).fit(Y)
+
+
+def test_runs_averaged_blind_table_combines_the_runs_uncertainty():
+    """--estimate-hrf over several runs: the averaged hrfparams table carries the SD of the
+    mean of the runs' estimates, their summed events and the identifiability rule."""
+    import pandas as pd
+
+    from bids_hrf.hrf.sparse.method import _combine_blind_columns
+
+    runs = [pd.DataFrame({"time_to_peak_sd": [1.2, 0.6], "fwhm_sd": [0.8, 0.4],
+                          "n_events": [5, 30], "identifiable": [False, True]}),
+            pd.DataFrame({"time_to_peak_sd": [1.6, 0.8], "fwhm_sd": [0.6, 0.3],
+                          "n_events": [2, 25], "identifiable": [False, True]})]
+    table = pd.DataFrame({"parcel": ["a", "b"], "time_to_peak": [5.0, 6.0]})
+    _combine_blind_columns(table, runs)
+    np.testing.assert_allclose(table["time_to_peak_sd"], [1.0, 0.5])
+    np.testing.assert_allclose(table["fwhm_sd"], [0.5, 0.25])
+    assert table["n_events"].tolist() == [7, 55]
+    assert table["identifiable"].tolist() == [False, True]

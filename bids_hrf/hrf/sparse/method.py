@@ -107,11 +107,33 @@ def _estimate(data: VoxelRuns, context: HRFContext, options: SparseOptions) -> H
                 if len(estimates) > 1 and options.estimate_hrf else None)
     if len(estimates) > 1:
         tables.update(hrf_parameter_table(first.time, hrfs, first.labels))
+        if options.estimate_hrf and "hrfparams" in tables:
+            _combine_blind_columns(tables["hrfparams"],
+                                   [e.parcel_tables.get("hrfparams") for e in estimates])
     return HRFEstimate(time=first.time, hrfs=hrfs, labels=first.labels, method="sparse",
                        variance=variance,
                        parameters={**first.parameters, "n_runs_averaged": len(estimates),
                                    **_echo_times_per_run(data, options)},
                        voxel_maps=voxel_maps, parcel_tables=tables)
+
+
+def _combine_blind_columns(table, per_run: list) -> None:
+    """The runs-averaged table of ``--estimate-hrf`` gets the blind estimates' uncertainty:
+    SD of the mean of independent runs (``sqrt(sum sd^2) / n``), events summed, and
+    identifiable like one run (enough events, SD within ``max_ttp_sd``)."""
+    from bids_hrf.hrf.blind.parcel import ParcelBlindHRF
+
+    runs = [t for t in per_run if t is not None and "time_to_peak_sd" in t.columns]
+    if not runs:
+        return
+    n = len(runs)
+    for column in ("time_to_peak_sd", "fwhm_sd"):
+        stacked = np.column_stack([t[column].to_numpy(dtype=float) for t in runs])
+        table[column] = np.sqrt(np.sum(stacked ** 2, axis=1)) / n
+    table["n_events"] = np.sum([t["n_events"].to_numpy(dtype=float) for t in runs], axis=0)
+    rule = ParcelBlindHRF(tr=1.0)  # the estimator's defaults, as the app uses them
+    table["identifiable"] = ((table["n_events"].to_numpy() >= rule.min_events)
+                             & (table["time_to_peak_sd"].to_numpy() <= rule.max_ttp_sd))
 
 
 def _echo_times_per_run(data: VoxelRuns, options: SparseOptions) -> dict:
