@@ -40,6 +40,8 @@ class SurfaceBold:
         Finite and not constant over time.
     step : float or None
         Time between scans written in the file (CIFTI series axis), if any.
+    volume_affine, volume_shape
+        The grid of CIFTI's subcortical voxels (None without voxels or for GIFTI).
     """
 
     data: np.ndarray
@@ -49,20 +51,27 @@ class SurfaceBold:
     mesh_size: dict
     valid: np.ndarray
     step: float | None = None
+    volume_affine: np.ndarray | None = None
+    volume_shape: tuple | None = None
 
 
 def gifti_pair(left: str | Path) -> tuple[Path, Path]:
     """The ``hemi-L`` file of a GIFTI pair and its ``hemi-R`` twin (both must exist)."""
     left = Path(left)
     if "hemi-L" not in left.name:
-        raise DataError(f"{left.name} is not a left-hemisphere file (no 'hemi-L' in its name)",
-                        fix="give the hemi-L file of the pair", path=str(left))
+        raise DataError(
+            f"{left.name} is not a left-hemisphere file (no 'hemi-L' in its name)",
+            fix="give the hemi-L file of the pair",
+            path=str(left),
+        )
     right = left.with_name(left.name.replace("hemi-L", "hemi-R"))
     for path, hemi in ((left, "left"), (right, "right")):
         if not path.is_file():
-            raise NoInputError(f"the {hemi} hemisphere of the run is missing: {path}",
-                               fix="fMRIPrep writes both hemi-L and hemi-R files; copy both",
-                               path=str(path))
+            raise NoInputError(
+                f"the {hemi} hemisphere of the run is missing: {path}",
+                fix="fMRIPrep writes both hemi-L and hemi-R files; copy both",
+                path=str(path),
+            )
     return left, right
 
 
@@ -71,15 +80,21 @@ def _gifti_series(path: Path) -> np.ndarray:
         img = nib.load(str(path))
         arrays = [np.asarray(d.data, dtype=float) for d in img.darrays]
     except Exception as exc:
-        raise DataError(f"{path} cannot be read as GIFTI ({exc})",
-                        fix="check the file (fMRIPrep .func.gii)", path=str(path)) from exc
+        raise DataError(
+            f"{path} cannot be read as GIFTI ({exc})",
+            fix="check the file (fMRIPrep .func.gii)",
+            path=str(path),
+        ) from exc
     if not arrays:
         raise DataError(f"{path} holds no data array", path=str(path))
     if len(arrays) == 1 and arrays[0].ndim == 2:  # one (vertices, time) array
         return arrays[0].T
     if any(a.ndim != 1 or a.size != arrays[0].size for a in arrays):
-        raise DataError(f"{path}: expected one vertex array per time point",
-                        fix="give a .func.gii time series", path=str(path))
+        raise DataError(
+            f"{path}: expected one vertex array per time point",
+            fix="give a .func.gii time series",
+            path=str(path),
+        )
     return np.vstack(arrays)
 
 
@@ -88,16 +103,24 @@ def load_gifti_pair(left: str | Path) -> SurfaceBold:
     paths = gifti_pair(left)
     series = [_gifti_series(p) for p in paths]
     if series[0].shape[0] != series[1].shape[0]:
-        raise DataError(f"{paths[0].name} has {series[0].shape[0]} volumes but "
-                        f"{paths[1].name} has {series[1].shape[0]}",
-                        fix="give the two hemispheres of the same run", path=str(paths[1]))
+        raise DataError(
+            f"{paths[0].name} has {series[0].shape[0]} volumes but "
+            f"{paths[1].name} has {series[1].shape[0]}",
+            fix="give the two hemispheres of the same run",
+            path=str(paths[1]),
+        )
     sizes = [s.shape[1] for s in series]
     structure = np.array([CORTEX["L"]] * sizes[0] + [CORTEX["R"]] * sizes[1])
     vertex = np.concatenate([np.arange(n) for n in sizes])
     data = np.hstack(series)
-    return SurfaceBold(data=data, structure=structure, vertex=vertex,
-                       ijk=np.full((data.shape[1], 3), -1), valid=_valid(data, paths[0]),
-                       mesh_size={CORTEX["L"]: sizes[0], CORTEX["R"]: sizes[1]})
+    return SurfaceBold(
+        data=data,
+        structure=structure,
+        vertex=vertex,
+        ijk=np.full((data.shape[1], 3), -1),
+        valid=_valid(data, paths[0]),
+        mesh_size={CORTEX["L"]: sizes[0], CORTEX["R"]: sizes[1]},
+    )
 
 
 def load_cifti_dtseries(path: str | Path) -> SurfaceBold:
@@ -107,26 +130,41 @@ def load_cifti_dtseries(path: str | Path) -> SurfaceBold:
         img = nib.load(str(path))
         axes = [img.header.get_axis(i) for i in range(img.ndim)]
     except Exception as exc:
-        raise DataError(f"{path} cannot be read as CIFTI-2 ({exc})",
-                        fix="give fMRIPrep's --cifti-output .dtseries.nii", path=str(path)) from exc
+        raise DataError(
+            f"{path} cannot be read as CIFTI-2 ({exc})",
+            fix="give fMRIPrep's --cifti-output .dtseries.nii",
+            path=str(path),
+        ) from exc
     series = [a for a in axes if isinstance(a, nib.cifti2.SeriesAxis)]
     models = [a for a in axes if isinstance(a, nib.cifti2.BrainModelAxis)]
     if not series or not models:
         kinds = ", ".join(type(a).__name__ for a in axes)
-        raise DataError(f"{path} is not a dense time series (axes: {kinds})",
-                        fix="give a .dtseries.nii (a series axis and a brain-model axis)",
-                        path=str(path))
+        raise DataError(
+            f"{path} is not a dense time series (axes: {kinds})",
+            fix="give a .dtseries.nii (a series axis and a brain-model axis)",
+            path=str(path),
+        )
     data = np.asarray(img.get_fdata(dtype=np.float64))
     if axes.index(series[0]) == 1:
         data = data.T
     bm = models[0]
     structure = np.asarray(bm.name)
-    vertex = np.where(bm.surface_mask, bm.vertex, -1)
-    ijk = np.where(bm.volume_mask[:, None], bm.voxel, -1)
+    volume = ~np.isin(structure, list(bm.nvertices))  # as bm.volume_mask, not per element
+    vertex = np.where(volume, -1, bm.vertex)
+    ijk = np.where(volume[:, None], bm.voxel, -1)
     step = float(series[0].step) if series[0].unit.upper() == "SECOND" else None
-    return SurfaceBold(data=data, structure=structure, vertex=vertex, ijk=ijk,
-                       mesh_size={name: int(n) for name, n in bm.nvertices.items()},
-                       valid=_valid(data, path), step=step)
+    has_voxels = bool(volume.any())
+    return SurfaceBold(
+        data=data,
+        structure=structure,
+        vertex=vertex,
+        ijk=ijk,
+        mesh_size={name: int(n) for name, n in bm.nvertices.items()},
+        valid=_valid(data, path),
+        step=step,
+        volume_affine=bm.affine if has_voxels else None,
+        volume_shape=(tuple(int(s) for s in bm.volume_shape) if has_voxels else None),
+    )
 
 
 def _valid(data: np.ndarray, path: Path) -> np.ndarray:
@@ -135,8 +173,11 @@ def _valid(data: np.ndarray, path: Path) -> np.ndarray:
     varies[finite] = np.ptp(data[:, finite], axis=0) > 0
     n_nan = int((~finite).sum())
     if n_nan:
-        warnings.warn(f"{path.name}: {n_nan} sample(s) with NaN/inf values left out",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"{path.name}: {n_nan} sample(s) with NaN/inf values left out",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     return finite & varies
 
 
@@ -148,24 +189,28 @@ def load_surface_bold(path: str | Path, space: str) -> tuple[SurfaceBold, Sample
         expected = FSAVERAGE_VERTICES[space]
         sizes = sorted(set(bold.mesh_size.values()))
         if sizes != [expected]:
-            raise DataError(f"{Path(path).name} has {sizes} vertices per hemisphere, "
-                            f"{space} has {expected}",
-                            fix="choose --space to match the file's density", path=str(path))
+            raise DataError(
+                f"{Path(path).name} has {sizes} vertices per hemisphere, {space} has {expected}",
+                fix="choose --space to match the file's density",
+                path=str(path),
+            )
         affine = shape = None
     elif kind == "cifti":
-        bold = load_cifti_dtseries(path)
-        header_axes = nib.load(str(path)).header
-        model = [header_axes.get_axis(i) for i in range(2)
-                 if isinstance(header_axes.get_axis(i), nib.cifti2.BrainModelAxis)][0]
-        has_voxels = bool(model.volume_mask.any())
-        affine = model.affine if has_voxels else None
-        shape = tuple(int(s) for s in model.volume_shape) if has_voxels else None
+        bold = load_cifti_dtseries(path)  # the file is read (and its axes built) once
+        affine, shape = bold.volume_affine, bold.volume_shape
     else:
         raise ValueError(f"{space} is not a surface space")
-    geometry = SampleGeometry(kind=kind, space=space, structure=bold.structure,
-                              vertex=bold.vertex, ijk=bold.ijk, mesh_size=bold.mesh_size,
-                              volume_affine=affine, volume_shape=shape,
-                              den=_entity(Path(path).name, "den"))
+    geometry = SampleGeometry(
+        kind=kind,
+        space=space,
+        structure=bold.structure,
+        vertex=bold.vertex,
+        ijk=bold.ijk,
+        mesh_size=bold.mesh_size,
+        volume_affine=affine,
+        volume_shape=shape,
+        den=_entity(Path(path).name, "den"),
+    )
     return bold, geometry
 
 
@@ -173,7 +218,7 @@ def _entity(name: str, key: str) -> str | None:
     """The value of a BIDS entity in a file name (None if absent)."""
     for part in name.split(".")[0].split("_"):
         if part.startswith(key + "-"):
-            return part[len(key) + 1:]
+            return part[len(key) + 1 :]
     return None
 
 
@@ -194,26 +239,32 @@ def load_surface_map(path: str | Path) -> tuple[nib.Nifti1Image, SampleGeometry]
                 raise DataError(f"{p} cannot be read as GIFTI ({exc})", path=str(p)) from exc
         sizes = [part.size for part in parts]
         geometry = SampleGeometry(
-            kind="gifti", space=space,
+            kind="gifti",
+            space=space,
             structure=np.array([CORTEX["L"]] * sizes[0] + [CORTEX["R"]] * sizes[1]),
             vertex=np.concatenate([np.arange(n) for n in sizes]),
             ijk=np.full((sum(sizes), 3), -1),
-            mesh_size={CORTEX["L"]: sizes[0], CORTEX["R"]: sizes[1]})
+            mesh_size={CORTEX["L"]: sizes[0], CORTEX["R"]: sizes[1]},
+        )
         return sample_image(np.concatenate(parts)), geometry
     try:
         img = nib.load(str(path))
         model = img.header.get_axis(1)
         values = np.asarray(img.get_fdata(dtype=np.float64))[0]
     except Exception as exc:
-        raise DataError(f"{path} cannot be read as a CIFTI dscalar ({exc})",
-                        path=str(path)) from exc
+        raise DataError(
+            f"{path} cannot be read as a CIFTI dscalar ({exc})", path=str(path)
+        ) from exc
     has_voxels = bool(model.volume_mask.any())
     geometry = SampleGeometry(
-        kind="cifti", space=space, structure=np.asarray(model.name),
+        kind="cifti",
+        space=space,
+        structure=np.asarray(model.name),
         vertex=np.where(model.surface_mask, model.vertex, -1),
         ijk=np.where(model.volume_mask[:, None], model.voxel, -1),
         mesh_size={name: int(n) for name, n in model.nvertices.items()},
         volume_affine=model.affine if has_voxels else None,
         volume_shape=tuple(int(s) for s in model.volume_shape) if has_voxels else None,
-        den=_entity(path.name, "den"))
+        den=_entity(path.name, "den"),
+    )
     return sample_image(values), geometry
