@@ -163,7 +163,10 @@ def _bold(
     eps = rng.standard_normal(signal.shape)
     for t in range(n_scans):
         noise[t] = (0.3 * noise[t - 1] if t else 0.0) + eps[t]
-    motion = np.cumsum(rng.normal(0, 0.02, (n_scans, 6)), axis=0)
+    # head motion: translations (mm) and rotations (rad) of a few hundredths of a mm per scan
+    # (framewise displacement ~0.2 mm, as in compliant participants)
+    steps = rng.normal(0, 1, (n_scans, 6)) * np.r_[[0.04] * 3, [0.0006] * 3]
+    motion = np.cumsum(steps, axis=0)
     drift = np.linspace(-1, 1, n_scans)[:, None] * rng.normal(0, 0.5, region.size)
     artefact = motion[:, :1] * rng.normal(0, 2.0, region.size)
     baseline = 1000.0 * rng.uniform(0.8, 1.2, region.size)
