@@ -51,7 +51,27 @@ _CONFIGS = [
     {"hrf_method": "splora", "hrf_dt": 0.5},
     {"confounds": "gsr", "group_model": "two-sample:group:age", "connectivity": ["tangent"]},
     {"atlas": "/atlases/stanford_willard_parcellation_3x3x3mm.nii.gz"},
+    {"space": "fsaverage5", "smoothing_fwhm": 6.0, "group_permutations": 100,
+     "group_model": "two-sample:group:age", "cluster_threshold": 20},
+    {"space": "fsLR", "den": "91k", "atlas": "/a/Schaefer400.dlabel.nii"},
 ]
+
+
+def test_surface_runs_are_described_as_vertices_not_voxels():
+    volume = _text(smoothing_fwhm=6.0, cluster_threshold=20)
+    assert "brain masks" in volume and "Gaussian kernel" in volume and "20 voxels" in volume
+    gifti = _text(space="fsaverage5", smoothing_fwhm=6.0, cluster_threshold=20,
+                  group_permutations=100, atlas="/a/lh.Schaefer.annot")
+    assert "fsaverage5 cortical surface (one GIFTI file per hemisphere" in gifti
+    assert "Vertex-wise first-level" in gifti and "along the cortical mesh" in gifti
+    assert "Gaussian kernel" not in gifti and "20 vertices" in gifti
+    assert "measured on the mesh" in gifti and "resampled" not in gifti
+    assert "voxel" not in gifti.lower(), "a surface analysis has no voxels"
+    cifti = _text(space="fsLR", den="91k", atlas="/a/Schaefer400.dlabel.nii")
+    assert "fsLR 91k grayordinates (CIFTI-2" in cifti and "Schaefer400," in cifti
+    assert "subcortical structure" in cifti and "Grayordinate-wise" in cifti
+    driven = _text(space="fsaverage5", atlas="data-driven:50")
+    assert "50 parcels connected on the cortical mesh" in driven
 
 
 def test_willard_atlas_cites_richiardi():

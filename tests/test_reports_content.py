@@ -56,6 +56,31 @@ def test_threshold_words_say_what_the_threshold_means():
     assert _dof_text(2.0) == "2" and _dof_text(6.5) == "6.5" and _dof_text(None) == "n/a"
 
 
+def test_surface_report_words_name_vertices(monkeypatch):
+    """Captions of surface runs speak of vertices / grayordinates, never of voxels."""
+    from bids_hrf.reports import figures_surface
+    from bids_hrf.reports.figures_data import plot_carpet
+    from bids_hrf.steps.group_report import threshold_words
+
+    settings = {"height_control": "fpr", "alpha": 0.001, "cluster_threshold": 10}
+    assert "each voxel" in threshold_words(settings, 3.29)
+    for kind, one, many in (("gifti", "vertex", "vertices"),
+                            ("cifti", "grayordinate", "grayordinates")):
+        monkeypatch.setattr(figures_surface, "_GEOMETRY", [type("G", (), {"kind": kind})()])
+        text = threshold_words(settings, 3.29)
+        assert f"each {one}," in text and f"10 {many}" in text and "voxel" not in text
+        assert f"no {one} reaches" in threshold_words(settings, None)
+    from bids_hrf.reports import figures_data
+
+    drawn = []
+    monkeypatch.setattr(figures_data, "embed", lambda fig, **_: drawn.append(fig))
+    rows = np.random.default_rng(0).standard_normal((30, 40))
+    plot_carpet(rows, tr=2.0, samples="vertices")
+    plot_carpet(rows, tr=2.0)
+    assert [f.axes[0].get_ylabel() for f in drawn] == ["30 vertices", "30 voxels"]
+    assert "of vertices" in drawn[0].axes[0].get_title(loc="left")
+
+
 def test_atlas_is_named_never_by_an_absolute_path():
     from bids_hrf.steps.report import atlas_description
 

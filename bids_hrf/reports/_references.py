@@ -37,6 +37,8 @@ REFERENCES: dict[str, str] = {
     "Ciuciu et al., 2003": "Ciuciu P, Poline JB, Marrelec G, Idier J, Pallier C, Benali H "
     "(2003). Unsupervised robust nonparametric estimation of the hemodynamic response "
     "function for any fMRI experiment. IEEE Transactions on Medical Imaging 22(10):1235-1251.",
+    "Freedman & Lane, 1983": "Freedman D, Lane D (1983). A nonstochastic interpretation of "
+    "reported significance levels. Journal of Business & Economic Statistics 1(4):292-298.",
     "Friston et al., 1996": "Friston KJ, Williams S, Howard R, Frackowiak RS, Turner R "
     "(1996). Movement-related effects in fMRI time-series. Magnetic Resonance in Medicine "
     "35(3):346-355.",

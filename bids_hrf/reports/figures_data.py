@@ -65,6 +65,7 @@ def plot_carpet(
     mask_img: Any = None,
     tr: float | None = None,
     sample_mask: Sequence[int] | None = None,
+    samples: str = "voxels",
 ) -> EmbeddedFigure:
     """Carpet plot (standardised voxel time series as rows) of a BOLD run, as a PNG.
 
@@ -79,6 +80,8 @@ def plot_carpet(
         Repetition time in seconds: the x axis is then in seconds, else in volumes.
     sample_mask : sequence of int, optional
         Kept volumes; the others (dummy scans, censored volumes) are shaded.
+    samples : str
+        What the rows are, for the labels: ``"voxels"``, ``"vertices"``, ``"grayordinates"``.
 
     Returns
     -------
@@ -114,8 +117,8 @@ def plot_carpet(
         _integer_ticks(ax, "x")
         ax.set_yticks([])
         ax.set_xlabel("time (s)" if tr else "volume")
-        ax.set_ylabel(f"{n_rows} voxels")
-        ax.set_title("Voxel time series, each standardised (grey scale: -2 to 2 SD)"
+        ax.set_ylabel(f"{n_rows} {samples}")
+        ax.set_title(f"Time series of {samples}, each standardised (grey scale: -2 to 2 SD)"
                      + ("; orange: volumes left out" if sample_mask is not None
                         and len(sample_mask) < n_scans else ""), loc="left")
     return embed(fig, fmt="png", dpi=90)

@@ -25,7 +25,7 @@ from bids_hrf.reports._common import (
     short_names,
     time_to_peak,
 )
-from bids_hrf.reports.figures_surface import draw_surface_row, is_surface_map
+from bids_hrf.reports.figures_surface import draw_surface_row, is_surface_map, sample_noun
 
 
 def _reference(reference: Any) -> tuple[np.ndarray, np.ndarray] | None:
@@ -284,7 +284,7 @@ def plot_ppm(
             fig,
             img,
             [0, 0, 1, 1],
-            f"{label}PPM: {n_above} voxels with P > 0.95",
+            f"{label}PPM: {n_above} {sample_noun()} with P > 0.95",
             "inferno",
             0.0,
             1.0,

@@ -45,6 +45,16 @@ def set_surface_geometry(geometry: SampleGeometry | None) -> None:
     _GEOMETRY[0] = geometry
 
 
+def sample_noun(singular: bool = False) -> str:
+    """What the samples of the maps drawn now are called: voxels, vertices or grayordinates."""
+    geometry = _GEOMETRY[0]
+    if geometry is None:
+        return "voxel" if singular else "voxels"
+    if geometry.kind == "cifti":
+        return "grayordinate" if singular else "grayordinates"
+    return "vertex" if singular else "vertices"
+
+
 def _display_mesh(space: str, hemi: str):
     return surface_mesh(space, hemi, "inflated") or surface_mesh(space, hemi)
 

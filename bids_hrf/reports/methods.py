@@ -13,6 +13,7 @@ from typing import Any
 
 from bids_hrf.hrf.registry import get_method
 from bids_hrf.reports._references import REFERENCES
+from bids_hrf.surface.samples import surface_kind
 
 _CONFOUND_PRESETS = {
     "none": "No nuisance regressors were used.",
@@ -30,6 +31,31 @@ _CONFOUND_PRESETS = {
     "signals of white matter and cerebrospinal fluid (Friston et al., 1996; Satterthwaite "
     "et al., 2013), plus the global signal.",
 }
+
+
+def _samples(config: Mapping[str, Any]) -> tuple[str, str]:
+    """What the analysis's samples are called (plural, singular): voxels, vertices..."""
+    kind = surface_kind(str(config.get("space", "")))
+    if kind == "gifti":
+        return "vertices", "vertex"
+    if kind == "cifti":
+        return "grayordinates", "grayordinate"
+    return "voxels", "voxel"
+
+
+def _space_text(config: Mapping[str, Any]) -> str:
+    """Where the inputs lie, for the first paragraph."""
+    space = str(config.get("space", "MNI152NLin2009cAsym"))
+    kind = surface_kind(space)
+    if kind == "gifti":
+        return (f"on the {space} cortical surface (one GIFTI file per hemisphere; the medial "
+                "wall was left out), with their confound tables")
+    if kind == "cifti":
+        den = config.get("den") or "91k"
+        return (f"as {space} {den} grayordinates (CIFTI-2: the vertices of both cortical "
+                "hemispheres and the voxels of the subcortical structures), with their "
+                "confound tables")
+    return f"in {space} space, with their brain masks and confound tables"
 
 
 def _fmt(value: Any) -> str:
@@ -107,12 +133,19 @@ def _hrf_paragraph(config: Mapping[str, Any]) -> str:
 def _glm_paragraph(config: Mapping[str, Any]) -> str:
     method = config.get("hrf_method", "canonical")
     fwhm = config.get("smoothing_fwhm")
+    plural, singular = _samples(config)
     smooth = (f" and spatial smoothing with a {_fmt(float(fwhm))} mm FWHM Gaussian kernel"
               if fwhm else "")
+    if fwhm and plural != "voxels":
+        smooth = (f" and spatial smoothing along the cortical mesh (iterated averaging of each "
+                  "vertex with its neighbours, the number of iterations chosen to give a "
+                  f"{_fmt(float(fwhm))} mm FWHM on the midthickness surface"
+                  + ("; subcortical voxels were not smoothed)" if plural == "grayordinates"
+                     else ")"))
     if not get_method(method).estimates_hrf:
         conv = _hrf_model_name(config.get("hrf_model", "spm"))
     else:
-        conv = (f"the HRF estimated for the voxel's parcel by the {method} method (the "
+        conv = (f"the HRF estimated for the {singular}'s parcel by the {method} method (the "
                 "canonical HRF for parcels without an estimate), so that every parcel had its "
                 "own design")
     if str(config.get("noise_model", "ar1")).lower() == "ols":
@@ -124,8 +157,9 @@ def _glm_paragraph(config: Mapping[str, Any]) -> str:
     contrasts = dict(config.get("contrasts") or {})
     extra = ("; and the contrasts " + "; ".join(f"{k} = {v}" for k, v in contrasts.items())
              if contrasts else "")
-    return ("Voxel-wise first-level general linear models were fitted to each run with "
-            "Nilearn, on the retained volumes, after scaling each voxel's time series to "
+    return (f"{singular.capitalize()}-wise first-level general linear models were fitted to "
+            "each run with Nilearn, on the retained volumes, after scaling each "
+            f"{singular}'s time series to "
             f"percent signal change of its mean{smooth}. Each condition's events were convolved "
             f"with {conv}; the design also included the nuisance regressors, discrete cosine "
             f"drift terms with a {_fmt(float(config.get('high_pass', 0.01)))} Hz cut-off and a "
@@ -157,18 +191,30 @@ def _group_paragraphs(config: Mapping[str, Any]) -> list[str]:
     else:
         height = f"p < {alpha} uncorrected"
     k = int(config.get("cluster_threshold", 0) or 0)
-    cluster = f" with a minimum cluster size of {k} voxels" if k > 0 else ""
+    plural, singular = _samples(config)
+    cluster = f" with a minimum cluster size of {k} {plural}" if k > 0 else ""
+    if plural != "voxels":
+        cluster += (" (clusters: sets of supra-threshold vertices connected on the cortical "
+                    "mesh" + (", subcortical voxels by their faces)" if plural == "grayordinates"
+                              else ")"))
     out = [("Group analyses were performed on the participants' fixed-effects contrast "
             "estimates (summary-statistics approach; Holmes & Friston, 1998), with an "
             f"ordinary least squares second-level model (Nilearn): {design}. Group z maps "
             f"were thresholded at {height}{cluster}, and clusters were reported with their "
             "peak coordinates.")]
     n_perm = int(config.get("group_permutations", 0) or 0)
-    if n_perm > 0:
+    if n_perm > 0 and plural == "voxels":
         out.append("Family-wise error corrected p values were obtained by permutation "
                    f"inference ({n_perm} sign flips or permutations of the design; Nichols & "
                    "Holmes, 2002), as implemented in Nilearn, for voxel heights and for the "
                    f"size of clusters formed at p < {alpha}.")
+    elif n_perm > 0:
+        out.append("Family-wise error corrected p values were obtained by permutation "
+                   f"inference ({n_perm} sign flips or permutations of the design; Nichols & "
+                   f"Holmes, 2002): for {singular} heights with Nilearn, and for the size of "
+                   f"clusters formed at p < {alpha} with the same permutations, the clusters "
+                   "measured on the mesh (Freedman & Lane, 1983, when the model has "
+                   "covariates).")
     fdr = _fmt(float(config.get("group_fdr", 0.05)))
     groups = str(model).startswith("two-sample:")
     if config.get("hrf_method", "canonical") != "canonical":
@@ -223,7 +269,7 @@ def methods_paragraphs(config: Mapping[str, Any], level: str = "participant",
     def ver(key: str) -> str:
         return v.get(key, "<version>")
 
-    space = config.get("space", "MNI152NLin2009cAsym")
+    plural, _ = _samples(config)
     paragraphs = [
         f"Hemodynamic analyses were performed with bids_hrf {ver('bids_hrf')}, a BIDS App "
         "(Gorgolewski et al., 2016, 2017) written in Python and built on Nipype "
@@ -231,17 +277,32 @@ def methods_paragraphs(config: Mapping[str, Any], level: str = "participant",
         f"2019), Nilearn {ver('nilearn')} (Abraham et al., 2014), NiBabel {ver('nibabel')}, "
         f"NumPy {ver('numpy')} (Harris et al., 2020), SciPy {ver('scipy')} (Virtanen et al., "
         f"2020) and scikit-learn {ver('scikit-learn')} (Pedregosa et al., 2011). Inputs were "
-        "the BOLD runs preprocessed by fMRIPrep (Esteban et al., 2019) in "
-        f"{space} space, with their brain masks and confound tables.",
+        "the BOLD runs preprocessed by fMRIPrep (Esteban et al., 2019) "
+        f"{_space_text(config)}.",
         _confounds_paragraph(config),
     ]
     atlas = str(config.get("atlas") or "data-driven:100")
     min_vox = config.get("min_parcel_voxels", 5)
-    if atlas.startswith("data-driven:"):
+    if atlas.startswith("data-driven:") and plural != "voxels":
+        atlas_text = (f"Regions were defined per participant by clustering the {plural} of "
+                      f"the first BOLD run into {atlas.split(':', 1)[1]} parcels connected on "
+                      "the cortical mesh with Ward's agglomerative clustering (scikit-learn; "
+                      "Thirion et al., 2014).")
+    elif atlas.startswith("data-driven:"):
         atlas_text = ("Regions were defined per participant by clustering the voxels of the "
                       "first BOLD run inside the brain mask into "
                       f"{atlas.split(':', 1)[1]} spatially connected parcels with Ward's "
                       "agglomerative clustering (Nilearn Parcellations; Thirion et al., 2014).")
+    elif plural != "voxels":
+        name = re.sub(r"\.(dlabel\.nii|label\.gii|annot)$", "",
+                      atlas.replace("\\", "/").rsplit("/", 1)[-1])
+        atlas_text = (f"Regions were defined by the surface atlas {name}, read in the data's "
+                      f"own {plural} (no resampling); unlabelled vertices (the medial wall) "
+                      "belonged to no parcel"
+                      + (", and each subcortical structure of the CIFTI file not labelled by "
+                         "the atlas was a parcel of its own" if plural == "grayordinates"
+                         else "")
+                      + f". Parcels with fewer than {min_vox} {plural} were excluded.")
     else:
         name = re.sub(r"\.nii(\.gz)?$", "", atlas.replace("\\", "/").rsplit("/", 1)[-1])
         atlas_text = (f"Regions were defined by the atlas {name}"
@@ -251,7 +312,7 @@ def methods_paragraphs(config: Mapping[str, Any], level: str = "participant",
                       "interpolation. Parcels with fewer than "
                       f"{min_vox} voxels inside the brain mask were excluded.")
     paragraphs.append(
-        f"{atlas_text} The mean signal of each parcel was computed over its voxels, and the "
+        f"{atlas_text} The mean signal of each parcel was computed over its {plural}, and the "
         "nuisance regressors and discrete cosine regressors of a "
         f"{_fmt(float(config.get('high_pass', 0.01)))} Hz high-pass filter were regressed "
         "out (Nilearn signal.clean), on the retained volumes only.")

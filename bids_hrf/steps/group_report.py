@@ -21,10 +21,17 @@ def _read(path: str | None) -> pd.DataFrame | None:
 
 #: Words for the height thresholds of ``--height-control``.
 _HEIGHT_WORDS = {
-    "fpr": "p < {alpha:g} for each voxel, not corrected for the number of voxels",
-    "fdr": "a false discovery rate below {alpha:g} across the voxels of the map",
-    "bonferroni": "a family-wise error rate below {alpha:g} (Bonferroni over the voxels)",
+    "fpr": "p < {alpha:g} for each {one}, not corrected for the number of {many}",
+    "fdr": "a false discovery rate below {alpha:g} across the {many} of the map",
+    "bonferroni": "a family-wise error rate below {alpha:g} (Bonferroni over the {many})",
 }
+
+
+def _height_words(control: str, alpha: float) -> str:
+    from bids_hrf.reports.figures_surface import sample_noun
+
+    return _HEIGHT_WORDS.get(control, control + " p < {alpha:g}").format(
+        alpha=alpha, one=sample_noun(singular=True), many=sample_noun())
 
 
 def threshold_words(settings: dict, z_threshold: float | None) -> str:
@@ -43,15 +50,17 @@ def threshold_words(settings: dict, z_threshold: float | None) -> str:
         E.g. "shown where |z| > 3.29, i.e. p < 0.001 for each voxel, not corrected for the
         number of voxels".
     """
-    control = str(settings.get("height_control", "fpr"))
-    alpha = float(settings.get("alpha", 0.001))
-    words = _HEIGHT_WORDS.get(control, control + " p < {alpha:g}").format(alpha=alpha)
+    from bids_hrf.reports.figures_surface import sample_noun
+
+    words = _height_words(str(settings.get("height_control", "fpr")),
+                          float(settings.get("alpha", 0.001)))
     if z_threshold is None or not np.isfinite(z_threshold):
-        text = f"no voxel reaches {words}, so none is shown"
+        text = f"no {sample_noun(singular=True)} reaches {words}, so none is shown"
     else:
         text = f"shown where |z| > {z_threshold:.2f}, i.e. {words}"
     if settings.get("cluster_threshold"):
-        text += f", in clusters of at least {int(settings['cluster_threshold'])} voxels"
+        text += (f", in clusters of at least {int(settings['cluster_threshold'])} "
+                 f"{sample_noun()}")
     return text
 
 
@@ -128,16 +137,16 @@ def _methods_config(output_dir: str, config: dict) -> dict:
 
 def _glm_section(report, result: dict) -> None:
     from bids_hrf.reports import figures as F
+    from bids_hrf.reports.figures_surface import sample_noun
 
     sec = report.section("Second-level GLM")
     s = result.get("settings", {})
-    words = _HEIGHT_WORDS.get(str(s.get("height_control", "fpr")), "p < {alpha:g}").format(
-        alpha=float(s.get("alpha", 0.001)))
+    words = _height_words(str(s.get("height_control", "fpr")), float(s.get("alpha", 0.001)))
     report.add_text(sec, f"Model: {result.get('model')}. Inputs: each participant's "
                          "fixed-effects contrast maps (several sessions combined by "
-                         "precision-weighted fixed effects). Maps show the voxels that reach "
-                         f"{words}"
-                         + (f", in clusters of at least {s['cluster_threshold']} voxels"
+                         f"precision-weighted fixed effects). Maps show the {sample_noun()} "
+                         f"that reach {words}"
+                         + (f", in clusters of at least {s['cluster_threshold']} {sample_noun()}"
                             if s.get("cluster_threshold") else "")
                          + (f"; permutation inference with {s['n_perm']} permutations"
                             if s.get("n_perm") else "") + ".")

@@ -17,7 +17,7 @@ from bids_hrf.io.events import read_events
 from bids_hrf.reports import Report
 from bids_hrf.reports import figures as F
 from bids_hrf.reports import figures_voxelwise as FV
-from bids_hrf.reports.figures_surface import set_surface_geometry
+from bids_hrf.reports.figures_surface import sample_noun, set_surface_geometry
 from bids_hrf.reports.methods import add_methods_section, hrfs_used_text
 from bids_hrf.reports.sparse_summary import read_sparse_summary
 from bids_hrf.steps.prepare import read_confounds, read_sample_mask
@@ -26,7 +26,7 @@ from bids_hrf.steps.surface import read_geometry
 LOGGER = logging.getLogger("bids_hrf")
 
 #: What the participant maps' threshold means.
-_Z31 = ("p < 0.001 one-sided for each voxel, not corrected for the number of voxels: a "
+_Z31 = ("p < 0.001 one-sided for each {one}, not corrected for the number of {many}: a "
         "first look, not an inference")
 
 
@@ -292,7 +292,10 @@ def participant_report_step(subject: str, output_dir: str, config: dict,
                                                f"({config['hrf_method']} HRFs)", logger=LOGGER,
                     n_procs=max(1, int(nprocs)))
     first = groups[0]["prepared"][0] if groups and groups[0].get("prepared") else {}
-    set_surface_geometry(read_geometry(first))  # surface runs: where the samples lie
+    geometry = read_geometry(first)
+    set_surface_geometry(geometry)  # surface runs: where the samples lie
+    samples = sample_noun()
+    z31 = _Z31.format(one=sample_noun(singular=True), many=samples)
     report.add_metadata("Participant", f"sub-{subject}")
     report.add_metadata("BIDS dataset", config["bids_dir"])
     report.add_metadata("fMRIPrep derivatives",
@@ -324,7 +327,8 @@ def participant_report_step(subject: str, output_dir: str, config: dict,
         report.add_figure(asec, F.plot_coverage, coverage, caption="Coverage of each parcel")
         dropped = sorted({d for p in prepared for d in p.get("dropped_parcels", [])})
         if dropped:
-            report.add_warning(f"{title}: parcels dropped (too few voxels in the brain mask): "
+            report.add_warning(f"{title}: parcels dropped (too few "
+                               f"{sample_noun()} in the data): "
                                + ", ".join(dropped))
         hsec = report.section("HRF estimates", parent=gsec)
         if group.get("hrf"):
@@ -347,8 +351,10 @@ def participant_report_step(subject: str, output_dir: str, config: dict,
             report.add_figure(rsec, F.plot_carpet, _carpet_data(run, prep),
                               prep.get("mask", run["mask"]),
                               run["tr"], sample_mask=read_sample_mask(prep["sample_mask"]),
+                              samples=samples,
                               caption="Carpet plot of the preprocessed BOLD: evenly spaced "
-                                      "brain voxels (rows), each standardised over time")
+                                      f"{'brain ' if samples == 'voxels' else ''}{samples} (rows), "
+                                      "each standardised over time")
             glm = _glm_for(group, run, prep)
             if glm:
                 report.add_figure(rsec, F.plot_design_matrix,
@@ -362,7 +368,7 @@ def participant_report_step(subject: str, output_dir: str, config: dict,
                                       threshold=3.1, title=label, glass_brain=False,
                                       dpi=90,
                                       caption=f"Contrast {label}: z map, shown where "
-                                              f"|z| > 3.1 ({_Z31}); HRFs: {used}")
+                                              f"|z| > 3.1 ({z31}); HRFs: {used}")
         ffx = group.get("ffx") or {}
         if ffx.get("contrasts"):
             fsec = report.section("Fixed effects across runs", parent=gsec)
@@ -371,7 +377,7 @@ def participant_report_step(subject: str, output_dir: str, config: dict,
                 report.add_figure(fsec, F.plot_stat_map, paths["z"], bg_img=bg, threshold=3.1,
                                   title=f"{label} ({paths.get('n_runs', 1)} runs)",
                                   caption=f"Contrast {label}: fixed-effects z map, shown where "
-                                          f"|z| > 3.1 ({_Z31}); HRFs: {used}")
+                                          f"|z| > 3.1 ({z31}); HRFs: {used}")
     add_methods_section(report, config, "participant")
     return report.write(Path(output_dir) / f"sub-{subject}.html")
 
