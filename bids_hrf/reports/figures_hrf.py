@@ -279,12 +279,12 @@ def plot_ppm(
     n_above = int((np.nan_to_num(data) > 0.95).sum())
     with report_style():
         fig = pyplot_figure(9, 2.4)
-        label = f"{title}  " if title else ""
+        label = f"{title}: " if "PPM" in title else f"{title}  PPM: " if title else "PPM: "
         _slices_map(
             fig,
             img,
             [0, 0, 1, 1],
-            f"{label}PPM: {n_above} {sample_noun()} with P > 0.95",
+            f"{label}{n_above} {sample_noun()} with P > 0.95",
             "inferno",
             0.0,
             1.0,

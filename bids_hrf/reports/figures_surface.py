@@ -131,7 +131,7 @@ def plot_surface_map(img: Any, threshold: float | None = None, title: str = "",
         peak = float(np.max(np.abs(values))) if values.size else 0.0
         n_supra = int((np.abs(values) > (threshold or 0.0)).sum())
         head = f"{title}  " if title else ""
-        head += (f"|{stat}| > {threshold:.2f} in {n_supra} samples, peak {peak:.2f}"
+        head += (f"|{stat}| > {threshold:.2f} in {n_supra} {sample_noun()}, peak {peak:.2f}"
                  if threshold is not None else f"peak |{stat}| {peak:.2f}")
         if vmax is None:
             vmax = max(peak, (threshold or 0.0) * 1.5, 1e-6)
@@ -190,14 +190,28 @@ def draw_surface_row(fig, img: Any, rect: list[float], title: str, cmap: str,
     layout = _hemispheres(values)
     x0, y0, width, height = rect
     fig.text(x0 + 0.01 * width, y0 + 0.94 * height, title, fontsize=8)
+    if vmin is None or vmax is None:
+        finite = values[np.isfinite(values)]
+        vmin = float(finite.min()) if vmin is None and finite.size else vmin
+        vmax = float(finite.max()) if vmax is None and finite.size else vmax
     if layout is not None:
-        _mesh_row(fig, layout, [x0, y0, width, 0.9 * height], threshold, cmap, vmin, vmax,
-                  False)
-        return
-    ax = fig.add_axes([x0 + 0.07 * width, y0 + 0.15 * height, 0.9 * width, 0.7 * height])
-    ax.scatter(np.arange(values.size), values, s=1, c=values, cmap=cmap, vmin=vmin,
-               vmax=vmax, rasterized=True)
-    ax.set_xlabel("sample (file order)", fontsize=7)
+        _mesh_row(fig, layout, [x0, y0, 0.94 * width, 0.9 * height], threshold, cmap, vmin,
+                  vmax, False)
+    else:
+        ax = fig.add_axes([x0 + 0.07 * width, y0 + 0.15 * height, 0.85 * width,
+                           0.7 * height])
+        ax.scatter(np.arange(values.size), values, s=1, c=values, cmap=cmap, vmin=vmin,
+                   vmax=vmax, rasterized=True)
+        ax.set_xlabel("sample (file order)", fontsize=7)
+    if vmin is not None and vmax is not None and vmax > vmin:
+        # Each row its own colour bar: the rows (time to peak, FWHM, height...) have their
+        # own units and ranges, as the volume rows do.
+        from matplotlib import cm, colors
+
+        bar = cm.ScalarMappable(norm=colors.Normalize(vmin, vmax), cmap=cmap)
+        cax = fig.add_axes([x0 + 0.95 * width, y0 + 0.2 * height, 0.01 * width,
+                            0.6 * height])
+        fig.colorbar(bar, cax=cax).ax.tick_params(labelsize=6)
 
 
 def _flat_figure(values, head, threshold, labels, dpi):

@@ -111,7 +111,8 @@ def _add_hrf_section(report, sec: str, hrf: dict, config: dict, bg) -> None:
     if silent:
         report.add_text(sec, f"{len(silent)} silent parcel(s): no evidence that they respond "
                              "to the paradigm (F-tests of the conditions with the canonical "
-                             "HRF and its derivatives in each voxel and in the parcel mean, "
+                             f"HRF and its derivatives in each {sample_noun(singular=True)} "
+                             "and in the parcel mean, "
                              "false discovery rate 5 % over the parcels), so their HRF is "
                              "shaped by the prior and the noise rather than by a response. "
                              "They are drawn apart; do not interpret their HRF parameters or "
