@@ -295,3 +295,10 @@ def test_stat_map_mosaic_is_drawn_from_the_reduced_map(monkeypatch):
     plot_stat_map(_big_map(), threshold=3.0, glass_brain=False)
     assert drawn["img"].shape == (75, 75, 50)
     assert "in 2 voxels, peak 9.00" in drawn["title"]
+
+
+def test_minus_log10_p_maps_are_not_titled_as_absolute_z():
+    from bids_hrf.reports.figures_surface import above
+
+    assert above("z", 3.1) == "|z| > 3.10"
+    assert above("-log10 p", -np.log10(0.05)) == "-log10 p > 1.30"

@@ -21,7 +21,7 @@ from bids_hrf.reports._common import (
     pyplot_figure,
     report_style,
 )
-from bids_hrf.reports.figures_surface import is_surface_map, plot_surface_map
+from bids_hrf.reports.figures_surface import above, is_surface_map, plot_surface_map
 
 #: Confound columns preferred for the trace panel, in order.
 _PREFERRED_CONFOUNDS = (
@@ -348,7 +348,7 @@ def plot_stat_map(
             cut_coords=min(6, img.shape[2]),
             figure=fig,
             axes=[0.0, 0.0, 0.66, 1.0] if glass_brain else [0.0, 0.0, 1.0, 1.0],
-            title=f"{label}|{stat}| > {threshold:.2f} in {n_supra} voxels, peak {peak:.2f}",
+            title=f"{label}{above(stat, threshold)} in {n_supra} voxels, peak {peak:.2f}",
             vmax=vmax,
             cmap="RdBu_r",
             draw_cross=False,

@@ -45,6 +45,14 @@ def set_surface_geometry(geometry: SampleGeometry | None) -> None:
     _GEOMETRY[0] = geometry
 
 
+def above(stat: str, threshold: float) -> str:
+    """A threshold in a title: ``|z| > 3.10`` for signed statistics, ``-log10 p > 1.30``
+    for the non-negative -log10 p maps."""
+    if stat.startswith("-log10"):
+        return f"{stat} > {threshold:.2f}"
+    return f"|{stat}| > {threshold:.2f}"
+
+
 def sample_noun(singular: bool = False) -> str:
     """What the samples of the maps drawn now are called: voxels, vertices or grayordinates."""
     geometry = _GEOMETRY[0]
@@ -131,7 +139,7 @@ def plot_surface_map(img: Any, threshold: float | None = None, title: str = "",
         peak = float(np.max(np.abs(values))) if values.size else 0.0
         n_supra = int((np.abs(values) > (threshold or 0.0)).sum())
         head = f"{title}  " if title else ""
-        head += (f"|{stat}| > {threshold:.2f} in {n_supra} {sample_noun()}, peak {peak:.2f}"
+        head += (f"{above(stat, threshold)} in {n_supra} {sample_noun()}, peak {peak:.2f}"
                  if threshold is not None else f"peak |{stat}| {peak:.2f}")
         if vmax is None:
             vmax = max(peak, (threshold or 0.0) * 1.5, 1e-6)
@@ -225,7 +233,7 @@ def _flat_figure(values, head, threshold, labels, dpi):
         else:
             ax.scatter(x, values, s=1, color="#555555", rasterized=True)
             if threshold:
-                for sign in (-1, 1):
+                for sign in (-1, 1) if values.min() < 0 else (1,):
                     ax.axhline(sign * threshold, color="#D55E00", lw=0.8)
                 strong = np.abs(values) > threshold
                 ax.scatter(x[strong], values[strong], s=2, color="#D55E00", rasterized=True)

@@ -185,6 +185,9 @@ def _glm_section(report, result: dict) -> None:
             outliers = diag.loc[diag["robust_z_of_mean"].abs() > 3, "participant"].tolist()
             if outliers:
                 report.add_warning(f"{title}: possible outliers {', '.join(outliers)}")
+        background = ("Background: MNI152 template cropped to the data's field of view"
+                      if sample_noun() == "voxels" else "Views of the inflated cortical mesh "
+                      "(values per sample in file order when no mesh of the space is offline)")
         for gname, paths in analysis["maps"].items():
             z_thr = paths.get("z_threshold", 3.09)
             thr = (z_thr if z_thr is not None and np.isfinite(z_thr)
@@ -194,12 +197,12 @@ def _glm_section(report, result: dict) -> None:
                               title=gname,
                               caption=f"Group contrast {gname}: z map of the {test} test "
                                       f"with {_dof_text(paths.get('dof'))} degrees of "
-                                      f"freedom, {threshold_words(s, z_thr)}. Background: "
-                                      "MNI152 template cropped to the data's field of view")
+                                      f"freedom, {threshold_words(s, z_thr)}. {background}")
             for name in ("logpFweVoxel", "logpFweClusterSize"):
                 if paths.get(name):
                     report.add_figure(asec, F.plot_stat_map, paths[name],
                                       threshold=-np.log10(0.05), title=f"{gname} ({name})",
+                                      stat="-log10 p",
                                       caption=f"{gname}: -log10 FWE p ({name}), "
                                               "shown where p < 0.05")
             clusters = _read(paths.get("clusters"))
