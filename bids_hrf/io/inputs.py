@@ -28,7 +28,7 @@ from bids_hrf.hrf.registry import get_method
 from bids_hrf.io.events import event_conditions, paradigm_ref, read_events
 from bids_hrf.io.multiecho import attach_echoes, combined_bolds, multi_echo_wanted
 from bids_hrf.io.paradigm import paradigm_sessions, read_paradigm_csv
-from bids_hrf.io.surface import load_surface_bold
+from bids_hrf.io.surface import surface_bold_info
 from bids_hrf.surface.samples import surface_kind
 
 LOGGER = logging.getLogger("bids_hrf")
@@ -493,20 +493,15 @@ def _bold_shape(bold: Path, space: str) -> tuple[object, tuple[int, ...]]:
     if kind is None:
         img = nib.load(str(bold))
         return img, img.shape
-    surface, _ = load_surface_bold(bold, space)
-    return _SurfaceHeader(surface.step, bold), (surface.data.shape[1], 1, 1,
-                                                surface.data.shape[0])
+    n_samples, n_scans, step = surface_bold_info(bold, space)  # headers only
+    return _SurfaceHeader(step), (n_samples, 1, 1, n_scans)
 
 
 class _SurfaceHeader:
     """What :func:`_tr_from` reads of a surface run: the time step its file states."""
 
-    def __init__(self, step: float | None, path: Path):
+    def __init__(self, step: float | None):
         self.step = step
-        if step is None and path.name.endswith(".func.gii"):
-            meta = nib.load(str(path)).darrays[0].meta
-            value = meta.get("TimeStep") if meta is not None else None
-            self.step = float(value) / 1000.0 if value else None  # GIFTI TimeStep: ms
         self.header = self
 
     def get_zooms(self) -> tuple[float, ...]:

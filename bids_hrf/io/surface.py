@@ -11,6 +11,7 @@ they are left out of every model, never counted as a parcel).
 from __future__ import annotations
 
 import warnings
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import nibabel as nib
 import numpy as np
 
 from bids_hrf.errors import DataError, NoInputError
+from bids_hrf.io.cifti import CiftiFile, axis_name, read_cifti
 from bids_hrf.surface.samples import CORTEX, FSAVERAGE_VERTICES, SampleGeometry, surface_kind
 
 
@@ -123,47 +125,60 @@ def load_gifti_pair(left: str | Path) -> SurfaceBold:
     )
 
 
-def load_cifti_dtseries(path: str | Path) -> SurfaceBold:
-    """Read a CIFTI-2 dense time series (``.dtseries.nii``: a series and a brain-model axis)."""
+def read_dtseries_header(path: str | Path) -> tuple[CiftiFile, int, int]:
+    """A CIFTI-2 dense time series' header and maps (its data not read): the file, the
+    index of its series dimension and of its brain-model dimension."""
     path = Path(path)
     try:
-        img = nib.load(str(path))
-        axes = [img.header.get_axis(i) for i in range(img.ndim)]
+        cifti = read_cifti(path)
     except Exception as exc:
         raise DataError(
             f"{path} cannot be read as CIFTI-2 ({exc})",
             fix="give fMRIPrep's --cifti-output .dtseries.nii",
             path=str(path),
         ) from exc
-    series = [a for a in axes if isinstance(a, nib.cifti2.SeriesAxis)]
-    models = [a for a in axes if isinstance(a, nib.cifti2.BrainModelAxis)]
-    if not series or not models:
-        kinds = ", ".join(type(a).__name__ for a in axes)
+    kinds = [m.kind for m in cifti.maps]
+    if "SERIES" not in kinds or "BRAIN_MODELS" not in kinds:
         raise DataError(
-            f"{path} is not a dense time series (axes: {kinds})",
+            f"{path} is not a dense time series (axes: {', '.join(map(axis_name, kinds))})",
             fix="give a .dtseries.nii (a series axis and a brain-model axis)",
             path=str(path),
         )
-    data = np.asarray(img.get_fdata(dtype=np.float64))
-    if axes.index(series[0]) == 1:
+    return cifti, kinds.index("SERIES"), kinds.index("BRAIN_MODELS")
+
+
+def dtseries_step(cifti: CiftiFile, series_dim: int) -> float | None:
+    """The time between scans a dtseries states (None unless its unit is seconds)."""
+    _, step, _, unit = cifti.maps[series_dim].series()
+    return float(step) if unit.upper() == "SECOND" else None
+
+
+def load_cifti_dtseries(path: str | Path) -> SurfaceBold:
+    """Read a CIFTI-2 dense time series (``.dtseries.nii``: a series and a brain-model axis)."""
+    path = Path(path)
+    cifti, series_dim, model_dim = read_dtseries_header(path)
+    try:
+        bm = cifti.maps[model_dim].brain_models()
+        data = cifti.data(np.float64)
+    except Exception as exc:
+        raise DataError(
+            f"{path} cannot be read as CIFTI-2 ({exc})",
+            fix="give fMRIPrep's --cifti-output .dtseries.nii",
+            path=str(path),
+        ) from exc
+    if series_dim == 1:
         data = data.T
-    bm = models[0]
-    structure = np.asarray(bm.name)
-    volume = ~np.isin(structure, list(bm.nvertices))  # as bm.volume_mask, not per element
-    vertex = np.where(volume, -1, bm.vertex)
-    ijk = np.where(volume[:, None], bm.voxel, -1)
-    step = float(series[0].step) if series[0].unit.upper() == "SECOND" else None
-    has_voxels = bool(volume.any())
+    has_voxels = bool(bm.volume_mask.any())
     return SurfaceBold(
         data=data,
-        structure=structure,
-        vertex=vertex,
-        ijk=ijk,
-        mesh_size={name: int(n) for name, n in bm.nvertices.items()},
+        structure=bm.structure,
+        vertex=bm.vertex,
+        ijk=bm.ijk,
+        mesh_size=dict(bm.mesh_size),
         valid=_valid(data, path),
-        step=step,
+        step=dtseries_step(cifti, series_dim),
         volume_affine=bm.affine if has_voxels else None,
-        volume_shape=(tuple(int(s) for s in bm.volume_shape) if has_voxels else None),
+        volume_shape=bm.volume_shape if has_voxels else None,
     )
 
 
@@ -181,19 +196,93 @@ def _valid(data: np.ndarray, path: Path) -> np.ndarray:
     return finite & varies
 
 
+def gifti_header(path: Path) -> tuple[int, int, float | None]:
+    """Vertices, time points and ``TimeStep`` (s, from the first array's metadata; None if
+    absent) of a ``.func.gii``, from its XML alone: no data array is decoded."""
+    dims: list[tuple[int, ...]] = []
+    step = None
+    meta: dict[str, str] = {}
+    try:
+        for event, elem in ET.iterparse(str(path), events=("start", "end")):
+            tag = elem.tag
+            if event == "start" and tag == "DataArray":
+                a = elem.attrib
+                dims.append(tuple(int(a[f"Dim{k}"]) for k in range(int(a["Dimensionality"]))))
+            elif event == "end" and len(dims) == 1 and tag in ("Name", "Value"):
+                meta[tag] = elem.text or ""
+            elif event == "end" and tag == "MD" and len(dims) == 1:
+                if meta.get("Name") == "TimeStep" and meta.get("Value"):
+                    step = float(meta["Value"]) / 1000.0  # GIFTI TimeStep: ms
+                meta = {}
+            elif event == "end" and tag in ("Data", "DataArray"):
+                elem.clear()  # the encoded data are not kept
+    except Exception as exc:
+        raise DataError(
+            f"{path} cannot be read as GIFTI ({exc})",
+            fix="check the file (fMRIPrep .func.gii)",
+            path=str(path),
+        ) from exc
+    if not dims:
+        raise DataError(f"{path} holds no data array", path=str(path))
+    if len(dims) == 1 and len(dims[0]) == 2:  # one (vertices, time) array
+        return dims[0][0], dims[0][1], step
+    if any(len(d) != 1 or d != dims[0] for d in dims):
+        raise DataError(
+            f"{path}: expected one vertex array per time point",
+            fix="give a .func.gii time series",
+            path=str(path),
+        )
+    return dims[0][0], len(dims), step
+
+
+def surface_bold_info(path: str | Path, space: str) -> tuple[int, int, float | None]:
+    """Samples, scans and stated time step (s) of a run's surface BOLD, with the checks of
+    :func:`load_surface_bold` that need no data (both hemispheres there with as many
+    volumes, the density of ``space``, a CIFTI series and brain-model map), from the
+    files' headers: the data are read once, by the run's preparation."""
+    kind = surface_kind(space)
+    if kind == "gifti":
+        paths = gifti_pair(path)
+        (nl, tl, step), (nr, tr, _) = (gifti_header(p) for p in paths)
+        if tl != tr:
+            raise DataError(
+                f"{paths[0].name} has {tl} volumes but {paths[1].name} has {tr}",
+                fix="give the two hemispheres of the same run",
+                path=str(paths[1]),
+            )
+        _check_density(path, space, [nl, nr])
+        return nl + nr, tl, step
+    if kind == "cifti":
+        cifti, series_dim, model_dim = read_dtseries_header(path)
+        try:
+            n_samples = cifti.maps[model_dim].brain_models().vertex.size
+        except Exception as exc:
+            raise DataError(
+                f"{path} cannot be read as CIFTI-2 ({exc})",
+                fix="give fMRIPrep's --cifti-output .dtseries.nii",
+                path=str(path),
+            ) from exc
+        return n_samples, cifti.shape[series_dim], dtseries_step(cifti, series_dim)
+    raise ValueError(f"{space} is not a surface space")
+
+
+def _check_density(path: str | Path, space: str, sizes: list[int]) -> None:
+    expected = FSAVERAGE_VERTICES[space]
+    if sorted(set(sizes)) != [expected]:
+        raise DataError(
+            f"{Path(path).name} has {sorted(set(sizes))} vertices per hemisphere, {space} has "
+            f"{expected}",
+            fix="choose --space to match the file's density",
+            path=str(path),
+        )
+
+
 def load_surface_bold(path: str | Path, space: str) -> tuple[SurfaceBold, SampleGeometry]:
     """Read a run's surface BOLD (``hemi-L`` GIFTI of a pair, or a CIFTI dtseries)."""
     kind = surface_kind(space)
     if kind == "gifti":
         bold = load_gifti_pair(path)
-        expected = FSAVERAGE_VERTICES[space]
-        sizes = sorted(set(bold.mesh_size.values()))
-        if sizes != [expected]:
-            raise DataError(
-                f"{Path(path).name} has {sizes} vertices per hemisphere, {space} has {expected}",
-                fix="choose --space to match the file's density",
-                path=str(path),
-            )
+        _check_density(path, space, list(bold.mesh_size.values()))
         affine = shape = None
     elif kind == "cifti":
         bold = load_cifti_dtseries(path)  # the file is read (and its axes built) once
