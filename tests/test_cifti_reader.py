@@ -72,6 +72,9 @@ def test_brain_models_and_data_equal_nibabel(tmp_path, kind):
         )
     else:
         assert other.kind == {"dscalar": "SCALARS", "dlabel": "LABELS"}[kind]
+    if kind == "dlabel":
+        ref_table = img.header.get_axis(0).label[0]
+        assert other.label_tables() == [{k: v[0] for k, v in ref_table.items()}]
 
 
 def test_surface_only_file_has_no_volume(tmp_path):

@@ -10,6 +10,7 @@ from scipy.sparse.csgraph import connected_components
 
 from bids_hrf.atlas.surface import CORTEX, cifti_labels, label_pair, mesh_clusters, surface_labels
 from bids_hrf.errors import DataError, NoInputError
+from bids_hrf.io.surface import read_dlabel
 from bids_hrf.surface.graph import block_adjacency, mesh_adjacency
 from tests.test_surface_data import _icosahedron
 
@@ -76,13 +77,13 @@ def test_cifti_dlabel_matches_grayordinates(tmp_path):
     structure = np.asarray(bm.name)
     vertex = np.where(bm.surface_mask, bm.vertex, -1)
     ijk = np.where(bm.volume_mask[:, None], bm.voxel, -1)
-    labels, names = cifti_labels(path, structure, vertex, ijk, np.ones(5, bool))
+    labels, names = cifti_labels(*read_dlabel(path), structure, vertex, ijk, np.ones(5, bool))
     assert labels.tolist() == [1, 0, 1, 2, 2] and names == {1: "net1", 2: "thal"}
     scalar = tmp_path / "x.dscalar.nii"
     nib.save(cifti2.Cifti2Image(np.zeros((1, 5)), header=(cifti2.ScalarAxis(["m"]), bm)),
              str(scalar))
     with pytest.raises(DataError, match="not a label file"):
-        cifti_labels(scalar, structure, vertex, ijk, np.ones(5, bool))
+        read_dlabel(scalar)
 
 
 def test_mesh_clusters_are_contiguous_and_never_straddle_pieces():

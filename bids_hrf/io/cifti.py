@@ -85,6 +85,15 @@ class CiftiMap:
             a["SeriesUnit"],
         )
 
+    def label_tables(self) -> list[dict[int, str]]:
+        """The label table (key -> name) of each named map of a ``LABELS`` map."""
+        tables = []
+        for named in self.element.findall("NamedMap"):
+            table = named.find("LabelTable")
+            labels = [] if table is None else table.findall("Label")
+            tables.append({int(lab.attrib["Key"]): (lab.text or "") for lab in labels})
+        return tables
+
     def brain_models(self) -> BrainModels:
         """The grayordinates of a ``BRAIN_MODELS`` map."""
         models = self.element.findall("BrainModel")

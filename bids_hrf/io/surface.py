@@ -19,7 +19,7 @@ import nibabel as nib
 import numpy as np
 
 from bids_hrf.errors import DataError, NoInputError
-from bids_hrf.io.cifti import CiftiFile, axis_name, read_cifti
+from bids_hrf.io.cifti import BrainModels, CiftiFile, axis_name, read_cifti
 from bids_hrf.surface.samples import CORTEX, FSAVERAGE_VERTICES, SampleGeometry, surface_kind
 
 
@@ -182,10 +182,36 @@ def load_cifti_dtseries(path: str | Path) -> SurfaceBold:
     )
 
 
+def read_dlabel(path: str | Path) -> tuple[np.ndarray, dict[int, str], BrainModels]:
+    """A CIFTI ``.dlabel.nii``: the label of each grayordinate (first map), the label
+    table of that map (key -> name) and the grayordinates."""
+    path = Path(path)
+    try:
+        cifti = read_cifti(path)
+        kinds = [m.kind for m in cifti.maps]
+        if len(kinds) != 2 or kinds[0] != "LABELS" or kinds[1] != "BRAIN_MODELS":
+            raise DataError(
+                f"{path} is not a label file (axes: {', '.join(map(axis_name, kinds))})",
+                fix="give a .dlabel.nii",
+                path=str(path),
+            )
+        models = cifti.maps[1].brain_models()
+        table = cifti.maps[0].label_tables()[0]
+        values = cifti.data()[0]
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(
+            f"{path} cannot be read as a CIFTI dlabel ({exc})",
+            fix="give a .dlabel.nii",
+            path=str(path),
+        ) from exc
+    return values, table, models
+
+
 def _valid(data: np.ndarray, path: Path) -> np.ndarray:
     finite = np.isfinite(data).all(axis=0)
-    varies = np.zeros(data.shape[1], dtype=bool)
-    varies[finite] = np.ptp(data[:, finite], axis=0) > 0
+    varies = data.max(axis=0) > data.min(axis=0)  # as ptp > 0, without copying the data
     n_nan = int((~finite).sum())
     if n_nan:
         warnings.warn(
@@ -337,9 +363,11 @@ def load_surface_map(path: str | Path) -> tuple[nib.Nifti1Image, SampleGeometry]
         )
         return sample_image(np.concatenate(parts)), geometry
     try:
-        img = nib.load(str(path))
-        model = img.header.get_axis(1)
-        values = np.asarray(img.get_fdata(dtype=np.float64))[0]
+        cifti = read_cifti(path)
+        if len(cifti.maps) != 2 or cifti.maps[1].kind != "BRAIN_MODELS":
+            raise ValueError("its second axis is not a brain-model axis")
+        model = cifti.maps[1].brain_models()
+        values = cifti.data(np.float64)[0]
     except Exception as exc:
         raise DataError(
             f"{path} cannot be read as a CIFTI dscalar ({exc})", path=str(path)
@@ -348,12 +376,12 @@ def load_surface_map(path: str | Path) -> tuple[nib.Nifti1Image, SampleGeometry]
     geometry = SampleGeometry(
         kind="cifti",
         space=space,
-        structure=np.asarray(model.name),
-        vertex=np.where(model.surface_mask, model.vertex, -1),
-        ijk=np.where(model.volume_mask[:, None], model.voxel, -1),
-        mesh_size={name: int(n) for name, n in model.nvertices.items()},
+        structure=model.structure,
+        vertex=model.vertex,
+        ijk=model.ijk,
+        mesh_size=dict(model.mesh_size),
         volume_affine=model.affine if has_voxels else None,
-        volume_shape=tuple(int(s) for s in model.volume_shape) if has_voxels else None,
+        volume_shape=model.volume_shape if has_voxels else None,
         den=_entity(path.name, "den"),
     )
     return sample_image(values), geometry

@@ -13,7 +13,7 @@ import nibabel as nib
 import numpy as np
 
 from bids_hrf.errors import DataError, NoInputError, UsageError
-from bids_hrf.io.surface import load_surface_bold
+from bids_hrf.io.surface import load_surface_bold, read_dlabel
 from bids_hrf.surface.meshes import sample_graph
 from bids_hrf.surface.samples import SampleGeometry, sample_image
 
@@ -69,8 +69,8 @@ def surface_atlas_step(atlas_spec: str, atlas_labels: str | None, space: str,
                                    path=atlas_spec)
             path = find_surface_templateflow_atlas(atlas_spec, space)
         if path.name.endswith(".dlabel.nii"):
-            labels, names = cifti_labels(path, data.structure, data.vertex, data.ijk,
-                                         data.valid)
+            labels, names = cifti_labels(*read_dlabel(path), data.structure, data.vertex,
+                                         data.ijk, data.valid, source=path)
         elif path.name.endswith((".label.gii", ".annot")):
             labels, names = surface_labels(path, data.structure, data.vertex, data.valid)
             labels, names = _structure_parcels(labels, names, data)
