@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from nilearn.glm.contrasts import compute_contrast as nl_compute_contrast
-from nilearn.glm.first_level import mean_scaling, run_glm
+from nilearn.glm.first_level import mean_scaling
 from nilearn.glm.regression import SimpleRegressionResults
 
+from bids_hrf.glm.ar1 import run_glm
 from bids_hrf.glm.contrasts import ContrastResult, ContrastSpec, contrast_matrix
 from bids_hrf.glm.design import check_events, conditions_of, make_design
 from bids_hrf.hrf.base import HRFEstimate
@@ -254,7 +255,8 @@ def _sample_mask_indices(sample_mask: np.ndarray | None, n_scans: int) -> np.nda
 
 def _fit_design(Y: np.ndarray, design: pd.DataFrame, noise: NoiseSpec,
                 n_jobs: int) -> tuple[np.ndarray, dict, np.ndarray]:
-    """nilearn's ``run_glm`` on one design: AR labels, results and each voxel's R^2."""
+    """nilearn's ``run_glm`` on one design (:mod:`bids_hrf.glm.ar1`: the design's rank
+    computed once for all AR bins): AR labels, results and each voxel's R^2."""
     labels, results = run_glm(
         Y, design.to_numpy(), noise_model=noise.noise_model, bins=noise.bins, n_jobs=n_jobs,
         random_state=noise.random_state,
