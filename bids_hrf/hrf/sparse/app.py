@@ -7,8 +7,10 @@ from collections.abc import Callable
 import numpy as np
 
 from bids_hrf.hrf._hrf_matrix import canonical_hrf
+from bids_hrf.hrf._memory import release_free_memory
 from bids_hrf.hrf.base import HRFEstimate
 from bids_hrf.hrf.blind.parcel import ParcelBlindHRF
+from bids_hrf.hrf.sparse._lars import LARS_CRITERIA
 from bids_hrf.hrf.sparse.deconvolution import SparseDeconvolution
 from bids_hrf.hrf.sparse.stability import StabilitySelection
 
@@ -24,22 +26,43 @@ def hrf_parameter_table(time: np.ndarray, hrfs: np.ndarray, labels: list[str]) -
 
 class _Deconvolver:
     """Sparse deconvolution of chosen voxels of ``Y`` with a given HRF, filling whole-brain
-    maps (activity, fit, lambda, stability AUC) as parcels are done."""
+    maps (activity, fit, lambda, stability AUC) as parcels are done.
+
+    The scan-wise maps are float32 (as they are written). With the LARS criteria (bic,
+    aic) every voxel follows its own lasso path, so a parcel (or all voxels) is
+    deconvolved in batches of at most ``max_block_bytes`` of float64 data each: the
+    solvers' working copies (``H'Y``, coefficients, fit, debiasing, stability sums) then
+    scale with a batch, not with the whole brain, and every voxel gets the numbers it
+    gets in one call. FISTA criteria keep one call per parcel (see :meth:`run`).
+    """
 
     def __init__(self, Y: np.ndarray, tr: float, criterion: str, group: float,
                  block_model: bool, n_surrogates: int, n_jobs: int,
-                 te: list[float] | None = None):
+                 te: list[float] | None = None, max_block_bytes: float = 24e6):
         self.Y, self.tr, self.criterion, self.group = Y, tr, criterion, group
         self.block_model, self.n_surrogates, self.n_jobs = block_model, n_surrogates, n_jobs
         self.te = list(te) if te else None
         n_rows, n_vox = Y.shape
-        self.coef = np.zeros((n_rows // len(self.te or [0]), n_vox))
-        self.denoised = np.zeros((n_rows, n_vox))
+        self.batch = max(1, int(max_block_bytes // (8 * n_rows)))
+        self.coef = np.zeros((n_rows // len(self.te or [0]), n_vox), dtype=np.float32)
+        self.denoised = np.zeros((n_rows, n_vox), dtype=np.float32)
         self.lam = np.zeros(n_vox)
-        self.auc = np.zeros(self.coef.shape) if n_surrogates > 0 else None
+        self.auc = (np.zeros(self.coef.shape, dtype=np.float32) if n_surrogates > 0
+                    else None)
 
     def run(self, mask: np.ndarray, h_model) -> None:
         """Deconvolve the voxels of ``mask`` with HRF ``h_model`` (a name or samples)."""
+        voxels = np.flatnonzero(mask)
+        if self.criterion not in LARS_CRITERIA or self.group > 0:
+            # FISTA: the L2,1 penalty couples the voxels, eigval sets one lambda from all of
+            # them, and the float32 iterations stop on the batch (one call, as before)
+            self._fit(voxels, h_model)
+            return
+        for start in range(0, voxels.size, self.batch):
+            self._fit(voxels[start:start + self.batch], h_model)
+
+    def _fit(self, voxels: np.ndarray, h_model) -> None:
+        Y = self.Y[:, voxels]
         model = SparseDeconvolution(
             self.tr,
             hrf_model=h_model,
@@ -48,14 +71,15 @@ class _Deconvolver:
             group=self.group,
             n_jobs=self.n_jobs,
             te=self.te,
-        ).fit(self.Y[:, mask])
+        ).fit(Y)
         # multi-echo: the model's HRF is -TE_k h (coefficients ~ dR2*); the activity map
         # keeps the single-echo sign (> 0: BOLD increase), in % change at the last echo
-        self.coef[:, mask] = -model.coef_ if self.te and len(self.te) > 1 else model.coef_
-        self.denoised[:, mask] = model.fitted_
-        self.lam[mask] = model.lambda_
+        self.coef[:, voxels] = -model.coef_ if self.te and len(self.te) > 1 else model.coef_
+        self.denoised[:, voxels] = model.fitted_
+        self.lam[voxels] = model.lambda_
+        del model
         if self.auc is not None:
-            self.auc[:, mask] = (
+            self.auc[:, voxels] = (
                 StabilitySelection(
                     self.tr,
                     hrf_model=h_model,
@@ -63,9 +87,11 @@ class _Deconvolver:
                     block_model=self.block_model,
                     te=self.te,
                 )
-                .fit(self.Y[:, mask])
+                .fit(Y)
                 .auc_
             )
+        del Y
+        release_free_memory()  # the batch's freed working arrays, back to the system
 
 
 def estimate_sparse(
@@ -85,6 +111,7 @@ def estimate_sparse(
     n_jobs: int = 1,
     progress: Callable[[int, int], None] | None = None,
     te: list[float] | None = None,
+    max_block_bytes: float = 24e6,
 ) -> HRFEstimate:
     """Sparse paradigm-free deconvolution of one run, with an HRF per parcel.
 
@@ -127,6 +154,10 @@ def estimate_sparse(
         deconvolved jointly (one activity signal, the BOLD of echo k scaled by -TE_k, as in
         pySPFM), with stability selection over the echoes when ``n_surrogates > 0``.
         Not with ``estimate_hrf``.
+    max_block_bytes : float
+        Size of the float64 data of one batch of voxels deconvolved together (LARS
+        criteria ``bic``/``aic``); the memory of the solvers scales with it, not with the
+        number of voxels. Results do not depend on it.
 
     Returns
     -------
@@ -135,7 +166,8 @@ def estimate_sparse(
         ``desc-innovation_bold``) and ``desc-denoised_bold`` (n_scans, n_voxels),
         ``desc-sparse_stat-lambda_statmap`` (n_voxels,) and, with surrogates,
         ``desc-sparse_stat-auc_bold`` (n_scans, n_voxels). With ``te``, the denoised BOLD
-        is one map per echo, ``echo-<k>_desc-denoised_bold``.
+        is one map per echo, ``echo-<k>_desc-denoised_bold``. The scan-wise maps are
+        float32 (the precision they are written in), lambda float64.
     """
     Y = np.asarray(Y, dtype=float)
     _check_echoes(te, Y.shape[0], estimate_hrf)
@@ -159,7 +191,8 @@ def estimate_sparse(
 
     time = np.arange(0.0, hrf_duration + dt / 2, dt)
     solver = _Deconvolver(Y, tr, criterion=criterion, group=group, block_model=block_model,
-                          n_surrogates=n_surrogates, n_jobs=n_jobs, te=te)
+                          n_surrogates=n_surrogates, n_jobs=n_jobs, te=te,
+                          max_block_bytes=max_block_bytes)
     hrfs = np.zeros((time.size, len(parcels)))
     blind_rows = []
     canonical = canonical_hrf(time, hrf_model)
@@ -167,7 +200,7 @@ def estimate_sparse(
     n_steps = len(parcels) + int(background.any())
     done = 0
     if not estimate_hrf and group == 0 and n_surrogates <= 0:
-        # Same HRF everywhere and voxels independent: one batched call for all voxels.
+        # Same HRF everywhere and voxels independent: all voxels in memory-bounded batches.
         solver.run(np.ones(Y.shape[1], dtype=bool), hrf_model)
         hrfs[:] = canonical[:, None]
         if progress is not None:
