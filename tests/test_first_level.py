@@ -180,3 +180,43 @@ def test_input_validation(parcel_data):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fit_first_level(Y, FT, ev, hrf="spm+derivative")  # alias accepted, no warning
+
+
+def test_parcel_chunks_keep_parcels_whole_and_results_equal_one_fit(parcel_data):
+    """With one HRF per parcel, chunks hold whole parcels (each parcel's design and AR
+    models built once) and the maps equal those of one fit of all voxels, in voxel order."""
+    from functools import partial
+
+    from bids_hrf.steps import glm
+
+    ev, vp, Y = parcel_data
+    order = np.random.default_rng(0).permutation(vp.size)  # parcels scattered over voxels
+    vp, Y = vp[order], Y[:, order]
+    names = {1: "p1", 2: "p2", 3: "p3"}
+    est = canonical_estimate(["p1", "p2", "p3"], "glover", dt=0.1, duration=32.0)
+    chunks, sorted_voxels = glm.parcel_chunks(vp, N, chunk_bytes=1)  # 1000-voxel minimum
+    assert len(chunks) == 1
+    chunks, sorted_voxels = glm.parcel_chunks(np.repeat(vp, 50), N, chunk_bytes=1)
+    assert [np.unique(np.repeat(vp, 50)[c]).tolist() for c in chunks] == [[0, 1], [2, 3]]
+    np.testing.assert_array_equal(np.sort(np.concatenate(chunks)), np.arange(vp.size * 50))
+    fit = partial(fit_first_level, frame_times=FT, events=ev)
+    specs = {"av": "audio - visual", "f": ["audio", "visual"]}
+    Y_big, vp_big = np.tile(Y, 30), np.tile(vp, 30)  # 1800 voxels: 2 chunks of >= 1000
+    results = {}
+    original = glm.GLM_CHUNK_BYTES
+    try:
+        for name, chunk_bytes in (("one", 10**12), ("many", 1)):
+            glm.GLM_CHUNK_BYTES = chunk_bytes
+            results[name] = glm._fit_in_chunks(fit, Y_big, ParcelHRFs(est, vp_big, names),
+                                               specs)
+    finally:
+        glm.GLM_CHUNK_BYTES = original
+    one, many = results["one"], results["many"]
+    assert many.n_chunks == 2 and one.n_chunks == 1
+    np.testing.assert_array_equal(np.concatenate(many.r_square), np.concatenate(one.r_square))
+    for label in specs:
+        for stat in glm.STATS:
+            np.testing.assert_array_equal(np.concatenate(many.contrasts[label][stat], axis=-1),
+                                          np.concatenate(one.contrasts[label][stat], axis=-1))
+        assert glm._join_dof(many.contrasts[label]["dof"]).shape == \
+            glm._join_dof(one.contrasts[label]["dof"]).shape

@@ -228,18 +228,59 @@ def _fit_in_chunks(fit: Callable[..., FirstLevelFit], Y: np.ndarray, hrf: str | 
     """Fit ``Y`` in chunks of voxels and compute the contrasts of each chunk.
 
     Voxels are independent in the GLM (OLS, or AR(1) with per-voxel coefficients), so the
-    fit runs on chunks of voxels: memory stays ~ Y + a few copies of one chunk.
+    fit runs on chunks of voxels: memory stays ~ Y + a few copies of one chunk. With one
+    HRF per parcel, each parcel is fitted once as a whole: chunks are made of whole
+    parcels (voxels grouped by parcel, results put back in voxel order), as when the run
+    fits in one chunk. Chunks of consecutive voxels split parcels, and each part paid the
+    parcel's fixed costs again (its design, and one pseudo-inverse per AR bin).
     """
     out = _ChunkedFit()
     specs: dict = {}
-    for chunk in voxel_chunks(Y.shape[0], Y.shape[1]):
+    if isinstance(hrf, ParcelHRFs):
+        chunks, order = parcel_chunks(hrf.voxel_parcels, Y.shape[0])
+    else:
+        chunks, order = voxel_chunks(Y.shape[0], Y.shape[1]), None
+    for chunk in chunks:
         chunk_hrf = hrf.subset(chunk) if isinstance(hrf, ParcelHRFs) else hrf
         result = fit(Y[:, chunk], hrf=chunk_hrf)
         if not specs:
             out.conditions = list(result.conditions)
             specs = contrast_specs(user_contrasts, out.conditions)
-        out.add(result, specs, chunk.stop - chunk.start)
+        n = chunk.stop - chunk.start if isinstance(chunk, slice) else len(chunk)
+        out.add(result, specs, n)
+    if order is not None:
+        _to_voxel_order(out, order)
     return out
+
+
+def parcel_chunks(voxel_parcels: np.ndarray, n_scans: int,
+                  chunk_bytes: int | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+    """Chunks of whole parcels: voxel indices grouped by parcel (label order, each parcel
+    in voxel order), cut between parcels once a chunk reaches the size of
+    :func:`voxel_chunks` (a larger parcel is a chunk of its own). Returns the chunks and
+    the voxel order they follow."""
+    size = max(1000, int((chunk_bytes or GLM_CHUNK_BYTES) // (8 * max(1, n_scans))))
+    order = np.argsort(np.asarray(voxel_parcels), kind="stable")
+    sorted_labels = np.asarray(voxel_parcels)[order]
+    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+    bounds = [0]
+    for start in starts[1:]:
+        if start - bounds[-1] >= size:
+            bounds.append(int(start))
+    bounds.append(len(order))
+    return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)], order
+
+
+def _to_voxel_order(out: _ChunkedFit, order: np.ndarray) -> None:
+    """Put the per-voxel results gathered in ``order`` back in voxel order (in place)."""
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(order.size)
+    out.r_square = [np.concatenate(out.r_square)[inverse]]
+    for entry in out.contrasts.values():
+        for stat in STATS:
+            entry[stat] = [np.concatenate(entry[stat], axis=-1)[..., inverse]]
+        dof = _join_dof(entry["dof"])
+        entry["dof"] = [(dof if dof.ndim == 0 else dof[inverse], order.size)]
 
 
 def _save_map(values: np.ndarray, bad: np.ndarray, mask_img: nib.Nifti1Image,
