@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from nilearn import signal
 
+from bids_hrf.confounds.voxels import clean_voxels
 from bids_hrf.hrf._hrf_matrix import hrf_matrix
 from bids_hrf.hrf._memory import release_free_memory
 from bids_hrf.hrf.sparse.app import estimate_sparse
-from bids_hrf.steps.hrf import clean_voxels
 
 
 def _one_call(raw, confounds, kept, tr, high_pass):

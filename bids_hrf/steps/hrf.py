@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from nilearn import masking, signal
+from nilearn import masking
 
+from bids_hrf.confounds.voxels import clean_voxels
 from bids_hrf.errors import DataError
 from bids_hrf.hrf.base import HRFEstimate
 from bids_hrf.hrf.registry import HRFContext, ParcelRuns, VoxelRuns
@@ -52,8 +53,9 @@ def default_dt(tr: float) -> float:
     return tr / n
 
 
-def load_run_data(run: dict, high_pass: float | None,
-                  contiguous_only: bool = False) -> tuple[RunData, object]:
+def load_run_data(
+    run: dict, high_pass: float | None, contiguous_only: bool = False
+) -> tuple[RunData, object]:
     """Load one run's voxels in the brain mask, scale to percent signal change, and clean.
 
     Parameters
@@ -84,90 +86,35 @@ def load_run_data(run: dict, high_pass: float | None,
     if contiguous_only:
         kept = np.arange(n_dummy, n_vols) if n_dummy else None
     conf = read_confounds(run["confounds"])
-    Y, good = clean_voxels(raw, conf.to_numpy() if conf is not None else None, kept, tr,
-                           high_pass)
+    Y, good = clean_voxels(raw, conf.to_numpy() if conf is not None else None, kept, tr, high_pass)
     del raw
     times = read_frame_times(sample_mask)  # built once, in the preparation step
     frame_times = times[kept] if kept is not None else times
     series = pd.read_csv(run["timeseries"], sep="\t")
     if contiguous_only and len(series) != len(frame_times):
         series = pd.DataFrame(columns=series.columns)  # not used by the sparse method
-    return RunData(Y=Y, frame_times=frame_times, valid=good,
-                   events=read_events(run.get("events")),
-                   parcel_series=series), mask_img
-
-
-def clean_voxels(raw: np.ndarray, confounds: np.ndarray | None, kept: np.ndarray | None,
-                 tr: float, high_pass: float | None,
-                 max_block_bytes: float = 32e6) -> tuple[np.ndarray, np.ndarray]:
-    """Percent signal change and :func:`nilearn.signal.clean` of voxel series, by blocks.
-
-    Each voxel is cleaned on its own (the confound projection, the Butterworth filter and
-    the spline interpolation of scrubbed volumes act column by column), so blocks of
-    voxels give the same numbers as one call for all voxels, at a fraction of the memory:
-    nilearn's interpolation holds ~4 spline coefficients per sample and its in-place
-    Butterworth filter loops over voxels in Python (~40 s per 70,000-voxel run); here a
-    block is filtered in one vectorised call. When the volumes kept are one contiguous
-    range (dummy scans only), nilearn's interpolation keeps them as they are and drops the
-    others, so they are sliced out first.
-
-    Parameters
-    ----------
-    raw : ndarray, shape (n_volumes, n_voxels)
-        BOLD series (any float dtype; computed in float64).
-    confounds : ndarray, shape (n_volumes, n_confounds), or None
-    kept : ndarray of int or None
-        Volumes kept (None: all).
-    tr : float
-        Repetition time (s).
-    high_pass : float or None
-        High-pass cut-off (Hz); None: not filtered.
-    max_block_bytes : float
-        Size of one float64 block of voxel series.
-
-    Returns
-    -------
-    Y : ndarray, shape (n_kept, n_voxels), float64
-        Cleaned percent signal change (0 in invalid voxels).
-    good : ndarray of bool, shape (n_voxels,)
-        Finite, non-constant voxels.
-    """
-    n_vols, n_vox = raw.shape
-    rows = slice(None)
-    if kept is not None and kept.size and np.array_equal(kept, np.arange(kept[0],
-                                                                        kept[-1] + 1)):
-        rows, kept = slice(int(kept[0]), int(kept[-1]) + 1), None
-        confounds = confounds[rows] if confounds is not None else None
-    n_out = len(range(n_vols)[rows]) if kept is None else kept.size
-    Y = np.empty((n_out, n_vox))
-    good = np.zeros(n_vox, dtype=bool)
-    step = max(1, int(max_block_bytes // (8 * n_vols)))
-    for start in range(0, n_vox, step):
-        cols = slice(start, min(n_vox, start + step))
-        block = raw[:, cols].astype(np.float64)
-        mean = block.mean(axis=0)
-        ok = np.isfinite(mean) & (np.abs(mean) > 1e-6) & np.isfinite(block).all(axis=0) \
-            & (block.std(axis=0) > 1e-6 * np.maximum(np.abs(mean), 1.0))
-        block = np.where(ok, 100.0 * (block / np.where(ok, mean, 1.0) - 1.0), 0.0)
-        block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)[rows]
-        Y[:, cols] = signal.clean(
-            block, confounds=confounds, sample_mask=None if kept is None else kept.copy(), t_r=tr,
-            high_pass=high_pass or None, detrend=False, standardize=None,
-            standardize_confounds=True, butterworth__copy=True)
-        good[cols] = ok
-    return Y, good
+    return RunData(
+        Y=Y,
+        frame_times=frame_times,
+        valid=good,
+        events=read_events(run.get("events")),
+        parcel_series=series,
+    ), mask_img
 
 
 def _restrict(data: list[RunData], mask_img) -> tuple[list[RunData], object]:
     """Keep the voxels valid in every run; return the data and the effective mask."""
     valid = np.logical_and.reduce([d.valid for d in data])
     if not valid.any():
-        raise DataError("no voxel of the brain mask has a finite, non-constant signal in "
-                        "every run", fix="check the BOLD files and their masks")
+        raise DataError(
+            "no voxel of the brain mask has a finite, non-constant signal in every run",
+            fix="check the BOLD files and their masks",
+        )
     n_bad = int((~valid).sum())
     if n_bad:
-        LOGGER.warning("%d voxel(s) with NaN/inf or constant signal left out of HRF "
-                       "estimation", n_bad)
+        LOGGER.warning(
+            "%d voxel(s) with NaN/inf or constant signal left out of HRF estimation", n_bad
+        )
     for d in data:
         d.Y = d.Y[:, valid]
         d.valid = d.valid[valid]
@@ -184,8 +131,14 @@ def _voxel_ijk(mask_img) -> np.ndarray:
     return np.argwhere(np.asarray(mask_img.dataobj) > 0)
 
 
-def estimate_hrf_step(runs: list[dict], atlas_bold: str, labels: str, options: HRFOptions,
-                      out_dir: str | Path, nprocs: int = 1) -> dict:
+def estimate_hrf_step(
+    runs: list[dict],
+    atlas_bold: str,
+    labels: str,
+    options: HRFOptions,
+    out_dir: str | Path,
+    nprocs: int = 1,
+) -> dict:
     """Estimate per-parcel HRFs over the runs of one subject/session/task.
 
     The method comes from the HRF-method registry (:mod:`bids_hrf.hrf.registry`): this
@@ -217,16 +170,24 @@ def estimate_hrf_step(runs: list[dict], atlas_bold: str, labels: str, options: H
     spec = options.spec
     labels_map, _ = read_labels_tsv(labels)
     tr = float(runs[0]["tr"])
-    context = HRFContext(tr=tr, labels=labels_map, dt=options.hrf_dt or default_dt(tr),
-                         hrf_duration=options.hrf_duration, hrf_model=options.hrf_model,
-                         high_pass=options.high_pass, hrf_dt=options.hrf_dt,
-                         contrasts=options.nrl_contrasts, n_jobs=nprocs,
-                         progress=_progress(spec.name))
+    context = HRFContext(
+        tr=tr,
+        labels=labels_map,
+        dt=options.hrf_dt or default_dt(tr),
+        hrf_duration=options.hrf_duration,
+        hrf_model=options.hrf_model,
+        high_pass=options.high_pass,
+        hrf_dt=options.hrf_dt,
+        contrasts=options.nrl_contrasts,
+        n_jobs=nprocs,
+        progress=_progress(spec.name),
+    )
     data, mask_img = _LOADERS[spec.data](runs, atlas_bold, labels_map, options.high_pass)
     estimate = spec.estimate(data, context, options.settings())
     run_maps = _pop_run_outputs(estimate)
-    result = _save_estimate(estimate, mask_img, out_dir,
-                            _save_run_maps(run_maps, mask_img, runs, out_dir))
+    result = _save_estimate(
+        estimate, mask_img, out_dir, _save_run_maps(run_maps, mask_img, runs, out_dir)
+    )
     for panel in spec.report_panels:
         if panel in _PANEL_DATA:
             result.update(_PANEL_DATA[panel](data, run_maps, mask_img, context, out_dir))
@@ -260,8 +221,9 @@ def _no_data(runs, atlas_bold, labels_map, high_pass):
 def _parcel_data(runs, atlas_bold, labels_map, high_pass) -> tuple[ParcelRuns, None]:
     names = [labels_map[k] for k in labels_map]
     series, events, times = zip(*(_run_series(r) for r in runs), strict=True)
-    return ParcelRuns(series=[s[names].to_numpy() for s in series], events=list(events),
-                      frame_times=list(times)), None
+    return ParcelRuns(
+        series=[s[names].to_numpy() for s in series], events=list(events), frame_times=list(times)
+    ), None
 
 
 def _voxel_data(runs, atlas_bold, high_pass, contiguous_only: bool) -> tuple[VoxelRuns, object]:
@@ -271,27 +233,38 @@ def _voxel_data(runs, atlas_bold, high_pass, contiguous_only: bool) -> tuple[Vox
     loader = load_echoes_data if multi_echo else load_run_data
     data, masks = zip(*(loader(r, high_pass, contiguous_only) for r in runs), strict=True)
     data, mask_img = _restrict(list(data), masks[0])
-    return VoxelRuns(Y=[d.Y for d in data], events=[d.events for d in data],
-                     frame_times=[d.frame_times for d in data],
-                     parcels=_voxel_parcels(atlas_bold, mask_img),
-                     ijk=_voxel_ijk(mask_img), graph=_sample_graph(runs[0], mask_img),
-                     echo_times=[[float(te) for _, te in r["echoes"]] for r in runs]
-                     if multi_echo else None), mask_img
+    return VoxelRuns(
+        Y=[d.Y for d in data],
+        events=[d.events for d in data],
+        frame_times=[d.frame_times for d in data],
+        parcels=_voxel_parcels(atlas_bold, mask_img),
+        ijk=_voxel_ijk(mask_img),
+        graph=_sample_graph(runs[0], mask_img),
+        echo_times=[[float(te) for _, te in r["echoes"]] for r in runs] if multi_echo else None,
+    ), mask_img
 
 
-def load_echoes_data(run: dict, high_pass: float | None,
-                     contiguous_only: bool = True) -> tuple[RunData, object]:
+def load_echoes_data(
+    run: dict, high_pass: float | None, contiguous_only: bool = True
+) -> tuple[RunData, object]:
     """:func:`load_run_data` of each echo of a multi-echo run (``run["echoes"]``: per-echo
     BOLD and TE), stacked along time: each echo is scaled to percent signal change and
     cleaned with the run's confounds, dummy scans and high-pass exactly as a single-echo
     run; the voxels kept are those valid in every echo."""
-    echoes = [load_run_data({**run, "bold": bold}, high_pass, contiguous_only)
-              for bold, _ in run["echoes"]]
+    echoes = [
+        load_run_data({**run, "bold": bold}, high_pass, contiguous_only)
+        for bold, _ in run["echoes"]
+    ]
     first, mask_img = echoes[0]
     valid = np.logical_and.reduce([d.valid for d, _ in echoes])
     Y = np.vstack([np.where(valid, d.Y, 0.0) for d, _ in echoes])
-    return RunData(Y=Y, frame_times=first.frame_times, valid=valid, events=first.events,
-                   parcel_series=first.parcel_series), mask_img
+    return RunData(
+        Y=Y,
+        frame_times=first.frame_times,
+        valid=valid,
+        events=first.events,
+        parcel_series=first.parcel_series,
+    ), mask_img
 
 
 def _sample_graph(run: dict, mask_img):
@@ -313,8 +286,12 @@ def _voxels_contiguous(runs, atlas_bold, labels_map, high_pass):
 
 
 #: How each data kind of :data:`bids_hrf.hrf.registry.DATA_KINDS` is loaded.
-_LOADERS = {"none": _no_data, "parcels": _parcel_data, "voxels-scrubbed": _voxels_scrubbed,
-            "voxels-contiguous": _voxels_contiguous}
+_LOADERS = {
+    "none": _no_data,
+    "parcels": _parcel_data,
+    "voxels-scrubbed": _voxels_scrubbed,
+    "voxels-contiguous": _voxels_contiguous,
+}
 
 
 def _check_same_grid(runs: list[dict]) -> None:
@@ -322,10 +299,11 @@ def _check_same_grid(runs: list[dict]) -> None:
 
     shapes = {tuple(nib.load(r["mask"]).shape[:3]) for r in runs}
     if len(shapes) > 1:
-        raise DataError(f"runs {', '.join(r['name'] for r in runs)} have different grids "
-                        f"{sorted(shapes)}: HRFs shared across runs need one grid",
-                        fix="resample the runs to one space/resolution (fMRIPrep "
-                            "--output-spaces with res-)")
+        raise DataError(
+            f"runs {', '.join(r['name'] for r in runs)} have different grids "
+            f"{sorted(shapes)}: HRFs shared across runs need one grid",
+            fix="resample the runs to one space/resolution (fMRIPrep --output-spaces with res-)",
+        )
 
 
 def _run_key(key: str) -> tuple[int | None, str]:
@@ -351,13 +329,13 @@ def _pop_run_outputs(estimate: HRFEstimate) -> dict[int, dict]:
         for key in list(source):
             index, fragment = _run_key(key)
             if index is not None:
-                out.setdefault(index, {"maps": {}, "tables": {}})[attr][fragment] = \
-                    source.pop(key)
+                out.setdefault(index, {"maps": {}, "tables": {}})[attr][fragment] = source.pop(key)
     return dict(sorted(out.items()))
 
 
-def _save_run_maps(run_maps: dict[int, dict], mask_img, runs: list[dict],
-                   out_dir: Path) -> list[dict]:
+def _save_run_maps(
+    run_maps: dict[int, dict], mask_img, runs: list[dict], out_dir: Path
+) -> list[dict]:
     """Write the per-run maps and tables of :func:`_pop_run_outputs`.
 
     Scan-wise maps get one volume per input volume (dummy scans: 0) so that volume i is
@@ -377,13 +355,13 @@ def _save_run_maps(run_maps: dict[int, dict], mask_img, runs: list[dict],
         for fragment, table in outputs["tables"].items():
             path = out_dir / f"run{index}_{fragment}.tsv"
             table.to_csv(path, sep="\t", index=False)
-            maps.append({"fragment": fragment, "path": str(path), "run": index,
-                         "kind": "table"})
+            maps.append({"fragment": fragment, "path": str(path), "run": index, "kind": "table"})
     return maps
 
 
-def _sparse_fit_summaries(data: VoxelRuns, run_maps: dict[int, dict], mask_img,
-                          context: HRFContext, out_dir: Path) -> dict:
+def _sparse_fit_summaries(
+    data: VoxelRuns, run_maps: dict[int, dict], mask_img, context: HRFContext, out_dir: Path
+) -> dict:
     """What the report's sparse-fits panel draws (first two runs), so it never reloads."""
     report = []
     for index in list(run_maps)[:2]:
@@ -391,12 +369,19 @@ def _sparse_fit_summaries(data: VoxelRuns, run_maps: dict[int, dict], mask_img,
         kind = "innovation" if "desc-innovation_bold" in maps else "activity"
         Y, denoised = _report_echo(data, index, maps)
         summary = summarise_sparse_run(
-            Y, maps[f"desc-{kind}_bold"], denoised,
-            data.frame_times[index], data.events[index], data.parcels, dict(context.labels),
-            context.tr, kind="innovation" if kind == "innovation" else "activity-inducing")
-        report.append({"run": index,
-                       **write_sparse_summary(summary, mask_img, out_dir,
-                                              f"run{index}_report")})
+            Y,
+            maps[f"desc-{kind}_bold"],
+            denoised,
+            data.frame_times[index],
+            data.events[index],
+            data.parcels,
+            dict(context.labels),
+            context.tr,
+            kind="innovation" if kind == "innovation" else "activity-inducing",
+        )
+        report.append(
+            {"run": index, **write_sparse_summary(summary, mask_img, out_dir, f"run{index}_report")}
+        )
     return {"sparse_report": report}
 
 
@@ -406,15 +391,14 @@ def _report_echo(data: VoxelRuns, index: int, maps: dict) -> tuple[np.ndarray, n
         return data.Y[index], maps["desc-denoised_bold"]
     k = len(data.echo_times[index]) // 2
     n = data.Y[index].shape[0] // len(data.echo_times[index])
-    return data.Y[index][k * n:(k + 1) * n], maps[f"echo-{k + 1}_desc-denoised_bold"]
+    return data.Y[index][k * n : (k + 1) * n], maps[f"echo-{k + 1}_desc-denoised_bold"]
 
 
 #: What a report panel (:attr:`MethodSpec.report_panels`) needs saved by the HRF step.
 _PANEL_DATA = {"sparse-fits": _sparse_fit_summaries}
 
 
-def _save_map(values: np.ndarray, mask_img, out_dir: Path, fragment: str,
-              run: int | None) -> dict:
+def _save_map(values: np.ndarray, mask_img, out_dir: Path, fragment: str, run: int | None) -> dict:
     import nibabel as nib
 
     values = np.asarray(values, dtype=np.float32)
@@ -425,8 +409,9 @@ def _save_map(values: np.ndarray, mask_img, out_dir: Path, fragment: str,
     return {"fragment": fragment, "path": str(path), "run": run, "kind": "nifti"}
 
 
-def _save_estimate(estimate: HRFEstimate, mask_img, out_dir: Path,
-                   maps: list[dict] | None = None) -> dict:
+def _save_estimate(
+    estimate: HRFEstimate, mask_img, out_dir: Path, maps: list[dict] | None = None
+) -> dict:
     maps = list(maps or [])
     table = pd.DataFrame(estimate.hrfs, columns=estimate.labels)
     table.insert(0, "time", estimate.time)
@@ -447,16 +432,33 @@ def _save_estimate(estimate: HRFEstimate, mask_img, out_dir: Path,
         tab.to_csv(path, sep="\t", index=False, float_format="%.8g")
         tables.append({"fragment": key, "path": str(path)})
     params_path = out_dir / "hrf_parameters.json"
-    params_path.write_text(json.dumps({"method": estimate.method,
-                                       "SamplingPeriod": estimate.sampling_period,
-                                       "parameters": estimate.parameters}, default=str))
-    return {"hrf": str(hrf_path), "hrf_variance": var_path, "maps": maps, "tables": tables,
-            "parameters": str(params_path), "method": estimate.method}
+    params_path.write_text(
+        json.dumps(
+            {
+                "method": estimate.method,
+                "SamplingPeriod": estimate.sampling_period,
+                "parameters": estimate.parameters,
+            },
+            default=str,
+        )
+    )
+    return {
+        "hrf": str(hrf_path),
+        "hrf_variance": var_path,
+        "maps": maps,
+        "tables": tables,
+        "parameters": str(params_path),
+        "method": estimate.method,
+    }
 
 
 def read_hrf_estimate(hrf_tsv: str | Path, method: str = "estimate") -> HRFEstimate:
     """Read an HRF table (``time`` then one column per parcel) as an :class:`HRFEstimate`."""
     table = pd.read_csv(hrf_tsv, sep="\t")
     labels = [str(c) for c in table.columns[1:]]
-    return HRFEstimate(time=table["time"].to_numpy(), hrfs=table.iloc[:, 1:].to_numpy(),
-                       labels=labels, method=method)
+    return HRFEstimate(
+        time=table["time"].to_numpy(),
+        hrfs=table.iloc[:, 1:].to_numpy(),
+        labels=labels,
+        method=method,
+    )

@@ -36,9 +36,18 @@ class _Deconvolver:
     gets in one call. FISTA criteria keep one call per parcel (see :meth:`run`).
     """
 
-    def __init__(self, Y: np.ndarray, tr: float, criterion: str, group: float,
-                 block_model: bool, n_surrogates: int, n_jobs: int,
-                 te: list[float] | None = None, max_block_bytes: float = 24e6):
+    def __init__(
+        self,
+        Y: np.ndarray,
+        tr: float,
+        criterion: str,
+        group: float,
+        block_model: bool,
+        n_surrogates: int,
+        n_jobs: int,
+        te: list[float] | None = None,
+        max_block_bytes: float = 24e6,
+    ):
         self.Y, self.tr, self.criterion, self.group = Y, tr, criterion, group
         self.block_model, self.n_surrogates, self.n_jobs = block_model, n_surrogates, n_jobs
         self.te = list(te) if te else None
@@ -47,8 +56,7 @@ class _Deconvolver:
         self.coef = np.zeros((n_rows // len(self.te or [0]), n_vox), dtype=np.float32)
         self.denoised = np.zeros((n_rows, n_vox), dtype=np.float32)
         self.lam = np.zeros(n_vox)
-        self.auc = (np.zeros(self.coef.shape, dtype=np.float32) if n_surrogates > 0
-                    else None)
+        self.auc = np.zeros(self.coef.shape, dtype=np.float32) if n_surrogates > 0 else None
 
     def run(self, mask: np.ndarray, h_model) -> None:
         """Deconvolve the voxels of ``mask`` with HRF ``h_model`` (a name or samples)."""
@@ -59,7 +67,7 @@ class _Deconvolver:
             self._fit(voxels, h_model)
             return
         for start in range(0, voxels.size, self.batch):
-            self._fit(voxels[start:start + self.batch], h_model)
+            self._fit(voxels[start : start + self.batch], h_model)
 
     def _fit(self, voxels: np.ndarray, h_model) -> None:
         Y = self.Y[:, voxels]
@@ -190,9 +198,17 @@ def estimate_sparse(
         raise ValueError(f"dt must be positive and below hrf_duration, got {dt}, {hrf_duration}")
 
     time = np.arange(0.0, hrf_duration + dt / 2, dt)
-    solver = _Deconvolver(Y, tr, criterion=criterion, group=group, block_model=block_model,
-                          n_surrogates=n_surrogates, n_jobs=n_jobs, te=te,
-                          max_block_bytes=max_block_bytes)
+    solver = _Deconvolver(
+        Y,
+        tr,
+        criterion=criterion,
+        group=group,
+        block_model=block_model,
+        n_surrogates=n_surrogates,
+        n_jobs=n_jobs,
+        te=te,
+        max_block_bytes=max_block_bytes,
+    )
     hrfs = np.zeros((time.size, len(parcels)))
     blind_rows = []
     canonical = canonical_hrf(time, hrf_model)
@@ -207,15 +223,15 @@ def estimate_sparse(
             progress(n_steps, n_steps)
     else:
         if estimate_hrf:  # all parcels in one batch
-            fits = ParcelBlindHRF(tr, high_pass=high_pass, dt=dt,
-                                  hrf_duration=hrf_duration).fit_parcels(Y, labels_arr)
+            fits = ParcelBlindHRF(
+                tr, high_pass=high_pass, dt=dt, hrf_duration=hrf_duration
+            ).fit_parcels(Y, labels_arr)
         for i, label in enumerate(parcels):
             mask = labels_arr == label
             if estimate_hrf:
                 fit = fits[label]
                 hrfs[:, i] = fit.hrf_at(time)
-                blind_rows.append((fit.ttp_sd_, fit.fwhm_sd_, fit.n_events_,
-                                   fit.identifiable_))
+                blind_rows.append((fit.ttp_sd_, fit.fwhm_sd_, fit.n_events_, fit.identifiable_))
                 solver.run(mask, fit.hrf_at(np.arange(0.0, hrf_duration + 1e-9, tr)))
             else:
                 hrfs[:, i] = canonical
@@ -231,8 +247,11 @@ def estimate_sparse(
 
     names = [parcel_names.get(p, str(p)) for p in parcels]
     kind = "innovation" if block_model else "activity"
-    voxel_maps = {f"desc-{kind}_bold": coef, **_denoised_maps(denoised, te),
-                  "desc-sparse_stat-lambda_statmap": lam}
+    voxel_maps = {
+        f"desc-{kind}_bold": coef,
+        **_denoised_maps(denoised, te),
+        "desc-sparse_stat-lambda_statmap": lam,
+    }
     if auc is not None:
         voxel_maps["desc-sparse_stat-auc_bold"] = auc
     parameters = {
@@ -273,8 +292,9 @@ def _check_echoes(te, n_rows: int, estimate_hrf: bool) -> None:
     if not te:
         return
     if estimate_hrf:
-        raise ValueError("multi-echo deconvolution (te) takes the canonical HRF: set "
-                         "estimate_hrf=False")
+        raise ValueError(
+            "multi-echo deconvolution (te) takes the canonical HRF: set estimate_hrf=False"
+        )
     if n_rows % len(te):
         raise ValueError(f"Y has {n_rows} rows, not a multiple of the {len(te)} echoes in te")
 
@@ -284,20 +304,32 @@ def _denoised_maps(denoised: np.ndarray, te: list[float] | None) -> dict[str, np
     if not te:
         return {"desc-denoised_bold": denoised}
     n = denoised.shape[0] // len(te)
-    return {f"echo-{k + 1}_desc-denoised_bold": denoised[k * n:(k + 1) * n]
-            for k in range(len(te))}
+    return {
+        f"echo-{k + 1}_desc-denoised_bold": denoised[k * n : (k + 1) * n] for k in range(len(te))
+    }
 
 
 _MAP_TEXT = {
-    "activity": ("activity-inducing signal (sparse spike model): one volume per scan, "
-                 "amplitude of the neural event starting at that scan", "percent signal change"),
-    "innovation": ("innovation signal (sparse block model): one volume per scan, onset (>0) "
-                   "or offset (<0) of sustained activity at that scan", "percent signal change"),
-    "denoised": ("denoised BOLD: the activity convolved with the parcel HRF (H s), one volume "
-                 "per scan", "percent signal change"),
+    "activity": (
+        "activity-inducing signal (sparse spike model): one volume per scan, "
+        "amplitude of the neural event starting at that scan",
+        "percent signal change",
+    ),
+    "innovation": (
+        "innovation signal (sparse block model): one volume per scan, onset (>0) "
+        "or offset (<0) of sustained activity at that scan",
+        "percent signal change",
+    ),
+    "denoised": (
+        "denoised BOLD: the activity convolved with the parcel HRF (H s), one volume per scan",
+        "percent signal change",
+    ),
     "lambda": ("regularisation parameter lambda selected for each voxel", "percent signal change"),
-    "auc": ("stability-selection area under the curve: fraction of surrogates and lambdas "
-            "selecting a non-zero coefficient at each scan", "fraction in [0, 1]"),
+    "auc": (
+        "stability-selection area under the curve: fraction of surrogates and lambdas "
+        "selecting a non-zero coefficient at each scan",
+        "fraction in [0, 1]",
+    ),
 }
 
 
@@ -393,8 +425,10 @@ def detect_events(
     frame_times = np.asarray(frame_times, dtype=float)
     labels = np.asarray(parcel_labels)
     if activity.shape != (frame_times.size, labels.size):
-        raise ValueError(f"activity has shape {activity.shape}; expected (n_scans, n_voxels) = "
-                         f"({frame_times.size}, {labels.size})")
+        raise ValueError(
+            f"activity has shape {activity.shape}; expected (n_scans, n_voxels) = "
+            f"({frame_times.size}, {labels.size})"
+        )
     onsets = np.asarray(onsets, dtype=float).ravel()
     tr = float(np.median(np.diff(frame_times))) if frame_times.size > 1 else 1.0
     onsets = onsets[(onsets >= frame_times[0] - tr / 2) & (onsets <= frame_times[-1] + tr / 2)]
@@ -411,18 +445,31 @@ def detect_events(
         padded = np.pad(active, window)
         near = np.zeros(n, dtype=bool)  # near[i]: an active scan within +-window of scan i
         for k in range(2 * window + 1):
-            near |= padded[k: k + n]
-        eta = np.array([np.mean(a[(scans + k)[(scans + k >= 0) & (scans + k < n)]])
-                        if np.any((scans + k >= 0) & (scans + k < n)) else np.nan
-                        for k in lags]) if onsets.size else np.full(lags.size, np.nan)
-        rows.append({
-            "parcel": names.get(label, str(label)), "n_onsets": int(onsets.size),
-            "detected": float(near[scans].mean()) if onsets.size else np.nan,
-            "chance": float(near.mean()),
-            "response": float(np.nanmax(eta[3: 4 + max_lag])) if onsets.size else np.nan,
-            "lag": int(lags[np.nanargmax(eta)]) if onsets.size and sd > 0 else 0,
-        })
-    table = pd.DataFrame(rows, columns=["parcel", "n_onsets", "detected", "chance", "response",
-                                        "lag"])
+            near |= padded[k : k + n]
+        eta = (
+            np.array(
+                [
+                    np.mean(a[(scans + k)[(scans + k >= 0) & (scans + k < n)]])
+                    if np.any((scans + k >= 0) & (scans + k < n))
+                    else np.nan
+                    for k in lags
+                ]
+            )
+            if onsets.size
+            else np.full(lags.size, np.nan)
+        )
+        rows.append(
+            {
+                "parcel": names.get(label, str(label)),
+                "n_onsets": int(onsets.size),
+                "detected": float(near[scans].mean()) if onsets.size else np.nan,
+                "chance": float(near.mean()),
+                "response": float(np.nanmax(eta[3 : 4 + max_lag])) if onsets.size else np.nan,
+                "lag": int(lags[np.nanargmax(eta)]) if onsets.size and sd > 0 else 0,
+            }
+        )
+    table = pd.DataFrame(
+        rows, columns=["parcel", "n_onsets", "detected", "chance", "response", "lag"]
+    )
     order = np.argsort(-table["response"].fillna(-np.inf).to_numpy(), kind="stable")
     return table.iloc[order].reset_index(drop=True)
