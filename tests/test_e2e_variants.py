@@ -447,6 +447,28 @@ def test_rerun_reuses_the_cache(base_run):
     _assert_same(base_run["arrays"], base_run["arrays2"], exact=True)
 
 
+def test_rerun_after_an_input_changed_recomputes(dataset, tmp_path):
+    """Files are hashed by path, size and time: an edited events file must still invalidate
+    the cached steps that read it (the atlas step, which does not, is reused)."""
+    import shutil
+
+    bids = tmp_path / "bids"
+    shutil.copytree(dataset.bids_dir, bids)
+    out, work = tmp_path / "out", tmp_path / "work"
+    args = ["--atlas", dataset.atlas_img, "-w", work, "--nprocs", "1", "--no-report"]
+    assert run_cli(bids, out, "participant", *args) == 0
+    before = {str(p): p.stat().st_mtime_ns for p in work.rglob("result_*.pklz")}
+    events = sorted(bids.rglob("*run-1_events.tsv"))[0]
+    table = pd.read_csv(events, sep="\t")
+    table["onset"] = table["onset"] + 4.0  # the same size on disk, other onsets
+    table.to_csv(events, sep="\t", index=False)
+    assert run_cli(bids, out, "participant", *args) == 0
+    after = {str(p): p.stat().st_mtime_ns for p in work.rglob("result_*.pklz")}
+    redone = {Path(k).parent.name for k in before if after[k] != before[k]}
+    assert any(n.startswith("first_level_run1") for n in redone), redone
+    assert not any(n.startswith("atlas_") for n in redone), redone  # not read: reused
+
+
 # --------------------------------------------------------------------------- (10) MultiProc
 
 
