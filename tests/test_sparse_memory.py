@@ -87,7 +87,9 @@ def _data(n=120, v=60, seed=0):
     [
         {"estimate_hrf": False},
         {"estimate_hrf": False, "n_surrogates": 3},
-        {"estimate_hrf": False, "criterion": "mad", "block_model": True},
+        {"estimate_hrf": False, "criterion": "mad"},
+        {"estimate_hrf": False, "criterion": "ut"},
+        {"estimate_hrf": False, "criterion": "mad", "block_model": True},  # one call
         {"estimate_hrf": True},
     ],
 )

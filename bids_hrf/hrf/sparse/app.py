@@ -33,7 +33,8 @@ class _Deconvolver:
     deconvolved in batches of at most ``max_block_bytes`` of float64 data each: the
     solvers' working copies (``H'Y``, coefficients, fit, debiasing, stability sums) then
     scale with a batch, not with the whole brain, and every voxel gets the numbers it
-    gets in one call. FISTA criteria keep one call per parcel (see :meth:`run`).
+    gets in one call; so with FISTA and the spike model. The other FISTA settings keep one
+    call per parcel (see :meth:`_voxelwise`).
     """
 
     def __init__(
@@ -61,13 +62,26 @@ class _Deconvolver:
     def run(self, mask: np.ndarray, h_model) -> None:
         """Deconvolve the voxels of ``mask`` with HRF ``h_model`` (a name or samples)."""
         voxels = np.flatnonzero(mask)
-        if self.criterion not in LARS_CRITERIA or self.group > 0:
-            # FISTA: the L2,1 penalty couples the voxels, eigval sets one lambda from all of
-            # them, and the float32 iterations stop on the batch (one call, as before)
+        if not self._voxelwise():
             self._fit(voxels, h_model)
             return
         for start in range(0, voxels.size, self.batch):
             self._fit(voxels[start : start + self.batch], h_model)
+
+    def _voxelwise(self) -> bool:
+        """Whether each voxel's solution is its own, whatever the voxels solved with it.
+
+        LARS criteria: always. FISTA with the spike model: each voxel iterates and stops on
+        its own (measured: batches give the same numbers). Not with the L2,1 penalty (couples
+        the voxels of a parcel), ``eigval`` (one lambda from all voxels of the call) or the
+        block model under FISTA (its ill-conditioned float32 iterations end elsewhere when
+        the voxels are partitioned differently, as already with ``n_jobs``): one call.
+        """
+        if self.group > 0:
+            return False
+        if self.criterion in LARS_CRITERIA:
+            return True
+        return self.criterion != "eigval" and not self.block_model
 
     def _fit(self, voxels: np.ndarray, h_model) -> None:
         Y = self.Y[:, voxels]
@@ -164,8 +178,9 @@ def estimate_sparse(
         Not with ``estimate_hrf``.
     max_block_bytes : float
         Size of the float64 data of one batch of voxels deconvolved together (LARS
-        criteria ``bic``/``aic``); the memory of the solvers scales with it, not with the
-        number of voxels. Results do not depend on it.
+        criteria, and FISTA criteria other than ``eigval`` with the spike model and
+        ``group == 0``); the memory of the solvers scales with it, not with the number
+        of voxels. Results do not depend on it.
 
     Returns
     -------
