@@ -1,13 +1,16 @@
 """Participant level on surface and CIFTI data vs the volume, side by side (issue 12).
 
-One participant, 2 runs x 300 scans, TR 2 s, generated in three spaces:
+One participant, 2 runs x 300 scans, TR 2 s, generated in three spaces and a control:
 
 * ``volume``: ``make_synthetic_dataset(size="realistic")`` (MNI152 brain at 3 mm, 200
   parcels; samples = voxels of the brain mask);
 * ``fsaverage5``: ``make_surface_dataset(space="fsaverage5")`` (GIFTI pair on nilearn's
   mesh; samples = the 20484 vertices);
 * ``fsLR``: ``make_surface_dataset(space="fsLR", full_density=True)`` (true-size 91k CIFTI;
-  samples = the 91282 grayordinates).
+  samples = the 91282 grayordinates);
+* ``volume20k`` (a control): the volume dataset cut to fsaverage5's 20484 samples with 200
+  parcels (see :func:`make_matched_volume`), so that fsaverage5 is also compared with a
+  volume of its own size (fixed and per-parcel costs do not scale with the samples).
 
 For each HRF method, the three spaces run one after the other (so they see the same load):
 ``bids-hrf BIDS OUT participant --hrf-method M --nprocs 2 --no-report`` in a child process,
@@ -40,7 +43,9 @@ import psutil
 
 METHODS = ("canonical", "fir", "jde-vem", "sparse")
 QUICK_METHODS = ("canonical", "jde-vem")
-SPACES = ("volume", "fsaverage5", "fsLR")
+SPACES = ("volume", "fsaverage5", "fsLR", "volume20k")
+#: Samples of the "volume20k" control: fsaverage5's vertex count (see make_matched_volume).
+MATCHED_SAMPLES = 20484
 MIB = 1024**2
 TARGET_MIB = 2048
 
@@ -126,7 +131,13 @@ def make_data(root: Path, n_scans: int) -> dict[str, dict]:
         if not done.exists():
             shutil.rmtree(bids.parent, ignore_errors=True)
             t0 = time.perf_counter()
-            if space == "volume":
+            if space == "volume20k":
+                source = root / f"volume-{n_scans}" / "bids"
+                if not (source.parent / "generated.json").exists():
+                    raise SystemExit("volume20k is made from the volume dataset: run with "
+                                     "--spaces volume volume20k first")
+                atlas, samples = make_matched_volume(source, bids)
+            elif space == "volume":
                 make_synthetic_dataset(
                     bids, size="realistic", n_subjects=1, n_runs=2, n_scans=n_scans, seed=0
                 )
@@ -155,6 +166,7 @@ def make_data(root: Path, n_scans: int) -> dict[str, dict]:
         info = json.loads(done.read_text())
         args = {
             "volume": [],
+            "volume20k": [],
             "fsaverage5": ["--space", "fsaverage5"],
             "fsLR": ["--space", "fsLR", "--den", "91k"],
         }[space]
@@ -167,24 +179,62 @@ def make_data(root: Path, n_scans: int) -> dict[str, dict]:
     return out
 
 
+def make_matched_volume(source: Path, bids: Path) -> tuple[Path, int]:
+    """The volume dataset cut to fsaverage5's sample count, with as many parcels (200).
+
+    Fixed costs (Python start-up, the BIDS query, nipype) and per-parcel costs (one design
+    per parcel for FIR/JDE-VEM) do not scale with the samples, so time per sample of a run
+    with 3.4x fewer samples is higher in any space; this control separates that from the
+    cost of the space. Same BOLD files (hard links), brain masks cut to the
+    ``MATCHED_SAMPLES`` in-brain voxels nearest to the mask's centre (a compact region),
+    and an atlas of 200 parcels (k-means on the voxel coordinates, ~100 voxels each: the
+    fsaverage5 parcels' size).
+    """
+    import nibabel as nib
+    import numpy as np
+    from sklearn.cluster import KMeans
+
+    shutil.copytree(source, bids, copy_function=os.link)
+    masks = sorted((bids / "derivatives" / "fmriprep").rglob("*_desc-brain_mask.nii.gz"))
+    ref = nib.load(str(masks[0]))
+    inside = np.argwhere(np.asanyarray(ref.dataobj) > 0)
+    dist = np.linalg.norm(inside - inside.mean(axis=0), axis=1)
+    kept = inside[np.argsort(dist, kind="stable")[:MATCHED_SAMPLES]]
+    cut = np.zeros(ref.shape, dtype=np.uint8)
+    cut[tuple(kept.T)] = 1
+    for mask in masks:  # new files: the hard links to the source's masks are replaced
+        mask.unlink()
+        nib.save(nib.Nifti1Image(cut, ref.affine, ref.header), str(mask))
+    labels = KMeans(n_clusters=200, n_init=1, random_state=0).fit_predict(kept.astype(float))
+    atlas_data = np.zeros(ref.shape, dtype=np.int16)
+    atlas_data[tuple(kept.T)] = labels + 1
+    atlas = next((bids / "derivatives" / "atlas").glob("*_dseg.nii.gz"))
+    atlas.unlink()
+    atlas = atlas.with_name("space-MNI152NLin2009cAsym_atlas-Matched200_dseg.nii.gz")
+    nib.save(nib.Nifti1Image(atlas_data, ref.affine), str(atlas))
+    return atlas, int(cut.sum())
+
+
 def table(results: dict) -> str:
     """Markdown table of the runs measured so far."""
     lines = [
         "| method | space | samples | wall s | s per 1,000 samples | per sample vs volume "
-        "| workflow s | of which sink s | peak process MiB | peak tree MiB | <= 2 GB per process "
-        "| load |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| vs volume20k | workflow s | of which sink s | peak process MiB | peak tree MiB "
+        "| <= 2 GB per process | load |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for method, runs in results["runs"].items():
-        vol = runs.get("volume")
+        vol, small = runs.get("volume"), runs.get("volume20k")
         for space, r in runs.items():
             per = 1000 * r["wall_s"] / r["samples"]
             vper = 1000 * vol["wall_s"] / vol["samples"] if vol else float("nan")
+            sper = 1000 * small["wall_s"] / small["samples"] if small else float("nan")
             ok = "yes" if r["peak_process_mib"] <= TARGET_MIB else "**no**"
             bad = "" if r["exit_code"] == 0 else f" (exit {r['exit_code']})"
             lines.append(
                 f"| {method} | {space}{bad} | {r['samples']} | {r['wall_s']:.0f} | {per:.2f} | "
-                f"{per / vper:.2f} | {r.get('workflow_s', '')} | {r.get('sink_s', '')} | "
+                f"{per / vper:.2f} | {per / sper:.2f} | {r.get('workflow_s', '')} | "
+                f"{r.get('sink_s', '')} | "
                 f"{r['peak_process_mib']} | {r['peak_tree_mib']} | {ok} | "
                 f"{r['load_before']}-{r['load_after']} |"
             )
