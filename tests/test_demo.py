@@ -16,4 +16,6 @@ def test_demo_runs_both_levels_from_a_relative_path(tmp_path, monkeypatch, capsy
     for name in ("sub-01.html", "sub-02.html", "group.html"):
         assert (out / name).is_file(), name
     assert "group.html" in capsys.readouterr().out
+    group = (out / "group.html").read_text()  # one-sample model: no group test is claimed
+    assert "no group comparison" in group and "Welch" not in group
     assert list((out / "group").glob("*_stat-z_statmap.nii.gz"))

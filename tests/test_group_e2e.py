@@ -78,6 +78,7 @@ def test_group_exit_code_and_report(group_run):
                   "patientMinusControl"):
         assert title in html, title
     assert "sub-03" in html  # the subject missing a contrast is named
+    assert "Welch t tests" in html and "no group comparison" not in html  # two groups
 
 
 def _parcel_voxels(ds, name: str) -> np.ndarray:

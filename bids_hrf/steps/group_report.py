@@ -217,10 +217,13 @@ def _hrf_section(report, result: dict) -> None:
     if not result.get("analyses"):
         return
     sec = report.section("Group HRFs")
+    compared = any(a.get("comparison") for a in result["analyses"])
     report.add_text(sec, "Every subject's parcel HRFs (sessions averaged) with their time to "
-                         "peak, FWHM and height; group means with +/- 1 sd across subjects; "
-                         "per-parcel Welch t tests of each parameter between groups with "
-                         f"Benjamini-Hochberg FDR across parcels (q < {result['fdr']:g}).")
+                         "peak, FWHM and height; group means with +/- 1 sd across subjects"
+                         + ("; per-parcel Welch t tests of each parameter between groups "
+                            "with Benjamini-Hochberg FDR across parcels "
+                            f"(q < {result['fdr']:g})" if compared else
+                            " (no group comparison: the group model has one group)") + ".")
     for analysis in result["analyses"]:
         title = f"task-{analysis['task']} {analysis.get('desc') or ''} HRFs"
         asec = report.section(title, parent=sec)
@@ -301,12 +304,16 @@ def _connectivity_section(report, result: dict) -> None:
     if not result.get("analyses"):
         return
     sec = report.section("Connectivity")
+    grouped = any(len(a.get("means") or {}) > 1 for a in result["analyses"])
+    tests = ("averaged per participant then per group; edge-wise Welch t tests between "
+             f"groups with Benjamini-Hochberg FDR (q < {result['fdr']:g}) and "
+             "within/between-network means. " if grouped else
+             "averaged per participant then over participants (one group: no group "
+             "comparison), and within/between-network means. ")
     report.add_text(sec, "Connectivity matrices of every run (nilearn ConnectivityMeasure) "
                          "from the cleaned parcel series (task runs: conditions, shifted "
                          "copies and the other design columns regressed out first), "
-                         "averaged per participant then per group; edge-wise Welch t tests "
-                         "between groups with Benjamini-Hochberg FDR "
-                         f"(q < {result['fdr']:g}) and within/between-network means. "
+                         + tests +
                          "Correlation and partial correlation are averaged and tested in "
                          "Fisher z (z = arctanh r), and every figure and table of their "
                          "sections is in Fisher z; tangent values are in tangent-space units "
