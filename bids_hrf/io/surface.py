@@ -87,17 +87,25 @@ def _gifti_series(path: Path) -> np.ndarray:
             fix="check the file (fMRIPrep .func.gii)",
             path=str(path),
         ) from exc
-    if not arrays:
-        raise DataError(f"{path} holds no data array", path=str(path))
-    if len(arrays) == 1 and arrays[0].ndim == 2:  # one (vertices, time) array
+    if _gifti_layout(path, [a.shape for a in arrays])[2]:
         return arrays[0].T
-    if any(a.ndim != 1 or a.size != arrays[0].size for a in arrays):
+    return np.vstack(arrays)
+
+
+def _gifti_layout(path: Path, dims: list[tuple[int, ...]]) -> tuple[int, int, bool]:
+    """Vertices, time points and whether it is one (vertices, time) array, from the shapes
+    of a ``.func.gii``'s data arrays (one 2-D array or one 1-D array per time point)."""
+    if not dims:
+        raise DataError(f"{path} holds no data array", path=str(path))
+    if len(dims) == 1 and len(dims[0]) == 2:
+        return dims[0][0], dims[0][1], True
+    if any(len(d) != 1 or d != dims[0] for d in dims):
         raise DataError(
             f"{path}: expected one vertex array per time point",
             fix="give a .func.gii time series",
             path=str(path),
         )
-    return np.vstack(arrays)
+    return dims[0][0], len(dims), False
 
 
 def load_gifti_pair(left: str | Path) -> SurfaceBold:
@@ -248,17 +256,8 @@ def gifti_header(path: Path) -> tuple[int, int, float | None]:
             fix="check the file (fMRIPrep .func.gii)",
             path=str(path),
         ) from exc
-    if not dims:
-        raise DataError(f"{path} holds no data array", path=str(path))
-    if len(dims) == 1 and len(dims[0]) == 2:  # one (vertices, time) array
-        return dims[0][0], dims[0][1], step
-    if any(len(d) != 1 or d != dims[0] for d in dims):
-        raise DataError(
-            f"{path}: expected one vertex array per time point",
-            fix="give a .func.gii time series",
-            path=str(path),
-        )
-    return dims[0][0], len(dims), step
+    n_vertices, n_scans, _ = _gifti_layout(path, dims)
+    return n_vertices, n_scans, step
 
 
 def surface_bold_info(path: str | Path, space: str) -> tuple[int, int, float | None]:
